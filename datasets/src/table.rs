@@ -1,0 +1,293 @@
+//! Shared Parquet plumbing: typed text-column views, atomic writers, and a batch scan
+//! that pinpoints the row and column of cells the Arrow reader rejects (e.g. non-UTF-8).
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, LargeStringArray, RecordBatch, StringArray, StringViewArray};
+use arrow_schema::{DataType, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{DatasetError, Result};
+
+/// Parquet key-value metadata key holding the schema name and version, e.g. `rosetta.pairs/1`.
+pub const SCHEMA_KEY: &str = "rosetta.schema";
+
+/// A read-only view of a text column, whatever its Arrow string flavour.
+#[derive(Debug, Clone, Copy)]
+pub enum TextColumn<'a> {
+    /// `Utf8`.
+    Utf8(&'a StringArray),
+    /// `LargeUtf8`.
+    Large(&'a LargeStringArray),
+    /// `Utf8View`.
+    View(&'a StringViewArray),
+}
+
+impl<'a> TextColumn<'a> {
+    /// Views `array` as text, or `None` if it is not a string type.
+    pub fn new(array: &'a ArrayRef) -> Option<Self> {
+        let any = array.as_any();
+        if let Some(a) = any.downcast_ref::<StringArray>() {
+            return Some(Self::Utf8(a));
+        }
+        if let Some(a) = any.downcast_ref::<LargeStringArray>() {
+            return Some(Self::Large(a));
+        }
+        any.downcast_ref::<StringViewArray>().map(Self::View)
+    }
+
+    /// The value at `row`, `None` when null.
+    pub fn get(&self, row: usize) -> Option<&'a str> {
+        match self {
+            Self::Utf8(a) => (!a.is_null(row)).then(|| a.value(row)),
+            Self::Large(a) => (!a.is_null(row)).then(|| a.value(row)),
+            Self::View(a) => (!a.is_null(row)).then(|| a.value(row)),
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Utf8(a) => a.len(),
+            Self::Large(a) => a.len(),
+            Self::View(a) => a.len(),
+        }
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// True for the Arrow types Rosetta accepts as a text column.
+pub fn is_text_type(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// The column `name` of `batch` viewed as text (the schema must have been checked).
+pub fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<TextColumn<'a>> {
+    batch.column_by_name(name).and_then(TextColumn::new)
+}
+
+/// Writes a Parquet file atomically: rows go to `<path>.tmp`, which is fsynced and renamed on `finish`.
+pub struct AtomicParquetWriter {
+    path: PathBuf,
+    tmp_path: PathBuf,
+    writer: ArrowWriter<BufWriter<File>>,
+}
+
+impl AtomicParquetWriter {
+    /// Creates the writer with zstd compression and `schema_tag` stored under [`SCHEMA_KEY`].
+    pub fn create(path: &Path, schema: SchemaRef, schema_tag: &str) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, e))?;
+        }
+        let tmp_path = tmp_path_for(path);
+        let file = File::create(&tmp_path).map_err(|e| DatasetError::io(&tmp_path, e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| DatasetError::parquet(path, e))?))
+            // Row groups are cut by the caller (`flush_row_group`), never by the library.
+            .set_max_row_group_row_count(None)
+            .set_max_row_group_bytes(None)
+            .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_KEY.to_string(), schema_tag.to_string())]))
+            .build();
+        let writer = ArrowWriter::try_new(BufWriter::new(file), schema, Some(props))
+            .map_err(|e| DatasetError::parquet(path, e))?;
+        Ok(Self { path: path.to_path_buf(), tmp_path, writer })
+    }
+
+    /// Appends rows to the current row group.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|e| DatasetError::parquet(&self.path, e))
+    }
+
+    /// Closes the current row group (no-op when it is empty).
+    pub fn flush_row_group(&mut self) -> Result<()> {
+        self.writer.flush().map_err(|e| DatasetError::parquet(&self.path, e))
+    }
+
+    /// Writes the footer, fsyncs and renames the file into place; returns the row-group count.
+    pub fn finish(self) -> Result<usize> {
+        let Self { path, tmp_path, writer } = self;
+        let buffered = writer.into_inner().map_err(|e| DatasetError::parquet(&path, e))?;
+        let file = buffered.into_inner().map_err(|e| DatasetError::io(&tmp_path, e.into_error()))?;
+        file.sync_all().map_err(|e| DatasetError::io(&tmp_path, e))?;
+        drop(file);
+        std::fs::rename(&tmp_path, &path).map_err(|e| DatasetError::io(&path, e))?;
+        let reader = TableReader::open(&path)?;
+        Ok(reader.metadata.metadata().num_row_groups())
+    }
+}
+
+fn tmp_path_for(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// An opened Parquet file with its parsed footer, for repeated scans.
+pub struct TableReader {
+    path: PathBuf,
+    file: File,
+    metadata: ArrowReaderMetadata,
+}
+
+impl TableReader {
+    /// Opens `path` and parses its footer.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
+        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            .map_err(|e| DatasetError::parquet(path, e))?;
+        Ok(Self { path: path.to_path_buf(), file, metadata })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The Arrow schema of the file.
+    pub fn schema(&self) -> SchemaRef {
+        self.metadata.schema().clone()
+    }
+
+    /// Total rows in the file.
+    pub fn num_rows(&self) -> usize {
+        usize::try_from(self.metadata.metadata().file_metadata().num_rows()).unwrap_or(0)
+    }
+
+    /// Rows in each row group, in file order.
+    pub fn row_group_rows(&self) -> Vec<usize> {
+        self.metadata
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| usize::try_from(rg.num_rows()).unwrap_or(0))
+            .collect()
+    }
+
+    /// The value stored under a key of the file's key-value metadata.
+    pub fn key_value(&self, key: &str) -> Option<String> {
+        self.metadata
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone())
+    }
+
+    fn projection(&self, columns: &[&str]) -> Result<ProjectionMask> {
+        let schema = self.metadata.schema();
+        let mut roots = Vec::with_capacity(columns.len());
+        for name in columns {
+            let index = schema
+                .index_of(name)
+                .map_err(|_| DatasetError::format(&self.path, format!("missing column {name:?}")))?;
+            roots.push(index);
+        }
+        Ok(ProjectionMask::roots(self.metadata.metadata().file_metadata().schema_descr(), roots))
+    }
+
+    fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+        let file = self.file.try_clone().map_err(|e| DatasetError::io(&self.path, e))?;
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone()))
+    }
+
+    /// Reads `columns` in batches. `on_batch` gets each batch with the index of its first row.
+    /// A batch the reader rejects is re-read row by row and cell by cell: every bad cell goes to
+    /// `on_bad_cell(row, column, message)`, every good row to `on_batch`.
+    pub fn scan(
+        &self,
+        columns: &[&str],
+        batch_size: usize,
+        mut on_batch: impl FnMut(usize, &RecordBatch) -> Result<()>,
+        mut on_bad_cell: impl FnMut(usize, &str, String),
+    ) -> Result<()> {
+        let total = self.num_rows();
+        let mask = self.projection(columns)?;
+        let mut offset = 0;
+        'reopen: while offset < total {
+            let reader = self
+                .builder()?
+                .with_projection(mask.clone())
+                .with_batch_size(batch_size)
+                .with_offset(offset)
+                .build()
+                .map_err(|e| DatasetError::parquet(&self.path, e))?;
+            for batch in reader {
+                match batch {
+                    Ok(batch) => {
+                        on_batch(offset, &batch)?;
+                        offset += batch.num_rows();
+                    }
+                    Err(_) => {
+                        let end = (offset + batch_size).min(total);
+                        for row in offset..end {
+                            match self.read_rows(&mask, row, 1) {
+                                Ok(batch) => on_batch(row, &batch)?,
+                                Err(_) => {
+                                    for column in columns {
+                                        if let Err(message) = self.read_rows(&self.projection(&[column])?, row, 1) {
+                                            on_bad_cell(row, column, message);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        offset = end;
+                        continue 'reopen;
+                    }
+                }
+            }
+            break;
+        }
+        Ok(())
+    }
+
+    fn read_rows(&self, mask: &ProjectionMask, offset: usize, limit: usize) -> std::result::Result<RecordBatch, String> {
+        let reader = self
+            .builder()
+            .map_err(|e| e.to_string())?
+            .with_projection(mask.clone())
+            .with_offset(offset)
+            .with_limit(limit)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut batches = Vec::new();
+        for batch in reader {
+            batches.push(batch.map_err(|e| clean_reader_message(&e.to_string()))?);
+        }
+        match batches.len() {
+            1 => Ok(batches.swap_remove(0)),
+            n => Err(format!("expected one batch, read {n}")),
+        }
+    }
+}
+
+fn clean_reader_message(message: &str) -> String {
+    if message.to_ascii_lowercase().contains("utf") {
+        "not valid UTF-8".to_string()
+    } else {
+        message.to_string()
+    }
+}
+
+/// Builds a `RecordBatch`, mapping the Arrow error to this crate's error for `path`.
+pub fn record_batch(path: &Path, schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    RecordBatch::try_new(schema, columns).map_err(|e| DatasetError::parquet(path, e))
+}
+
+/// Convenience for `Arc::new(StringArray::from_iter_values(..))`.
+pub fn string_array<'a>(values: impl IntoIterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
