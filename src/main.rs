@@ -1,1 +1,46 @@
-fn main(){}
+//! `rosetta`: hybrid-batch training and evaluation of multilingual dense retrievers.
+
+mod data_cmd;
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+/// Train multilingual dense retrievers with hybrid batches and measure what it does to
+/// monolingual, cross-lingual and multilingual retrieval and to language bias.
+#[derive(Debug, Parser)]
+#[command(name = "rosetta", version, propagate_version = true)]
+struct Cli {
+    /// Log filter (e.g. `info`, `rosetta=debug`); `RUST_LOG` works too.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, convert, check, inspect and shard datasets.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
+    /// Run the main job on the embedded default: synthesise a multilingual corpus, validate,
+    /// train a tokenizer, shard and tokenise it, and print statistics.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let outcome = match cli.command {
+        Command::Data(command) => data_cmd::run(command),
+        Command::Demo(args) => demo::run(args),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

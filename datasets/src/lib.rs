@@ -12,3 +12,7 @@ pub mod table;
 pub use error::{DatasetError, Result};
 pub mod synth;
 pub mod validate;
+pub mod shard;
+pub mod tokenize;
+pub mod convert;
+pub mod stats;

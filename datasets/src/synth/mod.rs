@@ -17,13 +17,17 @@ use language::{Language, make_word};
 
 use crate::benchmark::{BenchmarkSpec, Candidate, CorpusWriter, Protocol, Qrel, QrelWriter, Query, QueryWriter};
 use crate::error::{DatasetError, Result};
-use crate::pairs::{DEFAULT_ROWS_PER_GROUP, PairWriter, TrainingPair};
+use crate::pairs::{PairWriter, TrainingPair};
 use crate::rng::SeededRng;
 
 /// Name of the multilingual training dataset.
 pub const PARALLEL_DATASET: &str = "synth-parallel";
 /// Name of the single-language training dataset (like mMARCO in the paper: English only).
 pub const MONO_DATASET: &str = "synth-mono";
+
+/// Row-group size of the synthetic training file: small enough that the default corpus has
+/// a dozen row groups, so it shards evenly for a few workers.
+pub const SYNTH_ROWS_PER_GROUP: usize = 2048;
 
 /// How much to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -294,7 +298,7 @@ pub fn synthesize(out_dir: &Path, config: &SynthConfig) -> Result<SynthSummary> 
         (0..config.benchmark_people).map(|i| world.person(&mut rng, format!("b{i:06}"))).collect();
 
     let train_path = out_dir.join("train.parquet");
-    let mut writer = PairWriter::create(&train_path, DEFAULT_ROWS_PER_GROUP)?;
+    let mut writer = PairWriter::create(&train_path, SYNTH_ROWS_PER_GROUP)?;
     let mut coverage_rng = SeededRng::from_parts(&[config.seed, 0xC0E]);
     for person in &train_people {
         for relation in 0..RELATIONS.len() {
