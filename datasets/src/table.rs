@@ -232,17 +232,9 @@ impl TableReader {
                     }
                     Err(_) => {
                         let end = (offset + batch_size).min(total);
-                        for row in offset..end {
-                            match self.read_rows(&mask, row, 1) {
-                                Ok(batch) => on_batch(row, &batch)?,
-                                Err(_) => {
-                                    for column in columns {
-                                        if let Err(message) = self.read_rows(&self.projection(&[column])?, row, 1) {
-                                            on_bad_cell(row, column, message);
-                                        }
-                                    }
-                                }
-                            }
+                        let batch = self.recover_range(columns, offset..end, &mut on_bad_cell)?;
+                        if let Some(batch) = batch {
+                            on_batch(offset, &batch)?;
                         }
                         offset = end;
                         continue 'reopen;
@@ -252,6 +244,110 @@ impl TableReader {
             break;
         }
         Ok(())
+    }
+
+    /// Re-reads rows `range` column by column after the batch reader failed on them. Flat text
+    /// columns that fail are decoded from raw Parquet values: each row with invalid UTF-8 is
+    /// reported and its text replaced lossily, so the other checks still see every row.
+    /// Returns `None` when a column cannot be recovered (its cells are reported).
+    fn recover_range(
+        &self,
+        columns: &[&str],
+        range: std::ops::Range<usize>,
+        on_bad_cell: &mut impl FnMut(usize, &str, String),
+    ) -> Result<Option<RecordBatch>> {
+        let schema = self.metadata.schema();
+        let mut arrays = Vec::with_capacity(columns.len());
+        let mut fields = Vec::with_capacity(columns.len());
+        let mut complete = true;
+        for column in columns {
+            let mask = self.projection(&[column])?;
+            match self.read_rows(&mask, range.start, range.len()) {
+                Ok(batch) => {
+                    fields.push(batch.schema().field(0).clone());
+                    arrays.push(batch.column(0).clone());
+                }
+                Err(message) => match self.raw_text_rows(column, range.clone()) {
+                    Some(raw) => {
+                        let mut values: Vec<Option<String>> = Vec::with_capacity(raw.len());
+                        for (i, cell) in raw.into_iter().enumerate() {
+                            values.push(cell.map(|bytes| match String::from_utf8(bytes) {
+                                Ok(text) => text,
+                                Err(e) => {
+                                    on_bad_cell(range.start + i, column, "not valid UTF-8".to_string());
+                                    String::from_utf8_lossy(e.as_bytes()).into_owned()
+                                }
+                            }));
+                        }
+                        let nullable = schema.field_with_name(column).map(|f| f.is_nullable()).unwrap_or(true);
+                        fields.push(arrow_schema::Field::new(*column, DataType::Utf8, nullable));
+                        arrays.push(Arc::new(StringArray::from(values)) as ArrayRef);
+                    }
+                    None => {
+                        on_bad_cell(range.start, column, format!("rows {}..{} unreadable: {message}", range.start, range.end));
+                        complete = false;
+                    }
+                },
+            }
+        }
+        if !complete {
+            return Ok(None);
+        }
+        let schema = Arc::new(arrow_schema::Schema::new(fields));
+        RecordBatch::try_new(schema, arrays).map(Some).map_err(|e| DatasetError::parquet(&self.path, e))
+    }
+
+    /// Raw bytes of a flat BYTE_ARRAY column for rows `range` (None for other column shapes).
+    fn raw_text_rows(&self, column: &str, range: std::ops::Range<usize>) -> Option<Vec<Option<Vec<u8>>>> {
+        use parquet::column::reader::get_typed_column_reader;
+        use parquet::data_type::ByteArrayType;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+
+        let reader = SerializedFileReader::new(self.file.try_clone().ok()?).ok()?;
+        let descr = reader.metadata().file_metadata().schema_descr_ptr();
+        let leaf = (0..descr.num_columns()).find(|&i| {
+            let c = descr.column(i);
+            c.path().parts().first().map(String::as_str) == Some(column) && c.path().parts().len() == 1
+        })?;
+        if descr.column(leaf).physical_type() != parquet::basic::Type::BYTE_ARRAY {
+            return None;
+        }
+        let max_def = descr.column(leaf).max_def_level();
+        let mut out = Vec::with_capacity(range.len());
+        let mut row_base = 0usize;
+        for group in 0..reader.num_row_groups() {
+            let group_reader = reader.get_row_group(group).ok()?;
+            let rows = usize::try_from(group_reader.metadata().num_rows()).ok()?;
+            if row_base + rows <= range.start || row_base >= range.end {
+                row_base += rows;
+                continue;
+            }
+            let mut typed = get_typed_column_reader::<ByteArrayType>(group_reader.get_column_reader(leaf).ok()?);
+            let (mut defs, mut values) = (Vec::new(), Vec::new());
+            let mut read = 0;
+            while read < rows {
+                let (records, _, _) = typed.read_records(rows - read, Some(&mut defs), None, &mut values).ok()?;
+                if records == 0 {
+                    return None;
+                }
+                read += records;
+            }
+            let mut value_index = 0;
+            for i in 0..rows {
+                let present = max_def == 0 || defs.get(i) == Some(&max_def);
+                let cell = if present {
+                    value_index += 1;
+                    Some(values.get(value_index - 1)?.data().to_vec())
+                } else {
+                    None
+                };
+                if (range.start..range.end).contains(&(row_base + i)) {
+                    out.push(cell);
+                }
+            }
+            row_base += rows;
+        }
+        (out.len() == range.len()).then_some(out)
     }
 
     fn read_rows(&self, mask: &ProjectionMask, offset: usize, limit: usize) -> std::result::Result<RecordBatch, String> {
