@@ -2,6 +2,8 @@
 
 mod data_cmd;
 mod demo;
+mod run_config;
+mod schedule_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -25,16 +27,23 @@ enum Command {
     /// Run the main job on the embedded default: synthesise a multilingual corpus, validate,
     /// train a tokenizer, shard and tokenise it, and print statistics.
     Demo(demo::DemoArgs),
+    /// Inspect hybrid batch schedules.
+    #[command(subcommand)]
+    Schedule(schedule_cmd::ScheduleCommand),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let outcome = match cli.command {
         Command::Data(command) => data_cmd::run(command),
         Command::Demo(args) => demo::run(args),
+        Command::Schedule(command) => schedule_cmd::run(command),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

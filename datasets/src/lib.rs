@@ -10,9 +10,10 @@ pub mod rng;
 pub mod table;
 
 pub use error::{DatasetError, Result};
-pub mod synth;
-pub mod validate;
-pub mod shard;
-pub mod tokenize;
+pub mod config;
 pub mod convert;
+pub mod shard;
 pub mod stats;
+pub mod synth;
+pub mod tokenize;
+pub mod validate;

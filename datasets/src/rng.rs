@@ -15,7 +15,7 @@ pub fn splitmix64(state: &mut u64) -> u64 {
 
 /// Mixes several words into one seed (order-sensitive), e.g. `(seed, step)` or `(seed, stream)`.
 pub fn mix_seed(parts: &[u64]) -> u64 {
-    let mut state = 0x5EED_0F_2053_77A1_u64;
+    let mut state = 0x005E_ED0F_2053_77A1_u64;
     let mut out = 0u64;
     for &part in parts {
         state ^= part;
@@ -34,7 +34,12 @@ impl SeededRng {
     /// A generator whose whole stream is determined by `seed`.
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
-        let state = [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
+        let state = [
+            splitmix64(&mut sm),
+            splitmix64(&mut sm),
+            splitmix64(&mut sm),
+            splitmix64(&mut sm),
+        ];
         Self { state }
     }
 

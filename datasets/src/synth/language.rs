@@ -60,30 +60,110 @@ pub struct LanguageProfile {
 
 /// Profiles of the available synthetic languages, in the order `--languages N` takes them.
 pub const PROFILES: [LanguageProfile; 8] = [
-    LanguageProfile { code: "qaa", name: "Alvic", order: WordOrder::Svo, script: Script::Latin, wh_front: true,
-        question_particle: None, object_suffix: None, number_first: true,
-        consonants: "ptkbdgmnlrs", vowels: "aeiou", closed_syllables: true },
-    LanguageProfile { code: "qab", name: "Bekari", order: WordOrder::Sov, script: Script::Latin, wh_front: false,
-        question_particle: Some("ka"), object_suffix: Some("o"), number_first: true,
-        consonants: "kstnhmyrw", vowels: "aiueo", closed_syllables: false },
-    LanguageProfile { code: "qac", name: "Cyrenic", order: WordOrder::Vso, script: Script::Cyrillic, wh_front: true,
-        question_particle: Some("li"), object_suffix: None, number_first: false,
-        consonants: "bvgdzklmnprst", vowels: "aeiouy", closed_syllables: true },
-    LanguageProfile { code: "qad", name: "Dunmel", order: WordOrder::Svo, script: Script::Latin, wh_front: false,
-        question_particle: None, object_suffix: Some("en"), number_first: false,
-        consonants: "dfghjlmnrsvw", vowels: "aeiouy", closed_syllables: true },
-    LanguageProfile { code: "qae", name: "Ellanic", order: WordOrder::Sov, script: Script::Greek, wh_front: true,
-        question_particle: Some("na"), object_suffix: Some("is"), number_first: true,
-        consonants: "pkthmnlrsz", vowels: "aeio", closed_syllables: false },
-    LanguageProfile { code: "qaf", name: "Farroq", order: WordOrder::Vos, script: Script::Latin, wh_front: false,
-        question_particle: Some("qo"), object_suffix: None, number_first: false,
-        consonants: "qfrtzkxlmn", vowels: "aou", closed_syllables: true },
-    LanguageProfile { code: "qag", name: "Goruni", order: WordOrder::Osv, script: Script::Latin, wh_front: true,
-        question_particle: None, object_suffix: Some("u"), number_first: true,
-        consonants: "gbrntlsmk", vowels: "aiou", closed_syllables: false },
-    LanguageProfile { code: "qah", name: "Hestan", order: WordOrder::Svo, script: Script::Cyrillic, wh_front: false,
-        question_particle: Some("to"), object_suffix: Some("am"), number_first: false,
-        consonants: "hstvnmkpr", vowels: "aeiou", closed_syllables: true },
+    LanguageProfile {
+        code: "qaa",
+        name: "Alvic",
+        order: WordOrder::Svo,
+        script: Script::Latin,
+        wh_front: true,
+        question_particle: None,
+        object_suffix: None,
+        number_first: true,
+        consonants: "ptkbdgmnlrs",
+        vowels: "aeiou",
+        closed_syllables: true,
+    },
+    LanguageProfile {
+        code: "qab",
+        name: "Bekari",
+        order: WordOrder::Sov,
+        script: Script::Latin,
+        wh_front: false,
+        question_particle: Some("ka"),
+        object_suffix: Some("o"),
+        number_first: true,
+        consonants: "kstnhmyrw",
+        vowels: "aiueo",
+        closed_syllables: false,
+    },
+    LanguageProfile {
+        code: "qac",
+        name: "Cyrenic",
+        order: WordOrder::Vso,
+        script: Script::Cyrillic,
+        wh_front: true,
+        question_particle: Some("li"),
+        object_suffix: None,
+        number_first: false,
+        consonants: "bvgdzklmnprst",
+        vowels: "aeiouy",
+        closed_syllables: true,
+    },
+    LanguageProfile {
+        code: "qad",
+        name: "Dunmel",
+        order: WordOrder::Svo,
+        script: Script::Latin,
+        wh_front: false,
+        question_particle: None,
+        object_suffix: Some("en"),
+        number_first: false,
+        consonants: "dfghjlmnrsvw",
+        vowels: "aeiouy",
+        closed_syllables: true,
+    },
+    LanguageProfile {
+        code: "qae",
+        name: "Ellanic",
+        order: WordOrder::Sov,
+        script: Script::Greek,
+        wh_front: true,
+        question_particle: Some("na"),
+        object_suffix: Some("is"),
+        number_first: true,
+        consonants: "pkthmnlrsz",
+        vowels: "aeio",
+        closed_syllables: false,
+    },
+    LanguageProfile {
+        code: "qaf",
+        name: "Farroq",
+        order: WordOrder::Vos,
+        script: Script::Latin,
+        wh_front: false,
+        question_particle: Some("qo"),
+        object_suffix: None,
+        number_first: false,
+        consonants: "qfrtzkxlmn",
+        vowels: "aou",
+        closed_syllables: true,
+    },
+    LanguageProfile {
+        code: "qag",
+        name: "Goruni",
+        order: WordOrder::Osv,
+        script: Script::Latin,
+        wh_front: true,
+        question_particle: None,
+        object_suffix: Some("u"),
+        number_first: true,
+        consonants: "gbrntlsmk",
+        vowels: "aiou",
+        closed_syllables: false,
+    },
+    LanguageProfile {
+        code: "qah",
+        name: "Hestan",
+        order: WordOrder::Svo,
+        script: Script::Cyrillic,
+        wh_front: false,
+        question_particle: Some("to"),
+        object_suffix: Some("am"),
+        number_first: false,
+        consonants: "hstvnmkpr",
+        vowels: "aeiou",
+        closed_syllables: true,
+    },
 ];
 
 /// A language's generated vocabulary: one word per concept index.
@@ -96,13 +176,24 @@ pub struct Language {
 
 impl Language {
     /// Generates `concepts` distinct words for `profile`, deterministic in `seed`.
-    pub fn generate(profile: LanguageProfile, seed: u64, language_index: u64, concepts: usize) -> Self {
+    pub fn generate(
+        profile: LanguageProfile,
+        seed: u64,
+        language_index: u64,
+        concepts: usize,
+    ) -> Self {
         let mut rng = SeededRng::from_parts(&[seed, 0x1E71C0, language_index]);
         let mut used = HashSet::new();
         let mut words = Vec::with_capacity(concepts);
         while words.len() < concepts {
             let syllables = 1 + rng.index(3);
-            let word = make_word(&mut rng, profile.consonants, profile.vowels, profile.closed_syllables, syllables);
+            let word = make_word(
+                &mut rng,
+                profile.consonants,
+                profile.vowels,
+                profile.closed_syllables,
+                syllables,
+            );
             if word.len() >= 2 && used.insert(word.clone()) {
                 words.push(word);
             }
@@ -130,7 +221,13 @@ impl Language {
 }
 
 /// A pseudo-word of `syllables` syllables drawn from the given phonology.
-pub fn make_word(rng: &mut SeededRng, consonants: &str, vowels: &str, closed: bool, syllables: usize) -> String {
+pub fn make_word(
+    rng: &mut SeededRng,
+    consonants: &str,
+    vowels: &str,
+    closed: bool,
+    syllables: usize,
+) -> String {
     let consonants: Vec<char> = consonants.chars().collect();
     let vowels: Vec<char> = vowels.chars().collect();
     let mut word = String::new();
@@ -168,20 +265,64 @@ pub fn transliterate(text: &str, script: Script) -> String {
 
 fn cyrillic(c: char) -> Option<&'static str> {
     Some(match c {
-        'a' => "а", 'b' => "б", 'c' => "ц", 'd' => "д", 'e' => "е", 'f' => "ф", 'g' => "г", 'h' => "х",
-        'i' => "и", 'j' => "й", 'k' => "к", 'l' => "л", 'm' => "м", 'n' => "н", 'o' => "о", 'p' => "п",
-        'q' => "къ", 'r' => "р", 's' => "с", 't' => "т", 'u' => "у", 'v' => "в", 'w' => "ў", 'x' => "кс",
-        'y' => "ы", 'z' => "з",
+        'a' => "а",
+        'b' => "б",
+        'c' => "ц",
+        'd' => "д",
+        'e' => "е",
+        'f' => "ф",
+        'g' => "г",
+        'h' => "х",
+        'i' => "и",
+        'j' => "й",
+        'k' => "к",
+        'l' => "л",
+        'm' => "м",
+        'n' => "н",
+        'o' => "о",
+        'p' => "п",
+        'q' => "къ",
+        'r' => "р",
+        's' => "с",
+        't' => "т",
+        'u' => "у",
+        'v' => "в",
+        'w' => "ў",
+        'x' => "кс",
+        'y' => "ы",
+        'z' => "з",
         _ => return None,
     })
 }
 
 fn greek(c: char) -> Option<&'static str> {
     Some(match c {
-        'a' => "α", 'b' => "β", 'c' => "κ", 'd' => "δ", 'e' => "ε", 'f' => "φ", 'g' => "γ", 'h' => "η",
-        'i' => "ι", 'j' => "ϳ", 'k' => "κ", 'l' => "λ", 'm' => "μ", 'n' => "ν", 'o' => "ο", 'p' => "π",
-        'q' => "ϙ", 'r' => "ρ", 's' => "σ", 't' => "τ", 'u' => "υ", 'v' => "ϐ", 'w' => "ω", 'x' => "ξ",
-        'y' => "ψ", 'z' => "ζ",
+        'a' => "α",
+        'b' => "β",
+        'c' => "κ",
+        'd' => "δ",
+        'e' => "ε",
+        'f' => "φ",
+        'g' => "γ",
+        'h' => "η",
+        'i' => "ι",
+        'j' => "ϳ",
+        'k' => "κ",
+        'l' => "λ",
+        'm' => "μ",
+        'n' => "ν",
+        'o' => "ο",
+        'p' => "π",
+        'q' => "ϙ",
+        'r' => "ρ",
+        's' => "σ",
+        't' => "τ",
+        'u' => "υ",
+        'v' => "ϐ",
+        'w' => "ω",
+        'x' => "ξ",
+        'y' => "ψ",
+        'z' => "ζ",
         _ => return None,
     })
 }

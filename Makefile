@@ -1,0 +1,31 @@
+# Rosetta's two everyday commands (see README): `make demo` and `make test`.
+# Both run scripts/setup.sh first, which installs the Python side (libtorch from pip,
+# the comparison peers) into a project-local venv once; later runs cost nothing.
+
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+ROSETTA_VENV ?= $(CURDIR)/.venv
+export CARGO_TARGET_DIR ROSETTA_VENV
+# tch (the libtorch bindings) builds against the venv's torch==2.11.0 (DESIGN.md §6).
+export LIBTORCH_USE_PYTORCH := 1
+export PATH := $(ROSETTA_VENV)/bin:$(PATH)
+
+.PHONY: setup demo test bench-data lint
+
+setup:
+	@scripts/setup.sh
+
+## The main job on the embedded default (synthetic corpus, CPU, minutes).
+demo: setup
+	cargo run --release --bin rosetta -- demo
+
+## The whole test suite (unit, property and integration tests).
+test: setup
+	cargo test --workspace --all-targets
+
+## Data-pipeline benchmark: read + tokenise 1M synthetic pairs, Rosetta vs pyarrow + tokenizers.
+bench-data: setup
+	cargo build --release --bin rosetta
+	bench/data-pipeline
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
