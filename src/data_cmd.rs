@@ -222,44 +222,26 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<()> {
     if args.vocab_size > 0 {
         let tokenizer_path = args.out.join("tokenizer.json");
         let tokenizer = train_tokenizer(&summary.train_path, args.vocab_size, &tokenizer_path)?;
-        println!(
-            "synth: WordPiece tokenizer, {} tokens -> {}",
-            tokenizer.vocab_size(),
-            tokenizer_path.display()
-        );
+        println!("synth: WordPiece tokenizer, {} tokens -> {}", tokenizer.vocab_size(), tokenizer_path.display());
     }
     println!("synth: done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
 /// Trains a WordPiece tokenizer on the queries and positives of a pairs file.
-pub fn train_tokenizer(
-    pairs: &Path,
-    vocab_size: usize,
-    out: &Path,
-) -> anyhow::Result<TextTokenizer> {
+pub fn train_tokenizer(pairs: &Path, vocab_size: usize, out: &Path) -> anyhow::Result<TextTokenizer> {
     let rows = rosetta_datasets::pairs::read_pairs(pairs)?;
-    let texts = rows
-        .iter()
-        .flat_map(|r| [r.query.as_str(), r.positive.as_str()]);
+    let texts = rows.iter().flat_map(|r| [r.query.as_str(), r.positive.as_str()]);
     Ok(train_wordpiece(texts, vocab_size, out)?)
 }
 
 fn convert_cmd(args: &ConvertArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let name = args.name.clone().unwrap_or_else(|| {
-        args.out
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("benchmark")
-            .trim_end_matches(".parquet")
-            .to_string()
+        args.out.file_name().and_then(|n| n.to_str()).unwrap_or("benchmark").trim_end_matches(".parquet").to_string()
     });
     let language_files = || -> anyhow::Result<Vec<LanguageFile>> {
-        args.inputs
-            .iter()
-            .map(|s| LanguageFile::parse(s).map_err(anyhow::Error::from))
-            .collect()
+        args.inputs.iter().map(|s| LanguageFile::parse(s).map_err(anyhow::Error::from)).collect()
     };
     match args.format {
         SourceFormat::Lareqa => {
@@ -293,34 +275,14 @@ fn convert_cmd(args: &ConvertArgs) -> anyhow::Result<()> {
                 PositiveArg::Sentence => PositiveUnit::Sentence,
                 PositiveArg::Paragraph => PositiveUnit::Paragraph,
             };
-            let s = convert::convert_squad_pairs(
-                &language_files()?,
-                &args.out,
-                &args.dataset,
-                unit,
-                args.rows_per_group,
-            )?;
-            println!(
-                "convert: {} rows in {} parallel groups -> {}",
-                s.rows,
-                s.groups,
-                args.out.display()
-            );
+            let s =
+                convert::convert_squad_pairs(&language_files()?, &args.out, &args.dataset, unit, args.rows_per_group)?;
+            println!("convert: {} rows in {} parallel groups -> {}", s.rows, s.groups, args.out.display());
         }
         SourceFormat::JsonlPairs => {
             let inputs: Vec<PathBuf> = args.inputs.iter().map(PathBuf::from).collect();
-            let s = convert::convert_jsonl_pairs(
-                &inputs,
-                &args.out,
-                &args.dataset,
-                args.rows_per_group,
-            )?;
-            println!(
-                "convert: {} rows in {} parallel groups -> {}",
-                s.rows,
-                s.groups,
-                args.out.display()
-            );
+            let s = convert::convert_jsonl_pairs(&inputs, &args.out, &args.dataset, args.rows_per_group)?;
+            println!("convert: {} rows in {} parallel groups -> {}", s.rows, s.groups, args.out.display());
         }
     }
     println!("convert: done in {:.1}s", started.elapsed().as_secs_f64());
@@ -342,30 +304,15 @@ fn validate_cmd(args: &ValidateArgs) -> anyhow::Result<()> {
             println!("{problem}");
         }
         if report.problems.len() > args.max_problems {
-            println!(
-                "... and {} more problems",
-                report.problems.len() - args.max_problems
-            );
+            println!("... and {} more problems", report.problems.len() - args.max_problems);
         }
         if args.path.is_dir() {
-            println!(
-                "{} queries have no relevant document (evaluation skips them)",
-                report.queries_without_relevant
-            );
+            println!("{} queries have no relevant document (evaluation skips them)", report.queries_without_relevant);
         }
-        println!(
-            "{}: {} rows checked, {} problems",
-            args.path.display(),
-            report.rows,
-            report.problems.len()
-        );
+        println!("{}: {} rows checked, {} problems", args.path.display(), report.rows, report.problems.len());
     }
     if !report.is_valid() {
-        bail!(
-            "{} is not valid ({} problems)",
-            args.path.display(),
-            report.problems.len()
-        );
+        bail!("{} is not valid ({} problems)", args.path.display(), report.problems.len());
     }
     Ok(())
 }
@@ -406,23 +353,13 @@ pub fn print_stats(path: &Path, stats: &PairStats) {
         println!("  {k} language(s): {n}");
     }
     println!("\nparallel coverage (groups having both languages)");
-    let cells: Vec<String> = stats
-        .coverage
-        .iter()
-        .map(|(pair, n)| format!("{pair}={n}"))
-        .collect();
+    let cells: Vec<String> = stats.coverage.iter().map(|(pair, n)| format!("{pair}={n}")).collect();
     for chunk in cells.chunks(6) {
         println!("  {}", chunk.join("  "));
     }
     println!("\nlength in characters   p50   p90   p99   max");
-    for (name, p) in [
-        ("query", &stats.query_chars),
-        ("positive", &stats.positive_chars),
-    ] {
-        println!(
-            "  {name:<20} {:>5} {:>5} {:>5} {:>5}",
-            p.p50, p.p90, p.p99, p.max
-        );
+    for (name, p) in [("query", &stats.query_chars), ("positive", &stats.positive_chars)] {
+        println!("  {name:<20} {:>5} {:>5} {:>5} {:>5}", p.p50, p.p90, p.p99, p.max);
     }
 }
 
@@ -433,23 +370,13 @@ fn shard_cmd(args: &ShardArgs) -> anyhow::Result<()> {
         name.push(".shards.json");
         args.path.with_file_name(name)
     });
-    index
-        .save(&out)
-        .with_context(|| format!("writing {}", out.display()))?;
+    index.save(&out).with_context(|| format!("writing {}", out.display()))?;
     for shard in &index.shards {
         let first = shard.row_groups.first().copied().unwrap_or(0);
         let last = shard.row_groups.last().copied().unwrap_or(0);
-        println!(
-            "shard {}: row groups {first}..={last}, {} rows",
-            shard.rank, shard.rows
-        );
+        println!("shard {}: row groups {first}..={last}, {} rows", shard.rank, shard.rows);
     }
-    println!(
-        "shard index of {} rows for {} workers -> {}",
-        index.total_rows,
-        args.workers,
-        out.display()
-    );
+    println!("shard index of {} rows for {} workers -> {}", index.total_rows, args.workers, out.display());
     Ok(())
 }
 
@@ -457,10 +384,8 @@ fn bench_read(args: &BenchReadArgs) -> anyhow::Result<()> {
     let tokenizer = TextTokenizer::load(&args.tokenizer)?;
     let started = Instant::now();
     let reader = TableReader::open(&args.pairs)?;
-    let columns: Vec<&str> = pair_columns_of(&reader)
-        .into_iter()
-        .filter(|c| *c == "query" || *c == "positive")
-        .collect();
+    let columns: Vec<&str> =
+        pair_columns_of(&reader).into_iter().filter(|c| *c == "query" || *c == "positive").collect();
     let mut pairs = 0usize;
     let mut tokens = 0usize;
     reader.scan(
@@ -470,10 +395,7 @@ fn bench_read(args: &BenchReadArgs) -> anyhow::Result<()> {
             let query = rosetta_datasets::table::text_column(batch, "query");
             let positive = rosetta_datasets::table::text_column(batch, "positive");
             let (Some(query), Some(positive)) = (query, positive) else {
-                return Err(rosetta_datasets::DatasetError::format(
-                    &args.pairs,
-                    "query/positive columns missing",
-                ));
+                return Err(rosetta_datasets::DatasetError::format(&args.pairs, "query/positive columns missing"));
             };
             let mut texts = Vec::with_capacity(batch.num_rows() * 2);
             for i in 0..batch.num_rows() {

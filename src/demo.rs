@@ -37,17 +37,8 @@ fn stage(number: usize, name: &str) {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let data_dir = args.out.join("data");
-    stage(
-        1,
-        "synthesising a 6-language parallel corpus (one language in Cyrillic, one in Greek)",
-    );
-    let summary = synthesize(
-        &data_dir,
-        &SynthConfig {
-            seed: args.seed,
-            ..SynthConfig::default()
-        },
-    )?;
+    stage(1, "synthesising a 6-language parallel corpus (one language in Cyrillic, one in Greek)");
+    let summary = synthesize(&data_dir, &SynthConfig { seed: args.seed, ..SynthConfig::default() })?;
     println!(
         "      {} training rows, {} benchmark queries, {} candidates",
         summary.train_rows, summary.benchmark_queries, summary.benchmark_candidates
@@ -56,53 +47,32 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     stage(2, "validating training pairs and benchmark");
     let pairs_report = validate_pairs(&summary.train_path)?;
     let bench_report = validate_benchmark(&summary.benchmark_dir)?;
-    for problem in pairs_report
-        .problems
-        .iter()
-        .chain(&bench_report.problems)
-        .take(20)
-    {
+    for problem in pairs_report.problems.iter().chain(&bench_report.problems).take(20) {
         println!("      {problem}");
     }
     if !pairs_report.is_valid() || !bench_report.is_valid() {
         bail!("the synthetic data failed validation");
     }
-    println!(
-        "      {} + {} rows, no problems",
-        pairs_report.rows, bench_report.rows
-    );
+    println!("      {} + {} rows, no problems", pairs_report.rows, bench_report.rows);
 
     stage(3, "training a WordPiece tokenizer on the training pairs");
     let tokenizer_path = data_dir.join("tokenizer.json");
     let tokenizer = train_tokenizer(&summary.train_path, 4000, &tokenizer_path)?;
-    println!(
-        "      {} tokens -> {}",
-        tokenizer.vocab_size(),
-        tokenizer_path.display()
-    );
+    println!("      {} tokens -> {}", tokenizer.vocab_size(), tokenizer_path.display());
 
     stage(4, &format!("sharding for {} workers", args.workers));
     let index = build_shard_index(&summary.train_path, args.workers)?;
     let index_path = data_dir.join("train.shards.json");
     index.save(&index_path)?;
     for shard in &index.shards {
-        println!(
-            "      shard {}: {} row groups, {} rows",
-            shard.rank,
-            shard.row_groups.len(),
-            shard.rows
-        );
+        println!("      shard {}: {} row groups, {} rows", shard.rank, shard.row_groups.len(), shard.rows);
     }
 
-    stage(
-        5,
-        "streaming each shard and tokenising queries and positives",
-    );
+    stage(5, "streaming each shard and tokenising queries and positives");
     let tokenizer = TextTokenizer::load(&tokenizer_path)?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     for shard in &index.shards {
-        let (rows, tokens) =
-            runtime.block_on(tokenise_shard(&summary.train_path, shard, &tokenizer))?;
+        let (rows, tokens) = runtime.block_on(tokenise_shard(&summary.train_path, shard, &tokenizer))?;
         println!(
             "      shard {}: {rows} rows, {tokens} tokens ({:.1} per text)",
             shard.rank,
@@ -112,11 +82,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     stage(6, "statistics");
     print_stats(&summary.train_path, &pair_stats(&summary.train_path)?);
-    println!(
-        "\ndemo finished in {:.1}s; data in {}",
-        started.elapsed().as_secs_f64(),
-        data_dir.display()
-    );
+    println!("\ndemo finished in {:.1}s; data in {}", started.elapsed().as_secs_f64(), data_dir.display());
     Ok(())
 }
 
@@ -130,20 +96,12 @@ async fn tokenise_shard(
     let (mut rows, mut tokens) = (0, 0);
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        let (Some(query), Some(positive)) = (
-            text_column(&batch, "query"),
-            text_column(&batch, "positive"),
-        ) else {
+        let (Some(query), Some(positive)) = (text_column(&batch, "query"), text_column(&batch, "positive")) else {
             bail!("{}: query/positive columns are not text", path.display());
         };
-        let texts: Vec<&str> = (0..batch.num_rows())
-            .flat_map(|i| [query.get(i).unwrap_or(""), positive.get(i).unwrap_or("")])
-            .collect();
-        tokens += tokenizer
-            .encode_batch(texts)?
-            .iter()
-            .map(|e| e.get_ids().len())
-            .sum::<usize>();
+        let texts: Vec<&str> =
+            (0..batch.num_rows()).flat_map(|i| [query.get(i).unwrap_or(""), positive.get(i).unwrap_or("")]).collect();
+        tokens += tokenizer.encode_batch(texts)?.iter().map(|e| e.get_ids().len()).sum::<usize>();
         rows += batch.num_rows();
     }
     Ok((rows, tokens))

@@ -20,15 +20,10 @@ pub struct RunConfig {
 impl RunConfig {
     /// Reads, parses and resolves a config file; errors name the file, line and field.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        let mut config: Self = serde_saphyr::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let mut config: Self = serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        config.data = config
-            .data
-            .resolve(base)
-            .with_context(|| format!("in config {}", path.display()))?;
+        config.data = config.data.resolve(base).with_context(|| format!("in config {}", path.display()))?;
         Ok(config)
     }
 }

@@ -65,10 +65,7 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<()> {
     let config = RunConfig::load(&args.config)?;
     let index = Arc::new(PairIndex::from_parquet(&config.data.train)?);
     let mut scheduler = Scheduler::new(config.schedule.clone(), index.clone())?;
-    let mut report = Preview {
-        steps: args.steps,
-        ..Preview::default()
-    };
+    let mut report = Preview { steps: args.steps, ..Preview::default() };
     let mut cursor = scheduler.start();
     let mut dataset_batches: BTreeMap<String, u64> = BTreeMap::new();
     let started = Instant::now();
@@ -84,10 +81,7 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<()> {
         *dataset_batches.entry(plan.dataset.clone()).or_default() += 1;
         match plan.kind {
             BatchKind::Monolingual => {
-                *report
-                    .monolingual_batches_by_language
-                    .entry(plan.languages[0].clone())
-                    .or_default() += 1;
+                *report.monolingual_batches_by_language.entry(plan.languages[0].clone()).or_default() += 1;
             }
             BatchKind::CrossLingual => {
                 for e in &plan.examples {
@@ -102,19 +96,14 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<()> {
     }
     report.plans_per_second = args.steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let steps = args.steps.max(1) as f64;
-    report.monolingual_fraction =
-        *report.batches_by_kind.get("monolingual").unwrap_or(&0) as f64 / steps;
-    report.dataset_share = dataset_batches
-        .into_iter()
-        .map(|(d, n)| (d, n as f64 / steps))
-        .collect();
+    report.monolingual_fraction = *report.batches_by_kind.get("monolingual").unwrap_or(&0) as f64 / steps;
+    report.dataset_share = dataset_batches.into_iter().map(|(d, n)| (d, n as f64 / steps)).collect();
     for (name, position) in &cursor.streams {
         let (dataset, _) = name.split_once('/').unwrap_or((name, ""));
         let stream_len = stream_length(&index, &scheduler, name, dataset);
-        report.epoch_progress.insert(
-            name.clone(),
-            position.epoch as f64 + position.offset as f64 / stream_len.max(1) as f64,
-        );
+        report
+            .epoch_progress
+            .insert(name.clone(), position.epoch as f64 + position.offset as f64 / stream_len.max(1) as f64);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -131,26 +120,16 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<()> {
         index.datasets.len(),
         index.languages.join(" ")
     );
-    println!(
-        "\n{} steps planned ({:.0} plans/s)",
-        args.steps, report.plans_per_second
-    );
+    println!("\n{} steps planned ({:.0} plans/s)", args.steps, report.plans_per_second);
     for (kind, n) in &report.batches_by_kind {
-        println!(
-            "  {kind:<18} {n:>7} batches  {:>6.1}%",
-            100.0 * *n as f64 / steps
-        );
+        println!("  {kind:<18} {n:>7} batches  {:>6.1}%", 100.0 * *n as f64 / steps);
     }
     println!("\nmonolingual batches by language");
     for (lang, n) in &report.monolingual_batches_by_language {
         println!("  {lang:<8} {n:>7}");
     }
     println!("\ncross-lingual examples by query->passage language");
-    let cells: Vec<String> = report
-        .cross_examples_by_pair
-        .iter()
-        .map(|(p, n)| format!("{p}={n}"))
-        .collect();
+    let cells: Vec<String> = report.cross_examples_by_pair.iter().map(|(p, n)| format!("{p}={n}")).collect();
     for chunk in cells.chunks(6) {
         println!("  {}", chunk.join("  "));
     }
@@ -173,12 +152,7 @@ fn stream_length(index: &PairIndex, scheduler: &Scheduler, name: &str, dataset: 
     let allowed: Vec<usize> = if scheduler.config().languages.is_empty() {
         (0..index.languages.len()).collect()
     } else {
-        scheduler
-            .config()
-            .languages
-            .iter()
-            .filter_map(|l| index.language_index(l))
-            .collect()
+        scheduler.config().languages.iter().filter_map(|l| index.language_index(l)).collect()
     };
     let allowed_mask = allowed.iter().fold(0u64, |m, &i| m | (1 << i));
     let bit = |code: &str| index.language_index(code).map_or(0, |i| 1u64 << i);

@@ -4,19 +4,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn rosetta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rosetta"))
-        .args(args)
-        .output()
-        .expect("rosetta runs")
+    Command::new(env!("CARGO_BIN_EXE_rosetta")).args(args).output().expect("rosetta runs")
 }
 
 fn ok(args: &[&str]) -> String {
     let out = rosetta(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -59,29 +52,16 @@ fn synth_validate_stats_and_shard_round_trip() {
     assert_eq!(report["valid"], true);
     assert_eq!(report["queries_without_relevant"], 0);
 
-    let stats: serde_json::Value =
-        serde_json::from_str(&ok(&["data", "stats", &train, "--json"])).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&ok(&["data", "stats", &train, "--json"])).unwrap();
     assert_eq!(stats["rows_by_dataset"]["synth-mono"]["qaa"], 60);
     assert_eq!(stats["groups"], 40 * 6 + 10 * 6);
     assert!(stats["coverage"]["qaa-qac"].as_u64().unwrap() > 0);
     let text = ok(&["data", "stats", &train]);
-    assert!(
-        text.contains("parallel coverage") && text.contains("p50"),
-        "{text}"
-    );
+    assert!(text.contains("parallel coverage") && text.contains("p50"), "{text}");
 
     let index_path = format!("{out}/idx.json");
-    ok(&[
-        "data",
-        "shard",
-        &train,
-        "--workers",
-        "1",
-        "--out",
-        &index_path,
-    ]);
-    let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
+    ok(&["data", "shard", &train, "--workers", "1", "--out", &index_path]);
+    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
     assert_eq!(index["shards"][0]["rows"], index["total_rows"]);
 }
 
@@ -90,18 +70,10 @@ fn same_seed_same_bytes_of_data() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let (sa, sb) = (synth(a.path()), synth(b.path()));
-    for file in [
-        "train.parquet",
-        "benchmark/corpus.parquet",
-        "benchmark/queries.parquet",
-        "benchmark/qrels.parquet",
-    ] {
+    for file in ["train.parquet", "benchmark/corpus.parquet", "benchmark/queries.parquet", "benchmark/qrels.parquet"] {
         let fa = std::fs::read(format!("{sa}/{file}")).unwrap();
         let fb = std::fs::read(format!("{sb}/{file}")).unwrap();
-        assert!(
-            fa == fb,
-            "{file} differs between two runs with the same seed"
-        );
+        assert!(fa == fb, "{file} differs between two runs with the same seed");
     }
 }
 
@@ -110,44 +82,17 @@ fn bad_inputs_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.parquet");
     let err = fails(&["data", "validate", missing.to_str().unwrap()]);
-    assert!(
-        err.contains("nope.parquet") && err.contains("no such file"),
-        "{err}"
-    );
-    let err = fails(&[
-        "data",
-        "synth",
-        "--out",
-        dir.path().to_str().unwrap(),
-        "--languages",
-        "3",
-    ]);
+    assert!(err.contains("nope.parquet") && err.contains("no such file"), "{err}");
+    let err = fails(&["data", "synth", "--out", dir.path().to_str().unwrap(), "--languages", "3"]);
     assert!(err.contains("invalid languages: must be 5 to 8"), "{err}");
     let out = synth(dir.path());
-    let err = fails(&[
-        "data",
-        "shard",
-        &format!("{out}/train.parquet"),
-        "--workers",
-        "50",
-    ]);
+    let err = fails(&["data", "shard", &format!("{out}/train.parquet"), "--workers", "50"]);
     assert!(err.contains("row group(s), fewer than 50 workers"), "{err}");
     let junk = dir.path().join("junk.parquet");
     std::fs::write(&junk, b"not parquet").unwrap();
     let err = fails(&["data", "stats", junk.to_str().unwrap()]);
-    assert!(
-        err.contains("junk.parquet") && err.contains("parquet"),
-        "{err}"
-    );
-    let err = fails(&[
-        "data",
-        "convert",
-        "--from",
-        "lareqa",
-        "--out",
-        "x",
-        "english.json",
-    ]);
+    assert!(err.contains("junk.parquet") && err.contains("parquet"), "{err}");
+    let err = fails(&["data", "convert", "--from", "lareqa", "--out", "x", "english.json"]);
     assert!(err.contains("LANG=PATH"), "{err}");
 }
 

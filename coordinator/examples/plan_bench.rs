@@ -13,16 +13,8 @@ use rosetta_datasets::rng::SeededRng;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let groups: usize = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(10_000_000);
-    let steps: u64 = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(20_000);
+    let groups: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10_000_000);
+    let steps: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(20_000);
     let languages = ["ar", "zh", "en", "de", "es", "ru", "th", "tr", "hi"];
 
     let started = Instant::now();
@@ -46,11 +38,7 @@ fn main() -> anyhow::Result<()> {
             mask
         };
         rows += mask.count_ones() as usize;
-        let dataset = if g % 10 == 9 {
-            "mmarco-en"
-        } else {
-            "parallel-qa"
-        };
+        let dataset = if g % 10 == 9 { "mmarco-en" } else { "parallel-qa" };
         builder.add_group_mask(dataset, &format!("q{g:09}"), mask);
     }
     let index = Arc::new(builder.build());

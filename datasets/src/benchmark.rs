@@ -70,8 +70,7 @@ impl BenchmarkSpec {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| DatasetError::io(dir, e))?;
         let path = dir.join(SPEC_FILE);
-        let text = serde_saphyr::to_string(self)
-            .map_err(|e| DatasetError::format(&path, e.to_string()))?;
+        let text = serde_saphyr::to_string(self).map_err(|e| DatasetError::format(&path, e.to_string()))?;
         std::fs::write(&path, text).map_err(|e| DatasetError::io(&path, e))
     }
 }
@@ -113,10 +112,7 @@ pub struct Qrel {
 
 fn text_schema(columns: &[(&str, bool)]) -> SchemaRef {
     Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|(name, nullable)| Field::new(*name, DataType::Utf8, *nullable))
-            .collect::<Vec<_>>(),
+        columns.iter().map(|(name, nullable)| Field::new(*name, DataType::Utf8, *nullable)).collect::<Vec<_>>(),
     ))
 }
 
@@ -127,12 +123,7 @@ pub fn queries_schema() -> SchemaRef {
 
 /// Schema of `corpus.parquet`.
 pub fn corpus_schema() -> SchemaRef {
-    text_schema(&[
-        ("doc_id", false),
-        ("lang", false),
-        ("text", false),
-        ("context", true),
-    ])
+    text_schema(&[("doc_id", false), ("lang", false), ("text", false), ("context", true)])
 }
 
 /// Schema of `qrels.parquet`.
@@ -181,9 +172,7 @@ impl Row for Qrel {
         let columns: Vec<ArrayRef> = vec![
             string_array(rows.iter().map(|r| r.query_id.as_str())),
             string_array(rows.iter().map(|r| r.doc_id.as_str())),
-            Arc::new(Int32Array::from_iter_values(
-                rows.iter().map(|r| r.relevance),
-            )),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.relevance))),
         ];
         record_batch(path, qrels_schema(), columns)
     }
@@ -229,12 +218,7 @@ impl QrelWriter {
 impl<T: Row> TableWriter<T> {
     fn open(path: PathBuf, schema: SchemaRef, tag: &str) -> Result<Self> {
         let out = AtomicParquetWriter::create(&path, schema, tag)?;
-        Ok(Self {
-            out,
-            path,
-            buffer: Vec::new(),
-            rows: 0,
-        })
+        Ok(Self { out, path, buffer: Vec::new(), rows: 0 })
     }
 
     /// Appends one row.
@@ -281,68 +265,43 @@ impl Benchmark {
     /// Loads a benchmark directory.
     pub fn load(dir: &Path) -> Result<Self> {
         let spec = BenchmarkSpec::load(dir)?;
-        let queries = read_rows(
-            &dir.join(QUERIES_FILE),
-            &["query_id", "lang", "text"],
-            |path, batch, row| {
-                Ok(Query {
-                    query_id: cell(path, batch, row, "query_id")?,
-                    lang: cell(path, batch, row, "lang")?,
-                    text: cell(path, batch, row, "text")?,
-                })
-            },
-        )?;
+        let queries = read_rows(&dir.join(QUERIES_FILE), &["query_id", "lang", "text"], |path, batch, row| {
+            Ok(Query {
+                query_id: cell(path, batch, row, "query_id")?,
+                lang: cell(path, batch, row, "lang")?,
+                text: cell(path, batch, row, "text")?,
+            })
+        })?;
         let corpus_path = dir.join(CORPUS_FILE);
-        let has_context = TableReader::open(&corpus_path)?
-            .schema()
-            .index_of("context")
-            .is_ok();
-        let corpus_columns: &[&str] = if has_context {
-            &["doc_id", "lang", "text", "context"]
-        } else {
-            &["doc_id", "lang", "text"]
-        };
+        let has_context = TableReader::open(&corpus_path)?.schema().index_of("context").is_ok();
+        let corpus_columns: &[&str] =
+            if has_context { &["doc_id", "lang", "text", "context"] } else { &["doc_id", "lang", "text"] };
         let corpus = read_rows(&corpus_path, corpus_columns, |path, batch, row| {
             Ok(Candidate {
                 doc_id: cell(path, batch, row, "doc_id")?,
                 lang: cell(path, batch, row, "lang")?,
                 text: cell(path, batch, row, "text")?,
-                context: text_column(batch, "context")
-                    .and_then(|c| c.get(row))
-                    .map(str::to_string),
+                context: text_column(batch, "context").and_then(|c| c.get(row)).map(str::to_string),
             })
         })?;
-        let qrels = read_rows(
-            &dir.join(QRELS_FILE),
-            &["query_id", "doc_id", "relevance"],
-            |path, batch, row| {
-                let relevance = batch
-                    .column_by_name("relevance")
-                    .and_then(|c| c.as_any().downcast_ref::<Int32Array>())
-                    .ok_or_else(|| {
-                        DatasetError::format(path, "column \"relevance\" must be int32")
-                    })?;
-                Ok(Qrel {
-                    query_id: cell(path, batch, row, "query_id")?,
-                    doc_id: cell(path, batch, row, "doc_id")?,
-                    relevance: relevance.value(row),
-                })
-            },
-        )?;
-        Ok(Self {
-            spec,
-            queries,
-            corpus,
-            qrels,
-        })
+        let qrels = read_rows(&dir.join(QRELS_FILE), &["query_id", "doc_id", "relevance"], |path, batch, row| {
+            let relevance = batch
+                .column_by_name("relevance")
+                .and_then(|c| c.as_any().downcast_ref::<Int32Array>())
+                .ok_or_else(|| DatasetError::format(path, "column \"relevance\" must be int32"))?;
+            Ok(Qrel {
+                query_id: cell(path, batch, row, "query_id")?,
+                doc_id: cell(path, batch, row, "doc_id")?,
+                relevance: relevance.value(row),
+            })
+        })?;
+        Ok(Self { spec, queries, corpus, qrels })
     }
 }
 
 fn cell(path: &Path, batch: &RecordBatch, row: usize, column: &str) -> Result<String> {
     text_column(batch, column)
-        .ok_or_else(|| {
-            DatasetError::format(path, format!("column {column:?} is missing or not utf8"))
-        })?
+        .ok_or_else(|| DatasetError::format(path, format!("column {column:?} is missing or not utf8")))?
         .get(row)
         .map(str::to_string)
         .ok_or_else(|| DatasetError::at_cell(path, row, column, "null value"))
@@ -362,11 +321,9 @@ fn read_rows<T>(
         |first, batch| {
             for i in 0..batch.num_rows() {
                 rows.push(make(path, batch, i).map_err(|e| match e {
-                    DatasetError::Format { path, message, .. } => DatasetError::Format {
-                        path,
-                        location: format!("row {}: ", first + i),
-                        message,
-                    },
+                    DatasetError::Format { path, message, .. } => {
+                        DatasetError::Format { path, location: format!("row {}: ", first + i), message }
+                    }
                     other => other,
                 })?);
             }
@@ -397,40 +354,16 @@ mod tests {
         };
         spec.save(dir.path()).unwrap();
         let mut queries = QueryWriter::create(dir.path()).unwrap();
-        queries
-            .push(Query {
-                query_id: "q1.en".into(),
-                lang: "en".into(),
-                text: "who?".into(),
-            })
-            .unwrap();
+        queries.push(Query { query_id: "q1.en".into(), lang: "en".into(), text: "who?".into() }).unwrap();
         queries.finish().unwrap();
         let mut corpus = CorpusWriter::create(dir.path()).unwrap();
+        corpus.push(Candidate { doc_id: "d1".into(), lang: "de".into(), text: "er.".into(), context: None }).unwrap();
         corpus
-            .push(Candidate {
-                doc_id: "d1".into(),
-                lang: "de".into(),
-                text: "er.".into(),
-                context: None,
-            })
-            .unwrap();
-        corpus
-            .push(Candidate {
-                doc_id: "d2".into(),
-                lang: "en".into(),
-                text: "he.".into(),
-                context: Some("c".into()),
-            })
+            .push(Candidate { doc_id: "d2".into(), lang: "en".into(), text: "he.".into(), context: Some("c".into()) })
             .unwrap();
         corpus.finish().unwrap();
         let mut qrels = QrelWriter::create(dir.path()).unwrap();
-        qrels
-            .push(Qrel {
-                query_id: "q1.en".into(),
-                doc_id: "d2".into(),
-                relevance: 1,
-            })
-            .unwrap();
+        qrels.push(Qrel { query_id: "q1.en".into(), doc_id: "d2".into(), relevance: 1 }).unwrap();
         qrels.finish().unwrap();
         let loaded = Benchmark::load(dir.path()).unwrap();
         assert_eq!(loaded.spec, spec);

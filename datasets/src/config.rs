@@ -22,21 +22,12 @@ impl DataConfig {
     /// every file exists; names the field of each missing one.
     pub fn resolve(&self, base: &Path) -> Result<Self> {
         let fix = |p: &PathBuf| {
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                base.join(p)
-            }
+            if p.is_absolute() { p.clone() } else { base.join(p) }
         };
-        let resolved = Self {
-            train: self.train.iter().map(fix).collect(),
-            benchmarks: self.benchmarks.iter().map(fix).collect(),
-        };
+        let resolved =
+            Self { train: self.train.iter().map(fix).collect(), benchmarks: self.benchmarks.iter().map(fix).collect() };
         if resolved.train.is_empty() {
-            return Err(DatasetError::invalid(
-                "data.train",
-                "list at least one training-pairs file",
-            ));
+            return Err(DatasetError::invalid("data.train", "list at least one training-pairs file"));
         }
         for (i, path) in resolved.train.iter().enumerate() {
             if !path.is_file() {

@@ -55,57 +55,31 @@ pub type Result<T, E = DatasetError> = std::result::Result<T, E>;
 impl DatasetError {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 
     /// A Parquet/Arrow error on `path`.
     pub fn parquet(path: impl Into<PathBuf>, error: impl std::fmt::Display) -> Self {
-        Self::Parquet {
-            path: path.into(),
-            message: error.to_string(),
-        }
+        Self::Parquet { path: path.into(), message: error.to_string() }
     }
 
     /// A format error at a line (1-based) of a text file.
     pub fn at_line(path: impl Into<PathBuf>, line: usize, message: impl Into<String>) -> Self {
-        Self::Format {
-            path: path.into(),
-            location: format!("line {line}: "),
-            message: message.into(),
-        }
+        Self::Format { path: path.into(), location: format!("line {line}: "), message: message.into() }
     }
 
     /// A format error at a row (0-based, as Parquet tools count) and column of a table.
-    pub fn at_cell(
-        path: impl Into<PathBuf>,
-        row: usize,
-        column: &str,
-        message: impl Into<String>,
-    ) -> Self {
-        Self::Format {
-            path: path.into(),
-            location: format!("row {row}, column {column}: "),
-            message: message.into(),
-        }
+    pub fn at_cell(path: impl Into<PathBuf>, row: usize, column: &str, message: impl Into<String>) -> Self {
+        Self::Format { path: path.into(), location: format!("row {row}, column {column}: "), message: message.into() }
     }
 
     /// A format error about the whole file.
     pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Self::Format {
-            path: path.into(),
-            location: String::new(),
-            message: message.into(),
-        }
+        Self::Format { path: path.into(), location: String::new(), message: message.into() }
     }
 
     /// An invalid argument or configuration value.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self::Invalid { field: field.into(), message: message.into() }
     }
 }

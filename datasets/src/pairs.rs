@@ -10,9 +10,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DatasetError, Result};
-use crate::table::{
-    AtomicParquetWriter, TableReader, TextColumn, record_batch, string_array, text_column,
-};
+use crate::table::{AtomicParquetWriter, TableReader, TextColumn, record_batch, string_array, text_column};
 
 /// Schema tag stored in every training-pairs file.
 pub const PAIRS_SCHEMA_TAG: &str = "rosetta.pairs/1";
@@ -81,20 +79,10 @@ impl PairWriter {
     /// Creates `path` (atomically, on `finish`) with row groups of about `rows_per_group` rows.
     pub fn create(path: &Path, rows_per_group: usize) -> Result<Self> {
         if rows_per_group == 0 {
-            return Err(DatasetError::invalid(
-                "rows_per_group",
-                "must be at least 1",
-            ));
+            return Err(DatasetError::invalid("rows_per_group", "must be at least 1"));
         }
         let out = AtomicParquetWriter::create(path, pairs_schema(), PAIRS_SCHEMA_TAG)?;
-        Ok(Self {
-            out,
-            path: path.to_path_buf(),
-            buffer: Vec::new(),
-            rows_per_group,
-            rows: 0,
-            groups: 0,
-        })
+        Ok(Self { out, path: path.to_path_buf(), buffer: Vec::new(), rows_per_group, rows: 0, groups: 0 })
     }
 
     /// Writes one parallel group: every row must share one `pair_id`, with no language twice.
@@ -112,10 +100,7 @@ impl PairWriter {
             if group[..i].iter().any(|earlier| earlier.lang == row.lang) {
                 return Err(DatasetError::invalid(
                     "group",
-                    format!(
-                        "pair_id {:?} has language {:?} twice",
-                        row.pair_id, row.lang
-                    ),
+                    format!("pair_id {:?} has language {:?} twice", row.pair_id, row.lang),
                 ));
             }
         }
@@ -143,22 +128,14 @@ impl PairWriter {
     pub fn finish(mut self) -> Result<WriteSummary> {
         self.flush()?;
         let row_groups = self.out.finish()?;
-        Ok(WriteSummary {
-            path: self.path,
-            rows: self.rows,
-            groups: self.groups,
-            row_groups,
-        })
+        Ok(WriteSummary { path: self.path, rows: self.rows, groups: self.groups, row_groups })
     }
 }
 
 /// Converts rows into one Arrow batch of the pairs schema.
 pub fn pairs_to_batch(path: &Path, rows: &[TrainingPair]) -> Result<RecordBatch> {
-    let mut negatives = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Utf8,
-        true,
-    )));
+    let mut negatives =
+        ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
     for row in rows {
         match &row.negatives {
             Some(list) => {
@@ -201,17 +178,13 @@ impl<'a> PairColumns<'a> {
     /// Views a batch; fails naming the first missing or mistyped column.
     pub fn new(path: &Path, batch: &'a RecordBatch) -> Result<Self> {
         let text = |name: &str| {
-            text_column(batch, name).ok_or_else(|| {
-                DatasetError::format(path, format!("column {name:?} is missing or not utf8"))
-            })
+            text_column(batch, name)
+                .ok_or_else(|| DatasetError::format(path, format!("column {name:?} is missing or not utf8")))
         };
         let negatives = match batch.column_by_name(NEGATIVES_COLUMN) {
             None => None,
             Some(array) => Some(array.as_any().downcast_ref::<ListArray>().ok_or_else(|| {
-                DatasetError::format(
-                    path,
-                    format!("column {NEGATIVES_COLUMN:?} must be list<utf8>"),
-                )
+                DatasetError::format(path, format!("column {NEGATIVES_COLUMN:?} must be list<utf8>"))
             })?),
         };
         Ok(Self {
@@ -232,20 +205,13 @@ impl<'a> PairColumns<'a> {
         }
         let values = list.value(row);
         let text = TextColumn::new(&values)?;
-        Some(
-            (0..text.len())
-                .filter_map(|i| text.get(i).map(str::to_string))
-                .collect(),
-        )
+        Some((0..text.len()).filter_map(|i| text.get(i).map(str::to_string)).collect())
     }
 
     /// Materialises `row` (required columns must be non-null, as validation checks).
     pub fn pair(&self, path: &Path, row: usize) -> Result<TrainingPair> {
         let get = |column: &TextColumn<'_>, name: &str| {
-            column
-                .get(row)
-                .map(str::to_string)
-                .ok_or_else(|| DatasetError::at_cell(path, row, name, "null value"))
+            column.get(row).map(str::to_string).ok_or_else(|| DatasetError::at_cell(path, row, name, "null value"))
         };
         Ok(TrainingPair {
             dataset: get(&self.dataset, "dataset")?,
@@ -280,10 +246,7 @@ pub fn read_pairs(path: &Path) -> Result<Vec<TrainingPair>> {
             let view = PairColumns::new(path, batch)?;
             for i in 0..batch.num_rows() {
                 rows.push(view.pair(path, i).map_err(|_| {
-                    DatasetError::format(
-                        path,
-                        format!("row {}: null in a required column", first + i),
-                    )
+                    DatasetError::format(path, format!("row {}: null in a required column", first + i))
                 })?);
             }
             Ok(())
@@ -318,9 +281,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pairs.parquet");
         let mut writer = PairWriter::create(&path, 3).unwrap();
-        let groups: Vec<Vec<TrainingPair>> = (0..5)
-            .map(|g| vec![pair(&format!("g{g}"), "en"), pair(&format!("g{g}"), "de")])
-            .collect();
+        let groups: Vec<Vec<TrainingPair>> =
+            (0..5).map(|g| vec![pair(&format!("g{g}"), "en"), pair(&format!("g{g}"), "de")]).collect();
         for group in &groups {
             writer.write_group(group.clone()).unwrap();
         }
@@ -329,10 +291,7 @@ mod tests {
         let back = read_pairs(&path).unwrap();
         assert_eq!(back, groups.concat());
         let reader = TableReader::open(&path).unwrap();
-        assert_eq!(
-            reader.key_value(crate::table::SCHEMA_KEY).as_deref(),
-            Some(PAIRS_SCHEMA_TAG)
-        );
+        assert_eq!(reader.key_value(crate::table::SCHEMA_KEY).as_deref(), Some(PAIRS_SCHEMA_TAG));
         // Row groups end on group boundaries: 2 groups (4 rows) fill the first, etc.
         assert_eq!(reader.row_group_rows(), vec![4, 4, 2]);
         assert!(!dir.path().join("pairs.parquet.tmp").exists());
@@ -342,13 +301,9 @@ mod tests {
     fn a_group_must_share_its_pair_id_and_not_repeat_languages() {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = PairWriter::create(&dir.path().join("p.parquet"), 10).unwrap();
-        let err = writer
-            .write_group(vec![pair("a", "en"), pair("b", "en")])
-            .unwrap_err();
+        let err = writer.write_group(vec![pair("a", "en"), pair("b", "en")]).unwrap_err();
         assert!(err.to_string().contains("mixes pair_id"), "{err}");
-        let err = writer
-            .write_group(vec![pair("a", "en"), pair("a", "en")])
-            .unwrap_err();
+        let err = writer.write_group(vec![pair("a", "en"), pair("a", "en")]).unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
     }
 }

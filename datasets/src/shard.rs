@@ -43,10 +43,7 @@ pub struct ShardIndex {
 /// non-empty. Deterministic; needs `workers <= row_group_rows.len()`.
 pub fn split_row_groups(row_group_rows: &[usize], workers: usize) -> Vec<Vec<usize>> {
     let groups = row_group_rows.len();
-    assert!(
-        workers >= 1 && workers <= groups,
-        "need 1..={groups} workers, got {workers}"
-    );
+    assert!(workers >= 1 && workers <= groups, "need 1..={groups} workers, got {workers}");
     let total: usize = row_group_rows.iter().sum();
     let mut ends = Vec::with_capacity(groups);
     let mut cumulative = 0;
@@ -104,19 +101,10 @@ pub fn build_shard_index(path: &Path, workers: usize) -> Result<ShardIndex> {
         .enumerate()
         .map(|(rank, row_groups)| {
             let rows = row_groups.iter().map(|&g| row_group_rows[g]).sum();
-            Shard {
-                rank,
-                row_groups,
-                rows,
-            }
+            Shard { rank, row_groups, rows }
         })
         .collect();
-    Ok(ShardIndex {
-        source: path.to_path_buf(),
-        total_rows: reader.num_rows(),
-        row_group_rows,
-        shards,
-    })
+    Ok(ShardIndex { source: path.to_path_buf(), total_rows: reader.num_rows(), row_group_rows, shards })
 }
 
 fn check_groups_within_row_groups(reader: &TableReader, row_group_rows: &[usize]) -> Result<()> {
@@ -134,9 +122,8 @@ fn check_groups_within_row_groups(reader: &TableReader, row_group_rows: &[usize]
         &["pair_id"],
         8192,
         |first, batch| {
-            let ids = text_column(batch, "pair_id").ok_or_else(|| {
-                DatasetError::format(path, "column \"pair_id\" is missing or not utf8")
-            })?;
+            let ids = text_column(batch, "pair_id")
+                .ok_or_else(|| DatasetError::format(path, "column \"pair_id\" is missing or not utf8"))?;
             for i in 0..batch.num_rows() {
                 let row = first + i;
                 let Some(id) = ids.get(i) else {
@@ -149,9 +136,7 @@ fn check_groups_within_row_groups(reader: &TableReader, row_group_rows: &[usize]
                         path,
                         row,
                         "pair_id",
-                        format!(
-                            "parallel group {id:?} spans row groups {first_group} and {row_group}"
-                        ),
+                        format!("parallel group {id:?} spans row groups {first_group} and {row_group}"),
                     ));
                 }
             }
@@ -167,8 +152,7 @@ fn check_groups_within_row_groups(reader: &TableReader, row_group_rows: &[usize]
 impl ShardIndex {
     /// Writes the index as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| DatasetError::format(path, e.to_string()))?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| DatasetError::format(path, e.to_string()))?;
         std::fs::write(path, text).map_err(|e| DatasetError::io(path, e))
     }
 
@@ -186,20 +170,12 @@ pub async fn stream_shard(
     columns: &[&str],
     batch_size: usize,
 ) -> Result<impl Stream<Item = Result<RecordBatch>> + use<>> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| DatasetError::io(path, e))?;
-    let builder = ParquetRecordBatchStreamBuilder::new(file)
-        .await
-        .map_err(|e| DatasetError::parquet(path, e))?;
+    let file = tokio::fs::File::open(path).await.map_err(|e| DatasetError::io(path, e))?;
+    let builder = ParquetRecordBatchStreamBuilder::new(file).await.map_err(|e| DatasetError::parquet(path, e))?;
     let schema = builder.schema().clone();
     let mut roots = Vec::with_capacity(columns.len());
     for name in columns {
-        roots.push(
-            schema
-                .index_of(name)
-                .map_err(|_| DatasetError::format(path, format!("missing column {name:?}")))?,
-        );
+        roots.push(schema.index_of(name).map_err(|_| DatasetError::format(path, format!("missing column {name:?}")))?);
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let owned_path = path.to_path_buf();

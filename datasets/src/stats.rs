@@ -34,12 +34,7 @@ impl LengthPercentiles {
             let rank = ((p * lengths.len() as f64).ceil() as usize).clamp(1, lengths.len());
             lengths[rank - 1]
         };
-        Self {
-            p50: at(0.5),
-            p90: at(0.9),
-            p99: at(0.99),
-            max: lengths.last().copied().unwrap_or(0),
-        }
+        Self { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: lengths.last().copied().unwrap_or(0) }
     }
 }
 
@@ -84,20 +79,12 @@ pub fn pair_stats(path: &Path) -> Result<PairStats> {
             for i in 0..batch.num_rows() {
                 let pair = view.pair(path, i).map_err(|e| match e {
                     crate::DatasetError::Format { path, message, .. } => {
-                        crate::DatasetError::Format {
-                            path,
-                            location: format!("row {}: ", first + i),
-                            message,
-                        }
+                        crate::DatasetError::Format { path, location: format!("row {}: ", first + i), message }
                     }
                     other => other,
                 })?;
                 rows += 1;
-                *rows_by_dataset
-                    .entry(pair.dataset)
-                    .or_default()
-                    .entry(pair.lang.clone())
-                    .or_default() += 1;
+                *rows_by_dataset.entry(pair.dataset).or_default().entry(pair.lang.clone()).or_default() += 1;
                 let index = match languages.iter().position(|l| *l == pair.lang) {
                     Some(index) => index,
                     None => {
@@ -124,9 +111,7 @@ pub fn pair_stats(path: &Path) -> Result<PairStats> {
     let mut coverage = BTreeMap::new();
     let mut groups_by_language_count = BTreeMap::new();
     for mask in group_langs.values() {
-        *groups_by_language_count
-            .entry(mask.count_ones() as usize)
-            .or_default() += 1;
+        *groups_by_language_count.entry(mask.count_ones() as usize).or_default() += 1;
         for a in 0..languages.len().min(64) {
             for b in 0..languages.len().min(64) {
                 let (la, lb) = (&languages[a], &languages[b]);
@@ -173,8 +158,7 @@ mod tests {
             positive: "pp".into(),
             negatives: None,
         };
-        w.write_group(vec![row("a", "en"), row("a", "de"), row("a", "fr")])
-            .unwrap();
+        w.write_group(vec![row("a", "en"), row("a", "de"), row("a", "fr")]).unwrap();
         w.write_group(vec![row("b", "en"), row("b", "de")]).unwrap();
         w.write_group(vec![row("c", "en")]).unwrap();
         w.finish().unwrap();

@@ -10,9 +10,7 @@ use arrow_array::{Array, ArrayRef, LargeStringArray, RecordBatch, StringArray, S
 use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -72,10 +70,7 @@ impl<'a> TextColumn<'a> {
 
 /// True for the Arrow types Rosetta accepts as a text column.
 pub fn is_text_type(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    )
+    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 /// The column `name` of `batch` viewed as text (the schema must have been checked).
@@ -84,10 +79,11 @@ pub fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<TextColumn<
 }
 
 /// Writes a Parquet file atomically: rows go to `<path>.tmp`, which is fsynced and renamed on `finish`.
+/// Dropping it unfinished (an error mid-way) removes the temporary file.
 pub struct AtomicParquetWriter {
     path: PathBuf,
     tmp_path: PathBuf,
-    writer: ArrowWriter<BufWriter<File>>,
+    writer: Option<ArrowWriter<BufWriter<File>>>,
 }
 
 impl AtomicParquetWriter {
@@ -99,55 +95,40 @@ impl AtomicParquetWriter {
         let tmp_path = tmp_path_for(path);
         let file = File::create(&tmp_path).map_err(|e| DatasetError::io(&tmp_path, e))?;
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).map_err(|e| DatasetError::parquet(path, e))?,
-            ))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| DatasetError::parquet(path, e))?))
             // Row groups are cut by the caller (`flush_row_group`), never by the library.
             .set_max_row_group_row_count(None)
             .set_max_row_group_bytes(None)
-            .set_key_value_metadata(Some(vec![KeyValue::new(
-                SCHEMA_KEY.to_string(),
-                schema_tag.to_string(),
-            )]))
+            .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_KEY.to_string(), schema_tag.to_string())]))
             .build();
         let writer = ArrowWriter::try_new(BufWriter::new(file), schema, Some(props))
             .map_err(|e| DatasetError::parquet(path, e))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            tmp_path,
-            writer,
-        })
+        Ok(Self { path: path.to_path_buf(), tmp_path, writer: Some(writer) })
+    }
+
+    fn writer(&mut self) -> Result<&mut ArrowWriter<BufWriter<File>>> {
+        self.writer.as_mut().ok_or_else(|| DatasetError::format(&self.path, "writer already finished"))
     }
 
     /// Appends rows to the current row group.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer
-            .write(batch)
-            .map_err(|e| DatasetError::parquet(&self.path, e))
+        let path = self.path.clone();
+        self.writer()?.write(batch).map_err(|e| DatasetError::parquet(path, e))
     }
 
     /// Closes the current row group (no-op when it is empty).
     pub fn flush_row_group(&mut self) -> Result<()> {
-        self.writer
-            .flush()
-            .map_err(|e| DatasetError::parquet(&self.path, e))
+        let path = self.path.clone();
+        self.writer()?.flush().map_err(|e| DatasetError::parquet(path, e))
     }
 
     /// Writes the footer, fsyncs and renames the file into place; returns the row-group count.
-    pub fn finish(self) -> Result<usize> {
-        let Self {
-            path,
-            tmp_path,
-            writer,
-        } = self;
-        let buffered = writer
-            .into_inner()
-            .map_err(|e| DatasetError::parquet(&path, e))?;
-        let file = buffered
-            .into_inner()
-            .map_err(|e| DatasetError::io(&tmp_path, e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| DatasetError::io(&tmp_path, e))?;
+    pub fn finish(mut self) -> Result<usize> {
+        let writer = self.writer.take().ok_or_else(|| DatasetError::format(&self.path, "writer already finished"))?;
+        let (path, tmp_path) = (self.path.clone(), self.tmp_path.clone());
+        let buffered = writer.into_inner().map_err(|e| DatasetError::parquet(&path, e))?;
+        let file = buffered.into_inner().map_err(|e| DatasetError::io(&tmp_path, e.into_error()))?;
+        file.sync_all().map_err(|e| DatasetError::io(&tmp_path, e))?;
         drop(file);
         std::fs::rename(&tmp_path, &path).map_err(|e| DatasetError::io(&path, e))?;
         let reader = TableReader::open(&path)?;
@@ -155,11 +136,16 @@ impl AtomicParquetWriter {
     }
 }
 
+impl Drop for AtomicParquetWriter {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
 fn tmp_path_for(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
@@ -175,13 +161,9 @@ impl TableReader {
     /// Opens `path` and parses its footer.
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
-        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-            .map_err(|e| DatasetError::parquet(path, e))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-            metadata,
-        })
+        let metadata =
+            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| DatasetError::parquet(path, e))?;
+        Ok(Self { path: path.to_path_buf(), file, metadata })
     }
 
     /// The file's path.
@@ -201,12 +183,7 @@ impl TableReader {
 
     /// Rows in each row group, in file order.
     pub fn row_group_rows(&self) -> Vec<usize> {
-        self.metadata
-            .metadata()
-            .row_groups()
-            .iter()
-            .map(|rg| usize::try_from(rg.num_rows()).unwrap_or(0))
-            .collect()
+        self.metadata.metadata().row_groups().iter().map(|rg| usize::try_from(rg.num_rows()).unwrap_or(0)).collect()
     }
 
     /// The value stored under a key of the file's key-value metadata.
@@ -224,26 +201,17 @@ impl TableReader {
         let schema = self.metadata.schema();
         let mut roots = Vec::with_capacity(columns.len());
         for name in columns {
-            let index = schema.index_of(name).map_err(|_| {
-                DatasetError::format(&self.path, format!("missing column {name:?}"))
-            })?;
+            let index = schema
+                .index_of(name)
+                .map_err(|_| DatasetError::format(&self.path, format!("missing column {name:?}")))?;
             roots.push(index);
         }
-        Ok(ProjectionMask::roots(
-            self.metadata.metadata().file_metadata().schema_descr(),
-            roots,
-        ))
+        Ok(ProjectionMask::roots(self.metadata.metadata().file_metadata().schema_descr(), roots))
     }
 
     fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-        let file = self
-            .file
-            .try_clone()
-            .map_err(|e| DatasetError::io(&self.path, e))?;
-        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
-            file,
-            self.metadata.clone(),
-        ))
+        let file = self.file.try_clone().map_err(|e| DatasetError::io(&self.path, e))?;
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone()))
     }
 
     /// Reads `columns` in batches. `on_batch` gets each batch with the index of its first row.
@@ -317,19 +285,12 @@ impl TableReader {
                             values.push(cell.map(|bytes| match String::from_utf8(bytes) {
                                 Ok(text) => text,
                                 Err(e) => {
-                                    on_bad_cell(
-                                        range.start + i,
-                                        column,
-                                        "not valid UTF-8".to_string(),
-                                    );
+                                    on_bad_cell(range.start + i, column, "not valid UTF-8".to_string());
                                     String::from_utf8_lossy(e.as_bytes()).into_owned()
                                 }
                             }));
                         }
-                        let nullable = schema
-                            .field_with_name(column)
-                            .map(|f| f.is_nullable())
-                            .unwrap_or(true);
+                        let nullable = schema.field_with_name(column).map(|f| f.is_nullable()).unwrap_or(true);
                         fields.push(arrow_schema::Field::new(*column, DataType::Utf8, nullable));
                         arrays.push(Arc::new(StringArray::from(values)) as ArrayRef);
                     }
@@ -348,17 +309,11 @@ impl TableReader {
             return Ok(None);
         }
         let schema = Arc::new(arrow_schema::Schema::new(fields));
-        RecordBatch::try_new(schema, arrays)
-            .map(Some)
-            .map_err(|e| DatasetError::parquet(&self.path, e))
+        RecordBatch::try_new(schema, arrays).map(Some).map_err(|e| DatasetError::parquet(&self.path, e))
     }
 
     /// Raw bytes of a flat BYTE_ARRAY column for rows `range` (None for other column shapes).
-    fn raw_text_rows(
-        &self,
-        column: &str,
-        range: std::ops::Range<usize>,
-    ) -> Option<Vec<Option<Vec<u8>>>> {
+    fn raw_text_rows(&self, column: &str, range: std::ops::Range<usize>) -> Option<Vec<Option<Vec<u8>>>> {
         use parquet::column::reader::get_typed_column_reader;
         use parquet::data_type::ByteArrayType;
         use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -367,8 +322,7 @@ impl TableReader {
         let descr = reader.metadata().file_metadata().schema_descr_ptr();
         let leaf = (0..descr.num_columns()).find(|&i| {
             let c = descr.column(i);
-            c.path().parts().first().map(String::as_str) == Some(column)
-                && c.path().parts().len() == 1
+            c.path().parts().first().map(String::as_str) == Some(column) && c.path().parts().len() == 1
         })?;
         if descr.column(leaf).physical_type() != parquet::basic::Type::BYTE_ARRAY {
             return None;
@@ -383,15 +337,11 @@ impl TableReader {
                 row_base += rows;
                 continue;
             }
-            let mut typed = get_typed_column_reader::<ByteArrayType>(
-                group_reader.get_column_reader(leaf).ok()?,
-            );
+            let mut typed = get_typed_column_reader::<ByteArrayType>(group_reader.get_column_reader(leaf).ok()?);
             let (mut defs, mut values) = (Vec::new(), Vec::new());
             let mut read = 0;
             while read < rows {
-                let (records, _, _) = typed
-                    .read_records(rows - read, Some(&mut defs), None, &mut values)
-                    .ok()?;
+                let (records, _, _) = typed.read_records(rows - read, Some(&mut defs), None, &mut values).ok()?;
                 if records == 0 {
                     return None;
                 }
@@ -441,11 +391,7 @@ impl TableReader {
 }
 
 fn clean_reader_message(message: &str) -> String {
-    if message.to_ascii_lowercase().contains("utf") {
-        "not valid UTF-8".to_string()
-    } else {
-        message.to_string()
-    }
+    if message.to_ascii_lowercase().contains("utf") { "not valid UTF-8".to_string() } else { message.to_string() }
 }
 
 /// Builds a `RecordBatch`, mapping the Arrow error to this crate's error for `path`.

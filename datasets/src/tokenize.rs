@@ -26,24 +26,16 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// Loads a Hugging Face `tokenizer.json`.
     pub fn load(path: &Path) -> Result<Self> {
-        let inner = Tokenizer::from_file(path).map_err(|e| DatasetError::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Ok(Self {
-            inner,
-            path: path.to_path_buf(),
-        })
+        let inner = Tokenizer::from_file(path)
+            .map_err(|e| DatasetError::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
+        Ok(Self { inner, path: path.to_path_buf() })
     }
 
     /// Encodes many texts in parallel, with special tokens, without padding or truncation.
     pub fn encode_batch(&self, texts: Vec<&str>) -> Result<Vec<Encoding>> {
         self.inner
             .encode_batch(texts, true)
-            .map_err(|e| DatasetError::Tokenizer {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })
+            .map_err(|e| DatasetError::Tokenizer { path: self.path.clone(), message: e.to_string() })
     }
 
     /// Vocabulary size including special tokens.
@@ -67,21 +59,11 @@ where
     if vocab_size < SPECIAL_TOKENS.len() + 10 {
         return Err(DatasetError::invalid("vocab_size", "must be at least 15"));
     }
-    let err = |e: tokenizers::Error| DatasetError::Tokenizer {
-        path: out.to_path_buf(),
-        message: e.to_string(),
-    };
+    let err = |e: tokenizers::Error| DatasetError::Tokenizer { path: out.to_path_buf(), message: e.to_string() };
     let mut tokenizer = Tokenizer::new(WordPiece::default());
-    tokenizer
-        .with_normalizer(Some(BertNormalizer::new(true, true, Some(false), true)))
-        .map_err(err)?;
-    tokenizer
-        .with_pre_tokenizer(Some(BertPreTokenizer))
-        .with_decoder(Some(WordPieceDecoder::default()));
-    let specials: Vec<AddedToken> = SPECIAL_TOKENS
-        .iter()
-        .map(|t| AddedToken::from(*t, true))
-        .collect();
+    tokenizer.with_normalizer(Some(BertNormalizer::new(true, true, Some(false), true))).map_err(err)?;
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer)).with_decoder(Some(WordPieceDecoder::default()));
+    let specials: Vec<AddedToken> = SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect();
     let mut trainer: TrainerWrapper = WordPieceTrainer::builder()
         .vocab_size(vocab_size)
         .min_frequency(2)
@@ -91,17 +73,12 @@ where
         .into();
     tokenizer.train(&mut trainer, texts).map_err(err)?;
     let id = |token: &str| {
-        tokenizer
-            .token_to_id(token)
-            .ok_or_else(|| DatasetError::Tokenizer {
-                path: out.to_path_buf(),
-                message: format!("trained vocabulary lacks {token}"),
-            })
+        tokenizer.token_to_id(token).ok_or_else(|| DatasetError::Tokenizer {
+            path: out.to_path_buf(),
+            message: format!("trained vocabulary lacks {token}"),
+        })
     };
-    let processor = BertProcessing::new(
-        ("[SEP]".to_string(), id("[SEP]")?),
-        ("[CLS]".to_string(), id("[CLS]")?),
-    );
+    let processor = BertProcessing::new(("[SEP]".to_string(), id("[SEP]")?), ("[CLS]".to_string(), id("[CLS]")?));
     tokenizer.with_post_processor(Some(processor));
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, e))?;
@@ -118,26 +95,16 @@ mod tests {
     fn trains_saves_and_reloads_a_wordpiece_tokenizer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokenizer.json");
-        let corpus = [
-            "Kadoru Mesil was born in 1987.",
-            "Кадору Месил родился.",
-            "Καδορυ γεννήθηκε.",
-        ];
+        let corpus = ["Kadoru Mesil was born in 1987.", "Кадору Месил родился.", "Καδορυ γεννήθηκε."];
         let texts = corpus.iter().cycle().take(60).copied();
         let tokenizer = train_wordpiece(texts, 200, &path).unwrap();
         assert_eq!(tokenizer.token_to_id("[PAD]"), Some(0));
-        let encodings = tokenizer
-            .encode_batch(vec!["Kadoru was born in 1987.", "Кадору"])
-            .unwrap();
+        let encodings = tokenizer.encode_batch(vec!["Kadoru was born in 1987.", "Кадору"]).unwrap();
         let first = encodings[0].get_tokens();
         assert_eq!(first.first().map(String::as_str), Some("[CLS]"));
         assert_eq!(first.last().map(String::as_str), Some("[SEP]"));
         assert!(first.iter().any(|t| t == "1987"), "{first:?}");
-        assert!(
-            !encodings[1].get_tokens().iter().any(|t| t == "[UNK]"),
-            "{:?}",
-            encodings[1].get_tokens()
-        );
+        assert!(!encodings[1].get_tokens().iter().any(|t| t == "[UNK]"), "{:?}", encodings[1].get_tokens());
         let reloaded = TextTokenizer::load(&path).unwrap();
         assert_eq!(reloaded.vocab_size(), tokenizer.vocab_size());
     }
@@ -145,9 +112,6 @@ mod tests {
     #[test]
     fn missing_file_names_the_path() {
         let err = TextTokenizer::load(Path::new("/nonexistent/tokenizer.json")).unwrap_err();
-        assert!(
-            err.to_string().contains("/nonexistent/tokenizer.json"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("/nonexistent/tokenizer.json"), "{err}");
     }
 }

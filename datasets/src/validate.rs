@@ -34,11 +34,7 @@ impl fmt::Display for Problem {
             write!(f, ": row {row}")?;
         }
         if let Some(column) = &self.column {
-            write!(
-                f,
-                "{} column {column}",
-                if self.row.is_some() { "," } else { ":" }
-            )?;
+            write!(f, "{} column {column}", if self.row.is_some() { "," } else { ":" })?;
         }
         write!(f, ": {}", self.message)
     }
@@ -61,13 +57,7 @@ impl ValidationReport {
         self.problems.is_empty()
     }
 
-    fn push(
-        &mut self,
-        file: &Path,
-        row: Option<usize>,
-        column: Option<&str>,
-        message: impl Into<String>,
-    ) {
+    fn push(&mut self, file: &Path, row: Option<usize>, column: Option<&str>, message: impl Into<String>) {
         self.problems.push(Problem {
             file: file.to_path_buf(),
             row,
@@ -87,11 +77,7 @@ enum ColumnKind {
 }
 
 /// Checks presence and types of columns; returns false if a scan is impossible.
-fn check_schema(
-    reader: &TableReader,
-    expected: &[(&str, ColumnKind)],
-    report: &mut ValidationReport,
-) -> bool {
+fn check_schema(reader: &TableReader, expected: &[(&str, ColumnKind)], report: &mut ValidationReport) -> bool {
     let schema = reader.schema();
     let mut ok = true;
     for (name, kind) in expected {
@@ -115,12 +101,7 @@ fn check_schema(
                 ColumnKind::Int32 => "int32",
                 ColumnKind::TextList => "list<utf8>",
             };
-            report.push(
-                reader.path(),
-                None,
-                Some(name),
-                format!("has type {}, expected {want}", field.data_type()),
-            );
+            report.push(reader.path(), None, Some(name), format!("has type {}, expected {want}", field.data_type()));
             ok = false;
         }
     }
@@ -154,12 +135,7 @@ fn scan_rows(
 }
 
 fn problem(file: &Path, row: usize, column: &str, message: impl Into<String>) -> Problem {
-    Problem {
-        file: file.to_path_buf(),
-        row: Some(row),
-        column: Some(column.to_string()),
-        message: message.into(),
-    }
+    Problem { file: file.to_path_buf(), row: Some(row), column: Some(column.to_string()), message: message.into() }
 }
 
 /// Checks a required, non-empty text cell; returns its value when present.
@@ -173,12 +149,7 @@ fn required_text<'a>(
 ) -> Option<&'a str> {
     match column.get(row) {
         None => {
-            out.push(problem(
-                file,
-                first + row,
-                name,
-                "null value; expected non-empty text",
-            ));
+            out.push(problem(file, first + row, name, "null value; expected non-empty text"));
             None
         }
         Some(value) if value.trim().is_empty() => {
@@ -189,22 +160,11 @@ fn required_text<'a>(
     }
 }
 
-fn check_language(
-    file: &Path,
-    row: usize,
-    lang: &str,
-    allowed: Option<&[String]>,
-    out: &mut Vec<Problem>,
-) {
+fn check_language(file: &Path, row: usize, lang: &str, allowed: Option<&[String]>, out: &mut Vec<Problem>) {
     if !is_known_language(lang) {
         out.push(problem(file, row, "lang", unknown_language_message(lang)));
     } else if let Some(allowed) = allowed.filter(|a| !a.iter().any(|l| l == lang)) {
-        out.push(problem(
-            file,
-            row,
-            "lang",
-            format!("language {lang:?} is not listed in {SPEC_FILE} ({allowed:?})"),
-        ));
+        out.push(problem(file, row, "lang", format!("language {lang:?} is not listed in {SPEC_FILE} ({allowed:?})")));
     }
 }
 
@@ -212,10 +172,7 @@ fn check_language(
 pub fn validate_pairs(path: &Path) -> Result<ValidationReport> {
     let mut report = ValidationReport::default();
     let reader = TableReader::open(path)?;
-    let mut expected: Vec<(&str, ColumnKind)> = PAIR_TEXT_COLUMNS
-        .iter()
-        .map(|c| (*c, ColumnKind::Text))
-        .collect();
+    let mut expected: Vec<(&str, ColumnKind)> = PAIR_TEXT_COLUMNS.iter().map(|c| (*c, ColumnKind::Text)).collect();
     expected.push((NEGATIVES_COLUMN, ColumnKind::TextList));
     if !check_schema(&reader, &expected, &mut report) {
         return Ok(report);
@@ -249,12 +206,7 @@ pub fn validate_pairs(path: &Path) -> Result<ValidationReport> {
             if let Some(negatives) = view.negatives_of(i)
                 && let Some(k) = negatives.iter().position(|n| n.trim().is_empty())
             {
-                out.push(problem(
-                    path,
-                    row,
-                    NEGATIVES_COLUMN,
-                    format!("negative {k} is empty text"),
-                ));
+                out.push(problem(path, row, NEGATIVES_COLUMN, format!("negative {k} is empty text")));
             }
             if let Some(lang) = lang {
                 check_language(path, row, lang, None, out);
@@ -271,9 +223,7 @@ pub fn validate_pairs(path: &Path) -> Result<ValidationReport> {
                 ));
             }
             let row_group = row_group_ends.partition_point(|&end| end <= row);
-            let (group, first_row) = *group_of_pair
-                .entry(pair_id.to_string())
-                .or_insert((row_group, row));
+            let (group, first_row) = *group_of_pair.entry(pair_id.to_string()).or_insert((row_group, row));
             if group != row_group {
                 out.push(problem(
                     path,
@@ -298,12 +248,7 @@ pub fn validate_benchmark(dir: &Path) -> Result<ValidationReport> {
     let languages = match BenchmarkSpec::load(dir) {
         Ok(spec) => {
             for lang in spec.languages.iter().filter(|l| !is_known_language(l)) {
-                report.push(
-                    &spec_path,
-                    None,
-                    Some("languages"),
-                    unknown_language_message(lang),
-                );
+                report.push(&spec_path, None, Some("languages"), unknown_language_message(lang));
             }
             if spec.languages.is_empty() {
                 report.push(&spec_path, None, Some("languages"), "no languages listed");
@@ -315,22 +260,8 @@ pub fn validate_benchmark(dir: &Path) -> Result<ValidationReport> {
             None
         }
     };
-    let query_ids = validate_id_table(
-        dir,
-        QUERIES_FILE,
-        "query_id",
-        false,
-        languages.as_deref(),
-        &mut report,
-    )?;
-    let doc_ids = validate_id_table(
-        dir,
-        CORPUS_FILE,
-        "doc_id",
-        true,
-        languages.as_deref(),
-        &mut report,
-    )?;
+    let query_ids = validate_id_table(dir, QUERIES_FILE, "query_id", false, languages.as_deref(), &mut report)?;
+    let doc_ids = validate_id_table(dir, CORPUS_FILE, "doc_id", true, languages.as_deref(), &mut report)?;
     validate_qrels(dir, query_ids.as_ref(), doc_ids.as_ref(), &mut report)
 }
 
@@ -350,11 +281,7 @@ fn validate_id_table(
             return Ok(None);
         }
     };
-    let mut expected = vec![
-        (id_column, ColumnKind::Text),
-        ("lang", ColumnKind::Text),
-        ("text", ColumnKind::Text),
-    ];
+    let mut expected = vec![(id_column, ColumnKind::Text), ("lang", ColumnKind::Text), ("text", ColumnKind::Text)];
     let with_context = has_context && reader.schema().index_of("context").is_ok();
     if with_context {
         expected.push(("context", ColumnKind::OptionalText));
@@ -365,11 +292,9 @@ fn validate_id_table(
     let columns: Vec<&str> = expected.iter().map(|(c, _)| *c).collect();
     let mut ids: HashMap<String, usize> = HashMap::new();
     scan_rows(&reader, &columns, report, |first, batch, out| {
-        let (Some(id), Some(lang), Some(text)) = (
-            text_column(batch, id_column),
-            text_column(batch, "lang"),
-            text_column(batch, "text"),
-        ) else {
+        let (Some(id), Some(lang), Some(text)) =
+            (text_column(batch, id_column), text_column(batch, "lang"), text_column(batch, "text"))
+        else {
             return;
         };
         for i in 0..batch.num_rows() {
@@ -377,12 +302,7 @@ fn validate_id_table(
             if let Some(value) = required_text(&path, &id, id_column, i, first, out)
                 && let Some(earlier) = ids.insert(value.to_string(), row)
             {
-                out.push(problem(
-                    &path,
-                    row,
-                    id_column,
-                    format!("duplicate id {value:?}; first at row {earlier}"),
-                ));
+                out.push(problem(&path, row, id_column, format!("duplicate id {value:?}; first at row {earlier}")));
             }
             if let Some(lang) = required_text(&path, &lang, "lang", i, first, out) {
                 check_language(&path, row, lang, languages, out);
@@ -407,80 +327,48 @@ fn validate_qrels(
             return Ok(std::mem::take(report));
         }
     };
-    let expected = [
-        ("query_id", ColumnKind::Text),
-        ("doc_id", ColumnKind::Text),
-        ("relevance", ColumnKind::Int32),
-    ];
+    let expected = [("query_id", ColumnKind::Text), ("doc_id", ColumnKind::Text), ("relevance", ColumnKind::Int32)];
     if !check_schema(&reader, &expected, report) {
         return Ok(std::mem::take(report));
     }
     let mut judged: HashSet<(String, String)> = HashSet::new();
     let mut with_relevant: HashSet<String> = HashSet::new();
-    scan_rows(
-        &reader,
-        &["query_id", "doc_id", "relevance"],
-        report,
-        |first, batch, out| {
-            let (Some(qid), Some(did), Some(relevance)) = (
-                text_column(batch, "query_id"),
-                text_column(batch, "doc_id"),
-                batch
-                    .column_by_name("relevance")
-                    .and_then(|c| c.as_any().downcast_ref::<Int32Array>()),
-            ) else {
-                return;
-            };
-            for i in 0..batch.num_rows() {
-                let row = first + i;
-                let q = required_text(&path, &qid, "query_id", i, first, out);
-                let d = required_text(&path, &did, "doc_id", i, first, out);
-                if relevance.is_null(i) {
-                    out.push(problem(
-                        &path,
-                        row,
-                        "relevance",
-                        "null value; expected an int32 grade",
-                    ));
-                }
-                if let (Some(q), Some(known)) = (q, query_ids)
-                    && !known.contains(q)
-                {
-                    out.push(problem(
-                        &path,
-                        row,
-                        "query_id",
-                        format!("unknown query id {q:?} (not in {QUERIES_FILE})"),
-                    ));
-                }
-                if let (Some(d), Some(known)) = (d, doc_ids)
-                    && !known.contains(d)
-                {
-                    out.push(problem(
-                        &path,
-                        row,
-                        "doc_id",
-                        format!("unknown doc id {d:?} (not in {CORPUS_FILE})"),
-                    ));
-                }
-                let (Some(q), Some(d)) = (q, d) else { continue };
-                if !judged.insert((q.to_string(), d.to_string())) {
-                    out.push(problem(
-                        &path,
-                        row,
-                        "doc_id",
-                        format!("({q:?}, {d:?}) is judged twice"),
-                    ));
-                }
-                if !relevance.is_null(i) && relevance.value(i) > 0 {
-                    with_relevant.insert(q.to_string());
-                }
+    scan_rows(&reader, &["query_id", "doc_id", "relevance"], report, |first, batch, out| {
+        let (Some(qid), Some(did), Some(relevance)) = (
+            text_column(batch, "query_id"),
+            text_column(batch, "doc_id"),
+            batch.column_by_name("relevance").and_then(|c| c.as_any().downcast_ref::<Int32Array>()),
+        ) else {
+            return;
+        };
+        for i in 0..batch.num_rows() {
+            let row = first + i;
+            let q = required_text(&path, &qid, "query_id", i, first, out);
+            let d = required_text(&path, &did, "doc_id", i, first, out);
+            if relevance.is_null(i) {
+                out.push(problem(&path, row, "relevance", "null value; expected an int32 grade"));
             }
-        },
-    )?;
+            if let (Some(q), Some(known)) = (q, query_ids)
+                && !known.contains(q)
+            {
+                out.push(problem(&path, row, "query_id", format!("unknown query id {q:?} (not in {QUERIES_FILE})")));
+            }
+            if let (Some(d), Some(known)) = (d, doc_ids)
+                && !known.contains(d)
+            {
+                out.push(problem(&path, row, "doc_id", format!("unknown doc id {d:?} (not in {CORPUS_FILE})")));
+            }
+            let (Some(q), Some(d)) = (q, d) else { continue };
+            if !judged.insert((q.to_string(), d.to_string())) {
+                out.push(problem(&path, row, "doc_id", format!("({q:?}, {d:?}) is judged twice")));
+            }
+            if !relevance.is_null(i) && relevance.value(i) > 0 {
+                with_relevant.insert(q.to_string());
+            }
+        }
+    })?;
     if let Some(known) = query_ids {
-        report.queries_without_relevant =
-            known.iter().filter(|q| !with_relevant.contains(*q)).count();
+        report.queries_without_relevant = known.iter().filter(|q| !with_relevant.contains(*q)).count();
     }
     Ok(std::mem::take(report))
 }

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use rosetta_datasets::benchmark::{Benchmark, Protocol};
 use rosetta_datasets::convert::{
-    BeirInputs, LanguageFile, PositiveUnit, convert_beir, convert_jsonl_pairs, convert_lareqa,
-    convert_squad_pairs,
+    BeirInputs, LanguageFile, PositiveUnit, convert_beir, convert_jsonl_pairs, convert_lareqa, convert_squad_pairs,
 };
 use rosetta_datasets::pairs::read_pairs;
-use rosetta_datasets::shard::build_shard_index;
+use rosetta_datasets::shard::{build_shard_index, stream_shard};
+use rosetta_datasets::table::text_column;
 use rosetta_datasets::validate::{validate_benchmark, validate_pairs};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -31,11 +31,7 @@ fn lareqa_fixture(dir: &Path) -> Vec<LanguageFile> {
       "qas":[{"id":"q1","question":"Wo wurde Ana geboren?","answers":[{"answer_start":13,"text":"Oslo"}]}]}]}]}"#;
     vec![
         LanguageFile::parse(write(dir, "xquad/en.json", en).to_str().unwrap()).unwrap(),
-        LanguageFile::parse(&format!(
-            "de={}",
-            write(dir, "xquad/german.json", de).display()
-        ))
-        .unwrap(),
+        LanguageFile::parse(&format!("de={}", write(dir, "xquad/german.json", de).display())).unwrap(),
     ]
 }
 
@@ -45,45 +41,29 @@ fn lareqa_links_parallel_questions_to_answer_sentences_in_every_language() {
     let inputs = lareqa_fixture(dir.path());
     let out = dir.path().join("bench");
     let summary = convert_lareqa(&inputs, &out, "xquad-r-mini").unwrap();
-    assert_eq!(
-        (summary.queries, summary.candidates, summary.unanswerable),
-        (3, 4, 1)
-    );
+    assert_eq!((summary.queries, summary.candidates, summary.unanswerable), (3, 4, 1));
     let report = validate_benchmark(&out).unwrap();
     assert!(report.is_valid(), "{:#?}", report.problems);
     let bench = Benchmark::load(&out).unwrap();
     assert_eq!(bench.spec.protocol, Protocol::Lareqa);
     assert_eq!(bench.spec.languages, vec!["de", "en"]);
     let relevant = |qid: &str| {
-        let mut docs: Vec<String> = bench
-            .qrels
-            .iter()
-            .filter(|q| q.query_id == qid)
-            .map(|q| q.doc_id.clone())
-            .collect();
+        let mut docs: Vec<String> =
+            bench.qrels.iter().filter(|q| q.query_id == qid).map(|q| q.doc_id.clone()).collect();
         docs.sort();
         docs
     };
     assert_eq!(relevant("q1.en"), vec!["de/p0/s0", "en/p0/s1"]);
     assert_eq!(relevant("q1.de"), vec!["de/p0/s0", "en/p0/s1"]);
     assert_eq!(relevant("q2.en"), vec!["en/p0/s0"]);
-    let candidate = bench
-        .corpus
-        .iter()
-        .find(|c| c.doc_id == "en/p0/s1")
-        .unwrap();
+    let candidate = bench.corpus.iter().find(|c| c.doc_id == "en/p0/s1").unwrap();
     assert_eq!(candidate.text, "She was born in Oslo.");
-    assert_eq!(
-        candidate.context.as_deref(),
-        Some("Ana is tall. She was born in Oslo.")
-    );
+    assert_eq!(candidate.context.as_deref(), Some("Ana is tall. She was born in Oslo."));
 }
 
 #[test]
 fn a_file_without_a_language_name_is_refused() {
-    let err = LanguageFile::parse("data/english.json")
-        .unwrap_err()
-        .to_string();
+    let err = LanguageFile::parse("data/english.json").unwrap_err().to_string();
     assert!(err.contains("LANG=PATH"), "{err}");
 }
 
@@ -99,10 +79,7 @@ fn squad_pairs_group_translations_and_pick_the_answer_sentence_or_paragraph() {
     let rows = read_pairs(&out).unwrap();
     let q1: Vec<_> = rows.iter().filter(|r| r.pair_id == "q1").collect();
     assert_eq!(q1.len(), 2);
-    assert_eq!(
-        q1.iter().find(|r| r.lang == "de").unwrap().positive,
-        "Ana wurde in Oslo geboren."
-    );
+    assert_eq!(q1.iter().find(|r| r.lang == "de").unwrap().positive, "Ana wurde in Oslo geboren.");
     let out = dir.path().join("para.parquet");
     convert_squad_pairs(&inputs, &out, "xquad", PositiveUnit::Paragraph, 100).unwrap();
     let rows = read_pairs(&out).unwrap();
@@ -131,10 +108,7 @@ fn jsonl_pairs_are_grouped_whatever_the_input_order() {
     let index = build_shard_index(&out, 4).unwrap();
     assert_eq!(index.shards.iter().map(|s| s.rows).sum::<usize>(), 900);
     let rows = read_pairs(&out).unwrap();
-    assert!(
-        rows.iter()
-            .all(|r| r.dataset == "web" && r.negatives.as_deref() == Some(&["n".to_string()][..]))
-    );
+    assert!(rows.iter().all(|r| r.dataset == "web" && r.negatives.as_deref() == Some(&["n".to_string()][..])));
 }
 
 #[test]
@@ -154,16 +128,11 @@ fn jsonl_errors_name_file_and_line() {
     for (i, (bytes, expected)) in cases.iter().enumerate() {
         let input = dir.path().join(format!("case{i}.jsonl"));
         std::fs::write(&input, bytes).unwrap();
-        let err = convert_jsonl_pairs(std::slice::from_ref(&input), &out, "d", 10)
-            .unwrap_err()
-            .to_string();
+        let err = convert_jsonl_pairs(std::slice::from_ref(&input), &out, "d", 10).unwrap_err().to_string();
         assert!(err.contains(expected), "case {i}: {err}");
         assert!(err.contains(&format!("case{i}.jsonl")), "case {i}: {err}");
     }
-    assert!(
-        !out.exists(),
-        "a failed conversion must not leave an output file"
-    );
+    assert!(!out.exists(), "a failed conversion must not leave an output file");
 }
 
 #[test]
@@ -175,34 +144,17 @@ fn beir_with_tsv_and_trec_qrels() {
         "corpus.jsonl",
         "{\"_id\":\"d1\",\"title\":\"Oslo\",\"text\":\"capital of Norway\"}\n{\"_id\":\"d2\",\"title\":\"\",\"text\":\"rain\"}\n",
     );
-    write(
-        &en,
-        "queries.jsonl",
-        "{\"_id\":\"q1\",\"text\":\"capital?\"}\n{\"_id\":\"q2\",\"text\":\"weather?\"}\n",
-    );
-    write(
-        &en,
-        "qrels/test.tsv",
-        "query-id\tcorpus-id\tscore\nq1\td1\t2\nq2\td2\t0\n",
-    );
+    write(&en, "queries.jsonl", "{\"_id\":\"q1\",\"text\":\"capital?\"}\n{\"_id\":\"q2\",\"text\":\"weather?\"}\n");
+    write(&en, "qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t2\nq2\td2\t0\n");
     let sw = dir.path().join("sw");
-    write(
-        &sw,
-        "corpus.jsonl",
-        "{\"docid\":\"s1\",\"title\":\"\",\"text\":\"mvua\"}\n",
-    );
+    write(&sw, "corpus.jsonl", "{\"docid\":\"s1\",\"title\":\"\",\"text\":\"mvua\"}\n");
     write(&sw, "topics.tsv", "t1\tmvua?\n");
     write(&sw, "qrels.test.trec", "t1 Q0 s1 1\n");
-    let inputs = vec![
-        BeirInputs::discover(&en, "test", "en").unwrap(),
-        BeirInputs::discover(&sw, "test", "sw").unwrap(),
-    ];
+    let inputs =
+        vec![BeirInputs::discover(&en, "test", "en").unwrap(), BeirInputs::discover(&sw, "test", "sw").unwrap()];
     let out = dir.path().join("bench");
     let summary = convert_beir(&inputs, &out, "mini-miracl").unwrap();
-    assert_eq!(
-        (summary.queries, summary.candidates, summary.qrels),
-        (3, 3, 3)
-    );
+    assert_eq!((summary.queries, summary.candidates, summary.qrels), (3, 3, 3));
     let report = validate_benchmark(&out).unwrap();
     assert!(report.is_valid(), "{:#?}", report.problems);
     assert_eq!(report.queries_without_relevant, 1);
@@ -212,11 +164,6 @@ fn beir_with_tsv_and_trec_qrels() {
     // Unknown ids in qrels are refused with file and line.
     write(&sw, "qrels.test.trec", "t1 Q0 s1 1\nt1 Q0 nope 1\n");
     let inputs = vec![BeirInputs::discover(&sw, "test", "sw").unwrap()];
-    let err = convert_beir(&inputs, &dir.path().join("b2"), "x")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("qrels.test.trec: line 2: unknown document id \"nope\""),
-        "{err}"
-    );
+    let err = convert_beir(&inputs, &dir.path().join("b2"), "x").unwrap_err().to_string();
+    assert!(err.contains("qrels.test.trec: line 2: unknown document id \"nope\""), "{err}");
 }

@@ -12,16 +12,9 @@ use rosetta_datasets::validate::{Problem, validate_benchmark, validate_pairs};
 
 fn write_table(path: &Path, columns: Vec<(&str, ArrayRef)>) {
     let schema = Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
-            .collect::<Vec<_>>(),
+        columns.iter().map(|(name, a)| Field::new(*name, a.data_type().clone(), true)).collect::<Vec<_>>(),
     ));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )
-    .unwrap();
+    let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect()).unwrap();
     let mut writer = ArrowWriter::try_new(File::create(path).unwrap(), schema, None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
@@ -54,20 +47,11 @@ fn text_with_invalid_utf8(values: &[&str], bad: usize) -> ArrayRef {
     Arc::new(array)
 }
 
-fn find<'a>(
-    problems: &'a [Problem],
-    row: Option<usize>,
-    column: &str,
-    needle: &str,
-) -> &'a Problem {
+fn find<'a>(problems: &'a [Problem], row: Option<usize>, column: &str, needle: &str) -> &'a Problem {
     problems
         .iter()
         .find(|p| p.row == row && p.column.as_deref() == Some(column) && p.message.contains(needle))
-        .unwrap_or_else(|| {
-            panic!(
-                "no problem at row {row:?} column {column} containing {needle:?} in {problems:#?}"
-            )
-        })
+        .unwrap_or_else(|| panic!("no problem at row {row:?} column {column} containing {needle:?} in {problems:#?}"))
 }
 
 #[test]
@@ -77,50 +61,21 @@ fn pairs_problems_are_all_listed_with_row_and_column() {
     write_table(
         &path,
         vec![
-            (
-                "dataset",
-                text(&[Some("d"), Some("d"), Some("d"), Some("d"), Some("d")]),
-            ),
-            (
-                "pair_id",
-                text(&[Some("a"), Some("a"), Some("b"), Some("c"), Some("a")]),
-            ),
-            (
-                "lang",
-                text(&[Some("en"), Some("de"), Some("xx"), Some("en"), Some("en")]),
-            ),
-            (
-                "query",
-                text(&[Some("q"), Some(""), Some("q"), Some("q"), Some("q")]),
-            ),
-            (
-                "positive",
-                text(&[Some("p"), Some("p"), Some("p"), None, Some("p")]),
-            ),
+            ("dataset", text(&[Some("d"), Some("d"), Some("d"), Some("d"), Some("d")])),
+            ("pair_id", text(&[Some("a"), Some("a"), Some("b"), Some("c"), Some("a")])),
+            ("lang", text(&[Some("en"), Some("de"), Some("xx"), Some("en"), Some("en")])),
+            ("query", text(&[Some("q"), Some(""), Some("q"), Some("q"), Some("q")])),
+            ("positive", text(&[Some("p"), Some("p"), Some("p"), None, Some("p")])),
         ],
     );
     let report = validate_pairs(&path).unwrap();
     assert_eq!(report.rows, 5);
     find(&report.problems, Some(1), "query", "empty text");
-    find(
-        &report.problems,
-        Some(2),
-        "lang",
-        "unknown language code \"xx\"",
-    );
+    find(&report.problems, Some(2), "lang", "unknown language code \"xx\"");
     find(&report.problems, Some(3), "positive", "null");
-    let dup = find(
-        &report.problems,
-        Some(4),
-        "pair_id",
-        "duplicate (pair_id, lang)",
-    );
+    let dup = find(&report.problems, Some(4), "pair_id", "duplicate (pair_id, lang)");
     assert!(dup.message.contains("row 0"), "{dup}");
-    assert!(
-        dup.to_string()
-            .starts_with(&format!("{}: row 4, column pair_id", path.display())),
-        "{dup}"
-    );
+    assert!(dup.to_string().starts_with(&format!("{}: row 4, column pair_id", path.display())), "{dup}");
     assert_eq!(report.problems.len(), 4, "{:#?}", report.problems);
 }
 
@@ -138,12 +93,7 @@ fn missing_and_mistyped_columns_are_named() {
         ],
     );
     let report = validate_pairs(&path).unwrap();
-    find(
-        &report.problems,
-        None,
-        "pair_id",
-        "has type Int64, expected utf8",
-    );
+    find(&report.problems, None, "pair_id", "has type Int64, expected utf8");
     find(&report.problems, None, "positive", "missing column");
 }
 
@@ -170,25 +120,14 @@ fn non_utf8_text_is_reported_at_its_row_and_the_other_rows_still_checked() {
 #[test]
 fn benchmark_cross_references_and_unanswered_queries() {
     let dir = tempfile::tempdir().unwrap();
-    BenchmarkSpec {
-        name: "b".into(),
-        protocol: Protocol::Qrels,
-        languages: vec!["en".into()],
-        format_version: 1,
-    }
-    .save(dir.path())
-    .unwrap();
+    BenchmarkSpec { name: "b".into(), protocol: Protocol::Qrels, languages: vec!["en".into()], format_version: 1 }
+        .save(dir.path())
+        .unwrap();
     write_table(
         &dir.path().join("queries.parquet"),
         vec![
-            (
-                "query_id",
-                text(&[Some("q1"), Some("q2"), Some("q3"), Some("q3")]),
-            ),
-            (
-                "lang",
-                text(&[Some("en"), Some("en"), Some("de"), Some("en")]),
-            ),
+            ("query_id", text(&[Some("q1"), Some("q2"), Some("q3"), Some("q3")])),
+            ("lang", text(&[Some("en"), Some("en"), Some("de"), Some("en")])),
             ("text", text(&[Some("a"), Some("b"), Some("c"), Some("d")])),
         ],
     );
@@ -203,35 +142,16 @@ fn benchmark_cross_references_and_unanswered_queries() {
     write_table(
         &dir.path().join("qrels.parquet"),
         vec![
-            (
-                "query_id",
-                text(&[Some("q1"), Some("q9"), Some("q2"), Some("q1")]),
-            ),
-            (
-                "doc_id",
-                text(&[Some("d1"), Some("d1"), Some("d7"), Some("d1")]),
-            ),
-            (
-                "relevance",
-                Arc::new(Int32Array::from(vec![1, 1, 0, 2])) as ArrayRef,
-            ),
+            ("query_id", text(&[Some("q1"), Some("q9"), Some("q2"), Some("q1")])),
+            ("doc_id", text(&[Some("d1"), Some("d1"), Some("d7"), Some("d1")])),
+            ("relevance", Arc::new(Int32Array::from(vec![1, 1, 0, 2])) as ArrayRef),
         ],
     );
     let report = validate_benchmark(dir.path()).unwrap();
-    find(
-        &report.problems,
-        Some(2),
-        "lang",
-        "not listed in benchmark.yaml",
-    );
+    find(&report.problems, Some(2), "lang", "not listed in benchmark.yaml");
     find(&report.problems, Some(3), "query_id", "duplicate id \"q3\"");
     find(&report.problems, Some(1), "text", "empty text");
-    find(
-        &report.problems,
-        Some(1),
-        "query_id",
-        "unknown query id \"q9\"",
-    );
+    find(&report.problems, Some(1), "query_id", "unknown query id \"q9\"");
     find(&report.problems, Some(2), "doc_id", "unknown doc id \"d7\"");
     find(&report.problems, Some(3), "doc_id", "judged twice");
     // q2 (judged 0) and q3 have no relevant document: counted, not a problem.
@@ -243,17 +163,8 @@ fn benchmark_cross_references_and_unanswered_queries() {
 fn missing_benchmark_files_are_problems_not_crashes() {
     let dir = tempfile::tempdir().unwrap();
     let report = validate_benchmark(dir.path()).unwrap();
-    let files: Vec<String> = report
-        .problems
-        .iter()
-        .map(|p| p.file.display().to_string())
-        .collect();
-    for name in [
-        "benchmark.yaml",
-        "queries.parquet",
-        "corpus.parquet",
-        "qrels.parquet",
-    ] {
+    let files: Vec<String> = report.problems.iter().map(|p| p.file.display().to_string()).collect();
+    for name in ["benchmark.yaml", "queries.parquet", "corpus.parquet", "qrels.parquet"] {
         assert!(files.iter().any(|f| f.ends_with(name)), "{files:?}");
     }
 }
@@ -263,11 +174,7 @@ fn wrong_relevance_type_is_named() {
     let dir = tempfile::tempdir().unwrap();
     write_table(
         &dir.path().join("qrels.parquet"),
-        vec![
-            ("query_id", text(&[Some("q")])),
-            ("doc_id", text(&[Some("d")])),
-            ("relevance", text(&[Some("1")])),
-        ],
+        vec![("query_id", text(&[Some("q")])), ("doc_id", text(&[Some("d")])), ("relevance", text(&[Some("1")]))],
     );
     let report = validate_benchmark(dir.path()).unwrap();
     find(&report.problems, None, "relevance", "expected int32");

@@ -109,16 +109,12 @@ impl ScheduleConfig {
         }
         for (name, weight) in &self.dataset_weights {
             if !weight.is_finite() || *weight < 0.0 {
-                problems.push(format!(
-                    "schedule.dataset_weights.{name}: {weight} is not a finite weight >= 0"
-                ));
+                problems.push(format!("schedule.dataset_weights.{name}: {weight} is not a finite weight >= 0"));
             }
         }
         for (lang, weight) in &self.language_weights {
             if !weight.is_finite() || *weight < 0.0 {
-                problems.push(format!(
-                    "schedule.language_weights.{lang}: {weight} is not a finite weight >= 0"
-                ));
+                problems.push(format!("schedule.language_weights.{lang}: {weight} is not a finite weight >= 0"));
             }
         }
         problems

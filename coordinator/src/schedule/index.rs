@@ -35,11 +35,7 @@ impl DatasetGroups {
 
     /// The `pair_id` of group `g`.
     pub fn pair_id(&self, g: usize) -> &str {
-        let start = if g == 0 {
-            0
-        } else {
-            self.id_ends[g - 1] as usize
-        };
+        let start = if g == 0 { 0 } else { self.id_ends[g - 1] as usize };
         &self.ids[start..self.id_ends[g] as usize]
     }
 
@@ -92,17 +88,13 @@ impl PairIndexBuilder {
             return None;
         }
         self.index.languages.push(lang.to_string());
-        self.language_of
-            .insert(lang.to_string(), self.index.languages.len() - 1);
+        self.language_of.insert(lang.to_string(), self.index.languages.len() - 1);
         Some(1 << (self.index.languages.len() - 1))
     }
 
     /// Adds a group of `dataset` with the given languages.
     pub fn add_group(&mut self, dataset: &str, pair_id: &str, languages: &[&str]) {
-        let mask = languages
-            .iter()
-            .filter_map(|l| self.language_bit(l))
-            .fold(0, |m, b| m | b);
+        let mask = languages.iter().filter_map(|l| self.language_bit(l)).fold(0, |m, b| m | b);
         self.add_group_mask(dataset, pair_id, mask);
     }
 
@@ -111,10 +103,7 @@ impl PairIndexBuilder {
         let next = self.index.datasets.len();
         let d = *self.dataset_of.entry(dataset.to_string()).or_insert(next);
         if d == next {
-            self.index.datasets.push(DatasetGroups {
-                name: dataset.to_string(),
-                ..DatasetGroups::default()
-            });
+            self.index.datasets.push(DatasetGroups { name: dataset.to_string(), ..DatasetGroups::default() });
         }
         self.index.datasets[d].push(pair_id, mask);
     }
@@ -148,17 +137,12 @@ impl PairIndex {
                 |first, batch| {
                     let col = |name: &str| {
                         text_column(batch, name).ok_or_else(|| {
-                            rosetta_datasets::DatasetError::format(
-                                path,
-                                format!("column {name:?} missing or not utf8"),
-                            )
+                            rosetta_datasets::DatasetError::format(path, format!("column {name:?} missing or not utf8"))
                         })
                     };
                     let (dataset, pair_id, lang) = (col("dataset")?, col("pair_id")?, col("lang")?);
                     for i in 0..batch.num_rows() {
-                        let (Some(d), Some(p), Some(l)) =
-                            (dataset.get(i), pair_id.get(i), lang.get(i))
-                        else {
+                        let (Some(d), Some(p), Some(l)) = (dataset.get(i), pair_id.get(i), lang.get(i)) else {
                             return Err(rosetta_datasets::DatasetError::at_cell(
                                 path,
                                 first + i,
@@ -184,9 +168,7 @@ impl PairIndex {
                     Ok(())
                 },
                 |row, column, message| {
-                    bad.get_or_insert_with(|| {
-                        rosetta_datasets::DatasetError::at_cell(path, row, column, message)
-                    });
+                    bad.get_or_insert_with(|| rosetta_datasets::DatasetError::at_cell(path, row, column, message));
                 },
             )?;
             if let Some(error) = bad {
@@ -211,9 +193,6 @@ impl PairIndex {
 
     /// Heap bytes held by the index (for the memory benchmark).
     pub fn heap_bytes(&self) -> usize {
-        self.datasets
-            .iter()
-            .map(|d| d.ids.capacity() + d.id_ends.capacity() * 4 + d.masks.capacity() * 8)
-            .sum()
+        self.datasets.iter().map(|d| d.ids.capacity() + d.id_ends.capacity() * 4 + d.masks.capacity() * 8).sum()
     }
 }

@@ -134,9 +134,7 @@ pub struct Scheduler {
 }
 
 fn language_list(index: &PairIndex, mask: u64) -> Vec<u8> {
-    (0..index.languages.len() as u8)
-        .filter(|&i| mask & (1 << i) != 0)
-        .collect()
+    (0..index.languages.len() as u8).filter(|&i| mask & (1 << i) != 0).collect()
 }
 
 /// The `n`-th (0-based) language set in `mask`.
@@ -164,26 +162,18 @@ impl Scheduler {
         let batch = config.global_batch_size.max(1);
         let mut allowed = 0u64;
         if config.languages.is_empty() {
-            allowed = if index.languages.len() == 64 {
-                u64::MAX
-            } else {
-                (1u64 << index.languages.len()) - 1
-            };
+            allowed = if index.languages.len() == 64 { u64::MAX } else { (1u64 << index.languages.len()) - 1 };
         }
         for lang in &config.languages {
             match index.language_index(lang) {
                 Some(i) => allowed |= 1 << i,
-                None => problems.push(format!(
-                    "schedule.languages: {lang:?} is not in the data (it has {:?})",
-                    index.languages
-                )),
+                None => problems
+                    .push(format!("schedule.languages: {lang:?} is not in the data (it has {:?})", index.languages)),
             }
         }
         for lang in config.language_weights.keys() {
             if index.language_index(lang).is_none() {
-                problems.push(format!(
-                    "schedule.language_weights.{lang}: not a language of the data"
-                ));
+                problems.push(format!("schedule.language_weights.{lang}: not a language of the data"));
             }
         }
         for name in config.dataset_weights.keys() {
@@ -194,10 +184,9 @@ impl Scheduler {
         let en_en = index.language_index(&config.en_en_language);
         if config.strategy == Strategy::EnEn {
             match en_en {
-                None => problems.push(format!(
-                    "schedule.en_en_language: {:?} is not in the data",
-                    config.en_en_language
-                )),
+                None => {
+                    problems.push(format!("schedule.en_en_language: {:?} is not in the data", config.en_en_language))
+                }
                 Some(i) => allowed &= 1 << i,
             }
         }
@@ -210,11 +199,7 @@ impl Scheduler {
         let mut datasets = Vec::with_capacity(index.datasets.len());
         for dataset in &index.datasets {
             let weight = if !config.dataset_weights.is_empty() {
-                config
-                    .dataset_weights
-                    .get(&dataset.name)
-                    .copied()
-                    .unwrap_or(0.0)
+                config.dataset_weights.get(&dataset.name).copied().unwrap_or(0.0)
             } else if config.dataset_sampling == DatasetSampling::Uniform {
                 1.0
             } else {
@@ -245,11 +230,7 @@ impl Scheduler {
                 if config.language_weights.is_empty() {
                     1.0
                 } else {
-                    config
-                        .language_weights
-                        .get(&index.languages[l])
-                        .copied()
-                        .unwrap_or(0.0)
+                    config.language_weights.get(&index.languages[l]).copied().unwrap_or(0.0)
                 }
             };
             let mono = (0..n)
@@ -261,13 +242,7 @@ impl Scheduler {
                 .filter(|&(a, b)| pair_counts[a * n + b] >= batch)
                 .map(|(a, b)| (a as u8, b as u8))
                 .collect();
-            datasets.push(DatasetPlan {
-                weight,
-                mono,
-                cross: cross >= batch,
-                pairs,
-                any: any >= batch,
-            });
+            datasets.push(DatasetPlan { weight, mono, cross: cross >= batch, pairs, any: any >= batch });
         }
         let describe = |index: &PairIndex| -> String {
             index
@@ -275,22 +250,14 @@ impl Scheduler {
                 .iter()
                 .map(|d| {
                     let mask = (0..d.len()).fold(0u64, |m, g| m | d.mask(g));
-                    let langs: Vec<&str> = language_list(index, mask)
-                        .iter()
-                        .map(|&l| index.languages[l as usize].as_str())
-                        .collect();
-                    format!(
-                        "{} ({} groups; languages {})",
-                        d.name,
-                        d.len(),
-                        langs.join(" ")
-                    )
+                    let langs: Vec<&str> =
+                        language_list(index, mask).iter().map(|&l| index.languages[l as usize].as_str()).collect();
+                    format!("{} ({} groups; languages {})", d.name, d.len(), langs.join(" "))
                 })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let usable =
-            |f: &dyn Fn(&DatasetPlan) -> bool| datasets.iter().any(|d| d.weight > 0.0 && f(d));
+        let usable = |f: &dyn Fn(&DatasetPlan) -> bool| datasets.iter().any(|d| d.weight > 0.0 && f(d));
         let per_batch = config.cross_pairing == CrossPairing::PerBatch;
         if problems.is_empty() {
             if config.strategy == Strategy::XX && !usable(&|d| d.any) {
@@ -299,10 +266,7 @@ impl Scheduler {
                     describe(&index)
                 ));
             }
-            if config.strategy != Strategy::XX
-                && mono_probability > 0.0
-                && !usable(&|d| !d.mono.is_empty())
-            {
+            if config.strategy != Strategy::XX && mono_probability > 0.0 && !usable(&|d| !d.mono.is_empty()) {
                 problems.push(format!(
                     "schedule.strategy: {:?} asks for monolingual batches, but no weighted dataset has a language with \
                      at least {batch} groups (global_batch_size); have {}",
@@ -312,11 +276,7 @@ impl Scheduler {
             }
             if mono_probability < 1.0
                 && !usable(&|d| {
-                    if per_batch {
-                        !d.pairs.is_empty()
-                    } else {
-                        d.cross
-                    }
+                    if per_batch { !d.pairs.is_empty() } else { d.cross }
                 })
             {
                 problems.push(format!(
@@ -356,26 +316,18 @@ impl Scheduler {
 
     /// The cursor of a schedule that has not started.
     pub fn start(&self) -> Cursor {
-        Cursor {
-            next_step: 0,
-            fingerprint: self.fingerprint,
-            streams: BTreeMap::new(),
-        }
+        Cursor { next_step: 0, fingerprint: self.fingerprint, streams: BTreeMap::new() }
     }
 
     /// Plans `step` from `cursor` (which must be the cursor after step − 1).
     pub fn plan(&mut self, step: u64, cursor: &Cursor) -> Result<(StepPlan, Cursor)> {
         if cursor.fingerprint != self.fingerprint {
             return Err(CoordinatorError::Cursor(
-                "it was made for another schedule config or dataset index (fingerprint differs)"
-                    .to_string(),
+                "it was made for another schedule config or dataset index (fingerprint differs)".to_string(),
             ));
         }
         if cursor.next_step != step {
-            return Err(CoordinatorError::Cursor(format!(
-                "it is for step {}, not step {step}",
-                cursor.next_step
-            )));
+            return Err(CoordinatorError::Cursor(format!("it is for step {}, not step {step}", cursor.next_step)));
         }
         let mut next = cursor.clone();
         next.next_step = step + 1;
@@ -404,8 +356,7 @@ impl Scheduler {
         let (key, languages) = match kind {
             BatchKind::Monolingual => {
                 let options = &self.datasets[d].mono;
-                let l =
-                    options[rng.weighted_index(&options.iter().map(|o| o.1).collect::<Vec<_>>())].0;
+                let l = options[rng.weighted_index(&options.iter().map(|o| o.1).collect::<Vec<_>>())].0;
                 (StreamKey::Mono(l), vec![l])
             }
             BatchKind::CrossLingual if per_batch => {
@@ -442,11 +393,7 @@ impl Scheduler {
                         (l, l)
                     }
                 };
-                ExampleRef {
-                    pair_id: dataset.pair_id(g).to_string(),
-                    query_lang: name(q),
-                    passage_lang: name(p),
-                }
+                ExampleRef { pair_id: dataset.pair_id(g).to_string(), query_lang: name(q), passage_lang: name(p) }
             })
             .collect();
         let plan = StepPlan {
@@ -473,9 +420,7 @@ impl Scheduler {
     /// Groups of a stream in index order (a scan: done once per epoch of the stream).
     fn members(&self, d: usize, key: StreamKey) -> Vec<u32> {
         let dataset = &self.index.datasets[d];
-        (0..dataset.len() as u32)
-            .filter(|&g| stream_matches(key, dataset.mask(g as usize) & self.allowed))
-            .collect()
+        (0..dataset.len() as u32).filter(|&g| stream_matches(key, dataset.mask(g as usize) & self.allowed)).collect()
     }
 
     fn stream_length(&mut self, d: usize, key: StreamKey) -> usize {
@@ -483,9 +428,7 @@ impl Scheduler {
             return len;
         }
         let dataset = &self.index.datasets[d];
-        let len = (0..dataset.len())
-            .filter(|&g| stream_matches(key, dataset.mask(g) & self.allowed))
-            .count();
+        let len = (0..dataset.len()).filter(|&g| stream_matches(key, dataset.mask(g) & self.allowed)).count();
         self.stream_lengths.insert((d, key), len);
         len
     }
@@ -498,9 +441,8 @@ impl Scheduler {
         }
         let mut perm = self.members(d, key);
         let name = self.stream_name(d, key);
-        let stream_seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
+        let stream_seed =
+            name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         SeededRng::from_parts(&[self.config.seed, 0xE90C, stream_seed, epoch]).shuffle(&mut perm);
         let perm = Arc::new(perm);
         self.permutations.insert((d, key), (epoch, perm.clone()));
@@ -508,19 +450,11 @@ impl Scheduler {
     }
 
     /// Draws `n` distinct groups of a stream, without replacement within each epoch.
-    fn draw(
-        &mut self,
-        d: usize,
-        key: StreamKey,
-        n: usize,
-        cursor: &mut Cursor,
-    ) -> Result<Vec<u32>> {
+    fn draw(&mut self, d: usize, key: StreamKey, n: usize, cursor: &mut Cursor) -> Result<Vec<u32>> {
         let name = self.stream_name(d, key);
         let len = self.stream_length(d, key) as u64;
         if (len as usize) < n {
-            return Err(CoordinatorError::Cursor(format!(
-                "stream {name} has {len} groups, fewer than a batch of {n}"
-            )));
+            return Err(CoordinatorError::Cursor(format!("stream {name} has {len} groups, fewer than a batch of {n}")));
         }
         let mut position = cursor.streams.remove(&name).unwrap_or_default();
         if position.deferred.is_empty() && position.offset + n as u64 <= len {

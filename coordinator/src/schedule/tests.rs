@@ -59,13 +59,7 @@ fn run(scheduler: &mut Scheduler, steps: u64) -> (Vec<StepPlan>, Cursor) {
 }
 
 fn strategy_of(i: u8) -> Strategy {
-    [
-        Strategy::Hybrid,
-        Strategy::XXMono,
-        Strategy::XY,
-        Strategy::XX,
-        Strategy::EnEn,
-    ][i as usize % 5]
+    [Strategy::Hybrid, Strategy::XXMono, Strategy::XY, Strategy::XX, Strategy::EnEn][i as usize % 5]
 }
 
 proptest! {
@@ -157,15 +151,8 @@ fn monolingual_fraction_matches_alpha() {
         let mut scheduler = Scheduler::new(cfg, index(500, 5, 0, 1)).unwrap();
         let steps = 4000;
         let (plans, _) = run(&mut scheduler, steps);
-        let mono = plans
-            .iter()
-            .filter(|p| p.kind == BatchKind::Monolingual)
-            .count() as f64
-            / steps as f64;
-        assert!(
-            (mono - alpha).abs() <= tolerance(alpha, steps as f64) + 1e-12,
-            "alpha {alpha}: observed {mono}"
-        );
+        let mono = plans.iter().filter(|p| p.kind == BatchKind::Monolingual).count() as f64 / steps as f64;
+        assert!((mono - alpha).abs() <= tolerance(alpha, steps as f64) + 1e-12, "alpha {alpha}: observed {mono}");
     }
 }
 
@@ -177,28 +164,19 @@ fn dataset_frequencies_match_their_weights() {
     let steps = 4000;
     let (plans, _) = run(&mut scheduler, steps);
     let share = plans.iter().filter(|p| p.dataset == "mono").count() as f64 / steps as f64;
-    assert!(
-        (share - 0.25).abs() <= tolerance(0.25, steps as f64),
-        "proportional: {share}"
-    );
+    assert!((share - 0.25).abs() <= tolerance(0.25, steps as f64), "proportional: {share}");
     // Explicit weights.
     let mut cfg = config(Strategy::XXMono, 10);
     cfg.dataset_weights = BTreeMap::from([("mono".to_string(), 3.0), ("multi".to_string(), 1.0)]);
     let (plans, _) = run(&mut Scheduler::new(cfg, index.clone()).unwrap(), steps);
     let share = plans.iter().filter(|p| p.dataset == "mono").count() as f64 / steps as f64;
-    assert!(
-        (share - 0.75).abs() <= tolerance(0.75, steps as f64),
-        "explicit: {share}"
-    );
+    assert!((share - 0.75).abs() <= tolerance(0.75, steps as f64), "explicit: {share}");
     // Uniform.
     let mut cfg = config(Strategy::XXMono, 10);
     cfg.dataset_sampling = DatasetSampling::Uniform;
     let (plans, _) = run(&mut Scheduler::new(cfg, index).unwrap(), steps);
     let share = plans.iter().filter(|p| p.dataset == "mono").count() as f64 / steps as f64;
-    assert!(
-        (share - 0.5).abs() <= tolerance(0.5, steps as f64),
-        "uniform: {share}"
-    );
+    assert!((share - 0.5).abs() <= tolerance(0.5, steps as f64), "uniform: {share}");
 }
 
 #[test]
@@ -208,8 +186,7 @@ fn every_pair_is_used_once_per_epoch_of_its_stream() {
     for g in 0..250 {
         builder.add_group("only", &format!("p{g}"), &["en"]);
     }
-    let mut scheduler =
-        Scheduler::new(config(Strategy::EnEn, 100), Arc::new(builder.build())).unwrap();
+    let mut scheduler = Scheduler::new(config(Strategy::EnEn, 100), Arc::new(builder.build())).unwrap();
     let (plans, cursor) = run(&mut scheduler, 10); // 1000 draws = 4 epochs
     let mut counts: HashMap<String, usize> = HashMap::new();
     for e in plans.iter().flat_map(|p| &p.examples) {
@@ -218,12 +195,7 @@ fn every_pair_is_used_once_per_epoch_of_its_stream() {
     assert_eq!(counts.len(), 250);
     assert!(counts.values().all(|&c| c == 4), "{counts:?}");
     // And the first 250 draws are exactly one epoch: every pair once.
-    let first: HashSet<&str> = plans
-        .iter()
-        .flat_map(|p| &p.examples)
-        .take(250)
-        .map(|e| e.pair_id.as_str())
-        .collect();
+    let first: HashSet<&str> = plans.iter().flat_map(|p| &p.examples).take(250).map(|e| e.pair_id.as_str()).collect();
     assert_eq!(first.len(), 250);
     assert_eq!(cursor.streams["only/mono:en"].epoch, 3);
 }
@@ -240,25 +212,15 @@ fn cursor_stays_small_whatever_the_dataset_size() {
             serde_json::to_string(&cursor).unwrap().len()
         })
         .collect();
-    assert!(
-        sizes[1] < 4096,
-        "cursor of a 70k-group index is {} bytes",
-        sizes[1]
-    );
+    assert!(sizes[1] < 4096, "cursor of a 70k-group index is {} bytes", sizes[1]);
     assert!(sizes[1] <= sizes[0] * 2 + 2048, "{sizes:?}");
 }
 
 #[test]
 fn same_seed_same_plans_and_other_seed_other_plans() {
     let index = index(300, 4, 100, 2);
-    let (a, _) = run(
-        &mut Scheduler::new(config(Strategy::Hybrid, 16), index.clone()).unwrap(),
-        20,
-    );
-    let (b, _) = run(
-        &mut Scheduler::new(config(Strategy::Hybrid, 16), index.clone()).unwrap(),
-        20,
-    );
+    let (a, _) = run(&mut Scheduler::new(config(Strategy::Hybrid, 16), index.clone()).unwrap(), 20);
+    let (b, _) = run(&mut Scheduler::new(config(Strategy::Hybrid, 16), index.clone()).unwrap(), 20);
     assert_eq!(a, b);
     let mut other = config(Strategy::Hybrid, 16);
     other.seed = 12;
@@ -274,10 +236,7 @@ fn per_batch_pairing_uses_one_language_pair() {
     for plan in plans {
         assert_eq!(plan.languages.len(), 2);
         assert!(
-            plan.examples
-                .iter()
-                .all(|e| [&e.query_lang, &e.passage_lang]
-                    == [&plan.languages[0], &plan.languages[1]])
+            plan.examples.iter().all(|e| [&e.query_lang, &e.passage_lang] == [&plan.languages[0], &plan.languages[1]])
         );
     }
 }
@@ -291,32 +250,16 @@ fn impossible_configurations_name_the_field_and_the_datasets() {
         }
         Arc::new(builder.build())
     };
-    let err = Scheduler::new(config(Strategy::XY, 10), mono_only.clone())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("cross-lingual") && err.contains("marco (300 groups; languages en)"),
-        "{err}"
-    );
-    let err = Scheduler::new(config(Strategy::Hybrid, 500), index(100, 3, 0, 1))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = Scheduler::new(config(Strategy::XY, 10), mono_only.clone()).err().unwrap().to_string();
+    assert!(err.contains("cross-lingual") && err.contains("marco (300 groups; languages en)"), "{err}");
+    let err = Scheduler::new(config(Strategy::Hybrid, 500), index(100, 3, 0, 1)).err().unwrap().to_string();
     assert!(err.contains("global_batch_size"), "{err}");
     let mut cfg = config(Strategy::XXMono, 10);
     cfg.alpha = 0.3;
     cfg.languages = vec!["xx".into()];
     cfg.dataset_weights = BTreeMap::from([("nope".to_string(), 1.0)]);
-    let err = Scheduler::new(cfg, mono_only.clone())
-        .err()
-        .unwrap()
-        .to_string();
-    for needle in [
-        "schedule.alpha",
-        "schedule.languages: \"xx\"",
-        "schedule.dataset_weights.nope",
-    ] {
+    let err = Scheduler::new(cfg, mono_only.clone()).err().unwrap().to_string();
+    for needle in ["schedule.alpha", "schedule.languages: \"xx\"", "schedule.dataset_weights.nope"] {
         assert!(err.contains(needle), "{needle} missing in {err}");
     }
     let mut cfg = config(Strategy::EnEn, 10);
@@ -330,34 +273,17 @@ fn a_cursor_from_another_config_or_step_is_rejected() {
     let index = index(300, 4, 0, 2);
     let mut a = Scheduler::new(config(Strategy::Hybrid, 16), index.clone()).unwrap();
     let (_, cursor) = run(&mut a, 3);
-    assert!(
-        a.plan(5, &cursor)
-            .unwrap_err()
-            .to_string()
-            .contains("for step 3")
-    );
+    assert!(a.plan(5, &cursor).unwrap_err().to_string().contains("for step 3"));
     let mut b = Scheduler::new(config(Strategy::XY, 16), index).unwrap();
-    assert!(
-        b.plan(3, &cursor)
-            .unwrap_err()
-            .to_string()
-            .contains("fingerprint")
-    );
+    assert!(b.plan(3, &cursor).unwrap_err().to_string().contains("fingerprint"));
 }
 
 #[test]
 fn yaml_config_rejects_unknown_fields() {
-    let ok: ScheduleConfig =
-        serde_saphyr::from_str("strategy: hybrid\nalpha: 0.4\nseed: 3\n").unwrap();
-    assert_eq!(
-        (ok.strategy, ok.alpha, ok.global_batch_size),
-        (Strategy::Hybrid, 0.4, 100)
-    );
-    let err = serde_saphyr::from_str::<ScheduleConfig>("strategy: hybrid\nalfa: 0.4\n")
-        .unwrap_err()
-        .to_string();
+    let ok: ScheduleConfig = serde_saphyr::from_str("strategy: hybrid\nalpha: 0.4\nseed: 3\n").unwrap();
+    assert_eq!((ok.strategy, ok.alpha, ok.global_batch_size), (Strategy::Hybrid, 0.4, 100));
+    let err = serde_saphyr::from_str::<ScheduleConfig>("strategy: hybrid\nalfa: 0.4\n").unwrap_err().to_string();
     assert!(err.contains("alfa"), "{err}");
-    let parsed: ScheduleConfig =
-        serde_saphyr::from_str("strategy: x-x-mono\ncross_pairing: per-batch\n").unwrap();
+    let parsed: ScheduleConfig = serde_saphyr::from_str("strategy: x-x-mono\ncross_pairing: per-batch\n").unwrap();
     assert_eq!(parsed.cross_pairing, CrossPairing::PerBatch);
 }

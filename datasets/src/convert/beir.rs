@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{BenchmarkSummary, for_each_line};
-use crate::benchmark::{
-    BenchmarkSpec, Candidate, CorpusWriter, Protocol, Qrel, QrelWriter, Query, QueryWriter,
-};
+use crate::benchmark::{BenchmarkSpec, Candidate, CorpusWriter, Protocol, Qrel, QrelWriter, Query, QueryWriter};
 use crate::error::{DatasetError, Result};
 use crate::lang::{is_known_language, unknown_language_message};
 
@@ -31,32 +29,20 @@ impl BeirInputs {
     /// and `qrels/<split>.tsv` (or `qrels.<split>.tsv` / `qrels.<split>.trec`).
     pub fn discover(dir: &Path, split: &str, lang: &str) -> Result<Self> {
         let first = |candidates: &[PathBuf], what: &str| {
-            candidates
-                .iter()
-                .find(|p| p.is_file())
-                .cloned()
-                .ok_or_else(|| {
-                    DatasetError::invalid(
-                        what,
-                        format!(
-                            "none of {} exists",
-                            candidates
-                                .iter()
-                                .map(|p| p.display().to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                })
+            candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+                DatasetError::invalid(
+                    what,
+                    format!(
+                        "none of {} exists",
+                        candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })
         };
         Ok(Self {
             corpus: first(&[dir.join("corpus.jsonl")], "corpus")?,
             queries: first(
-                &[
-                    dir.join("queries.jsonl"),
-                    dir.join("topics.tsv"),
-                    dir.join(format!("topics.{split}.tsv")),
-                ],
+                &[dir.join("queries.jsonl"), dir.join("topics.tsv"), dir.join(format!("topics.{split}.tsv"))],
                 "queries",
             )?,
             qrels: first(
@@ -97,51 +83,33 @@ pub fn convert_beir(inputs: &[BeirInputs], out_dir: &Path, name: &str) -> Result
     languages.dedup();
     for lang in &languages {
         if !is_known_language(lang) {
-            return Err(DatasetError::invalid(
-                "lang",
-                unknown_language_message(lang),
-            ));
+            return Err(DatasetError::invalid("lang", unknown_language_message(lang)));
         }
     }
-    BenchmarkSpec {
-        name: name.to_string(),
-        protocol: Protocol::Qrels,
-        languages,
-        format_version: 1,
-    }
-    .save(out_dir)?;
+    BenchmarkSpec { name: name.to_string(), protocol: Protocol::Qrels, languages, format_version: 1 }.save(out_dir)?;
     let mut corpus = CorpusWriter::create(out_dir)?;
     let mut queries = QueryWriter::create(out_dir)?;
     let mut doc_ids = HashSet::new();
     let mut query_ids = HashSet::new();
     for input in inputs {
         for_each_line(&input.corpus, |line, text| {
-            let doc: JsonDoc = serde_json::from_str(text)
-                .map_err(|e| DatasetError::at_line(&input.corpus, line, e.to_string()))?;
+            let doc: JsonDoc =
+                serde_json::from_str(text).map_err(|e| DatasetError::at_line(&input.corpus, line, e.to_string()))?;
             if !doc_ids.insert(doc._id.clone()) {
-                return Err(DatasetError::at_line(
-                    &input.corpus,
-                    line,
-                    format!("duplicate document id {:?}", doc._id),
-                ));
+                return Err(DatasetError::at_line(&input.corpus, line, format!("duplicate document id {:?}", doc._id)));
             }
             let text = match doc.title.filter(|t| !t.trim().is_empty()) {
                 Some(title) => format!("{title} {}", doc.text),
                 None => doc.text,
             };
-            corpus.push(Candidate {
-                doc_id: doc._id,
-                lang: input.lang.clone(),
-                text,
-                context: None,
-            })
+            corpus.push(Candidate { doc_id: doc._id, lang: input.lang.clone(), text, context: None })
         })?;
         let tsv = input.queries.extension().is_some_and(|e| e == "tsv");
         for_each_line(&input.queries, |line, text| {
             let (id, text) = if tsv {
-                let (id, text) = text.split_once('\t').ok_or_else(|| {
-                    DatasetError::at_line(&input.queries, line, "expected `id<TAB>text`")
-                })?;
+                let (id, text) = text
+                    .split_once('\t')
+                    .ok_or_else(|| DatasetError::at_line(&input.queries, line, "expected `id<TAB>text`"))?;
                 (id.to_string(), text.to_string())
             } else {
                 let q: JsonQuery = serde_json::from_str(text)
@@ -149,17 +117,9 @@ pub fn convert_beir(inputs: &[BeirInputs], out_dir: &Path, name: &str) -> Result
                 (q._id, q.text)
             };
             if !query_ids.insert(id.clone()) {
-                return Err(DatasetError::at_line(
-                    &input.queries,
-                    line,
-                    format!("duplicate query id {id:?}"),
-                ));
+                return Err(DatasetError::at_line(&input.queries, line, format!("duplicate query id {id:?}")));
             }
-            queries.push(Query {
-                query_id: id,
-                lang: input.lang.clone(),
-                text,
-            })
+            queries.push(Query { query_id: id, lang: input.lang.clone(), text })
         })?;
     }
     let candidates = corpus.finish()?;
@@ -171,11 +131,7 @@ pub fn convert_beir(inputs: &[BeirInputs], out_dir: &Path, name: &str) -> Result
                 return Ok(());
             };
             if !query_ids.contains(&qrel.query_id) {
-                return Err(DatasetError::at_line(
-                    &input.qrels,
-                    line,
-                    format!("unknown query id {:?}", qrel.query_id),
-                ));
+                return Err(DatasetError::at_line(&input.qrels, line, format!("unknown query id {:?}", qrel.query_id)));
             }
             if !doc_ids.contains(&qrel.doc_id) {
                 return Err(DatasetError::at_line(
@@ -188,12 +144,7 @@ pub fn convert_beir(inputs: &[BeirInputs], out_dir: &Path, name: &str) -> Result
         })?;
     }
     let qrel_count = qrels.finish()?;
-    Ok(BenchmarkSummary {
-        queries: query_count,
-        candidates,
-        qrels: qrel_count,
-        unanswerable: 0,
-    })
+    Ok(BenchmarkSummary { queries: query_count, candidates, qrels: qrel_count, unanswerable: 0 })
 }
 
 /// Parses a TREC (`qid iter docid rel`) or BEIR TSV (`qid docid rel`) line; `None` for a header.
@@ -211,16 +162,8 @@ fn parse_qrel_line(path: &Path, line: usize, text: &str) -> Result<Option<Qrel>>
         }
     };
     match grade.parse::<i32>() {
-        Ok(relevance) => Ok(Some(Qrel {
-            query_id: query_id.to_string(),
-            doc_id: doc_id.to_string(),
-            relevance,
-        })),
+        Ok(relevance) => Ok(Some(Qrel { query_id: query_id.to_string(), doc_id: doc_id.to_string(), relevance })),
         Err(_) if line == 1 => Ok(None),
-        Err(_) => Err(DatasetError::at_line(
-            path,
-            line,
-            format!("relevance {grade:?} is not an integer"),
-        )),
+        Err(_) => Err(DatasetError::at_line(path, line, format!("relevance {grade:?} is not an integer"))),
     }
 }

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 pub use beir::{BeirInputs, convert_beir};
 pub use spill::GroupSpill;
 
-use crate::benchmark::{
-    BenchmarkSpec, Candidate, CorpusWriter, Protocol, Qrel, QrelWriter, Query, QueryWriter,
-};
+use crate::benchmark::{BenchmarkSpec, Candidate, CorpusWriter, Protocol, Qrel, QrelWriter, Query, QueryWriter};
 use crate::error::{DatasetError, Result};
 use crate::lang::{is_known_language, unknown_language_message};
 use crate::pairs::{PairWriter, TrainingPair, WriteSummary};
@@ -40,25 +38,15 @@ impl LanguageFile {
             Some((lang, path)) => (lang.to_string(), PathBuf::from(path)),
             None => {
                 let path = PathBuf::from(spec);
-                let stem = path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default();
-                let lang = stem
-                    .rsplit(['.', '_', '-'])
-                    .next()
-                    .unwrap_or(stem)
-                    .to_string();
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                let lang = stem.rsplit(['.', '_', '-']).next().unwrap_or(stem).to_string();
                 (lang, path)
             }
         };
         if !is_known_language(&lang) {
             return Err(DatasetError::invalid(
                 format!("input {spec:?}"),
-                format!(
-                    "{}; name the language as LANG=PATH",
-                    unknown_language_message(&lang)
-                ),
+                format!("{}; name the language as LANG=PATH", unknown_language_message(&lang)),
             ));
         }
         Ok(Self { lang, path })
@@ -82,16 +70,9 @@ pub struct BenchmarkSummary {
 /// `sentence_breaks`) into a `lareqa` benchmark. Every sentence is a candidate (with its
 /// paragraph as context); a question in language L is relevant to the sentence containing its
 /// answer in every language where its id occurs.
-pub fn convert_lareqa(
-    inputs: &[LanguageFile],
-    out_dir: &Path,
-    name: &str,
-) -> Result<BenchmarkSummary> {
+pub fn convert_lareqa(inputs: &[LanguageFile], out_dir: &Path, name: &str) -> Result<BenchmarkSummary> {
     if inputs.is_empty() {
-        return Err(DatasetError::invalid(
-            "inputs",
-            "give at least one LANG=PATH file",
-        ));
+        return Err(DatasetError::invalid("inputs", "give at least one LANG=PATH file"));
     }
     let mut languages: Vec<String> = inputs.iter().map(|i| i.lang.clone()).collect();
     languages.sort();
@@ -99,13 +80,7 @@ pub fn convert_lareqa(
     if languages.len() != inputs.len() {
         return Err(DatasetError::invalid("inputs", "a language is given twice"));
     }
-    BenchmarkSpec {
-        name: name.to_string(),
-        protocol: Protocol::Lareqa,
-        languages,
-        format_version: 1,
-    }
-    .save(out_dir)?;
+    BenchmarkSpec { name: name.to_string(), protocol: Protocol::Lareqa, languages, format_version: 1 }.save(out_dir)?;
     let mut corpus = CorpusWriter::create(out_dir)?;
     let mut queries = QueryWriter::create(out_dir)?;
     // question id → relevant doc ids (all languages); and the queries, in order.
@@ -127,9 +102,8 @@ pub fn convert_lareqa(
                     ),
                 ));
             }
-            let doc_ids: Vec<String> = (0..texts.len())
-                .map(|s| format!("{}/p{paragraph_index}/s{s}", input.lang))
-                .collect();
+            let doc_ids: Vec<String> =
+                (0..texts.len()).map(|s| format!("{}/p{paragraph_index}/s{s}", input.lang)).collect();
             for (doc_id, text) in doc_ids.iter().zip(texts) {
                 if text.trim().is_empty() {
                     continue;
@@ -142,11 +116,8 @@ pub fn convert_lareqa(
                 })?;
             }
             for qa in &paragraph.qas {
-                let mut hits: Vec<usize> = qa
-                    .answers
-                    .iter()
-                    .filter_map(|a| sentence_containing(&ranges, a.answer_start))
-                    .collect();
+                let mut hits: Vec<usize> =
+                    qa.answers.iter().filter_map(|a| sentence_containing(&ranges, a.answer_start)).collect();
                 hits.sort_unstable();
                 hits.dedup();
                 if hits.is_empty() {
@@ -160,10 +131,7 @@ pub fn convert_lareqa(
                     text: qa.question.clone(),
                 })?;
                 query_keys.push((query_id, qa.id.clone()));
-                relevant
-                    .entry(qa.id.clone())
-                    .or_default()
-                    .extend(hits.into_iter().map(|s| doc_ids[s].clone()));
+                relevant.entry(qa.id.clone()).or_default().extend(hits.into_iter().map(|s| doc_ids[s].clone()));
             }
             paragraph_index += 1;
             Ok(())
@@ -174,20 +142,11 @@ pub fn convert_lareqa(
     let mut qrels = QrelWriter::create(out_dir)?;
     for (query_id, id) in &query_keys {
         for doc_id in relevant.get(id).into_iter().flatten() {
-            qrels.push(Qrel {
-                query_id: query_id.clone(),
-                doc_id: doc_id.clone(),
-                relevance: 1,
-            })?;
+            qrels.push(Qrel { query_id: query_id.clone(), doc_id: doc_id.clone(), relevance: 1 })?;
         }
     }
     let qrel_count = qrels.finish()?;
-    Ok(BenchmarkSummary {
-        queries: query_count,
-        candidates,
-        qrels: qrel_count,
-        unanswerable,
-    })
+    Ok(BenchmarkSummary { queries: query_count, candidates, qrels: qrel_count, unanswerable })
 }
 
 /// What the positive passage of a SQuAD-derived training pair is.
@@ -228,11 +187,7 @@ pub fn convert_squad_pairs(
                 if qa.question.trim().is_empty() {
                     continue;
                 }
-                let origin = format!(
-                    "{} paragraph {paragraph_index} question {:?}",
-                    input.path.display(),
-                    qa.id
-                );
+                let origin = format!("{} paragraph {paragraph_index} question {:?}", input.path.display(), qa.id);
                 spill.push(
                     origin,
                     TrainingPair {
@@ -253,19 +208,14 @@ pub fn convert_squad_pairs(
 }
 
 /// Reads a text file line by line as UTF-8, calling `on_line(line_number, text)` (1-based).
-pub fn for_each_line(
-    path: &Path,
-    mut on_line: impl FnMut(usize, &str) -> Result<()>,
-) -> Result<()> {
+pub fn for_each_line(path: &Path, mut on_line: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
     let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut buffer = Vec::new();
     let mut number = 0;
     loop {
         buffer.clear();
-        let read = reader
-            .read_until(b'\n', &mut buffer)
-            .map_err(|e| DatasetError::io(path, e))?;
+        let read = reader.read_until(b'\n', &mut buffer).map_err(|e| DatasetError::io(path, e))?;
         if read == 0 {
             return Ok(());
         }
@@ -303,28 +253,17 @@ pub fn convert_jsonl_pairs(
     let mut spill = GroupSpill::new(output, SPILL_PARTITIONS)?;
     for path in inputs {
         for_each_line(path, |line, text| {
-            let row: JsonlPair = serde_json::from_str(text)
-                .map_err(|e| DatasetError::at_line(path, line, e.to_string()))?;
-            for (field, value) in [
-                ("pair_id", &row.pair_id),
-                ("lang", &row.lang),
-                ("query", &row.query),
-                ("positive", &row.positive),
-            ] {
+            let row: JsonlPair =
+                serde_json::from_str(text).map_err(|e| DatasetError::at_line(path, line, e.to_string()))?;
+            for (field, value) in
+                [("pair_id", &row.pair_id), ("lang", &row.lang), ("query", &row.query), ("positive", &row.positive)]
+            {
                 if value.trim().is_empty() {
-                    return Err(DatasetError::at_line(
-                        path,
-                        line,
-                        format!("field {field:?} is empty"),
-                    ));
+                    return Err(DatasetError::at_line(path, line, format!("field {field:?} is empty")));
                 }
             }
             if !is_known_language(&row.lang) {
-                return Err(DatasetError::at_line(
-                    path,
-                    line,
-                    unknown_language_message(&row.lang),
-                ));
+                return Err(DatasetError::at_line(path, line, unknown_language_message(&row.lang)));
             }
             let pair = TrainingPair {
                 dataset: row.dataset.unwrap_or_else(|| dataset.to_string()),

@@ -28,18 +28,13 @@ pub struct GroupSpill {
 
 /// FNV-1a: a stable hash, so the output order never depends on the platform or release.
 fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl GroupSpill {
     /// Creates `partitions` temporary files in a fresh directory next to `output`.
     pub fn new(output: &Path, partitions: usize) -> Result<Self> {
-        let parent = output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, e))?;
         let dir = tempfile::Builder::new()
             .prefix(".rosetta-spill-")
@@ -48,15 +43,9 @@ impl GroupSpill {
         let mut files = Vec::with_capacity(partitions.max(1));
         for k in 0..partitions.max(1) {
             let path = dir.path().join(format!("part-{k:03}.jsonl"));
-            files.push(BufWriter::new(
-                File::create(&path).map_err(|e| DatasetError::io(&path, e))?,
-            ));
+            files.push(BufWriter::new(File::create(&path).map_err(|e| DatasetError::io(&path, e))?));
         }
-        Ok(Self {
-            dir,
-            partitions: files,
-            rows: 0,
-        })
+        Ok(Self { dir, partitions: files, rows: 0 })
     }
 
     /// Adds one row; `origin` (e.g. `file:line`) is quoted if the row turns out to be a duplicate.
@@ -77,24 +66,19 @@ impl GroupSpill {
 
     /// Writes every group (partition by partition, groups by `pair_id`, rows by `lang`) to `writer`.
     pub fn write_into(self, mut writer: PairWriter) -> Result<WriteSummary> {
-        let paths: Vec<PathBuf> = (0..self.partitions.len())
-            .map(|k| self.dir.path().join(format!("part-{k:03}.jsonl")))
-            .collect();
+        let paths: Vec<PathBuf> =
+            (0..self.partitions.len()).map(|k| self.dir.path().join(format!("part-{k:03}.jsonl"))).collect();
         for (file, path) in self.partitions.into_iter().zip(&paths) {
-            file.into_inner()
-                .map_err(|e| DatasetError::io(path, e.into_error()))?;
+            file.into_inner().map_err(|e| DatasetError::io(path, e.into_error()))?;
         }
         for path in &paths {
             let reader = BufReader::new(File::open(path).map_err(|e| DatasetError::io(path, e))?);
             let mut groups: BTreeMap<String, Vec<Spilled>> = BTreeMap::new();
             for line in reader.lines() {
                 let line = line.map_err(|e| DatasetError::io(path, e))?;
-                let row: Spilled = serde_json::from_str(&line)
-                    .map_err(|e| DatasetError::format(path, e.to_string()))?;
-                groups
-                    .entry(row.pair.pair_id.clone())
-                    .or_default()
-                    .push(row);
+                let row: Spilled =
+                    serde_json::from_str(&line).map_err(|e| DatasetError::format(path, e.to_string()))?;
+                groups.entry(row.pair.pair_id.clone()).or_default().push(row);
             }
             for (_, mut rows) in groups {
                 rows.sort_by(|a, b| a.pair.lang.cmp(&b.pair.lang));

@@ -56,25 +56,16 @@ struct Article {
 }
 
 /// Calls `on_paragraph` for every paragraph of every article of a SQuAD-style file.
-pub fn for_each_paragraph(
-    path: &Path,
-    on_paragraph: impl FnMut(Paragraph) -> Result<()>,
-) -> Result<()> {
+pub fn for_each_paragraph(path: &Path, on_paragraph: impl FnMut(Paragraph) -> Result<()>) -> Result<()> {
     let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
-    let mut deserializer =
-        serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, file));
-    let mut state = State {
-        on_paragraph,
-        failure: None,
-    };
+    let mut deserializer = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, file));
+    let mut state = State { on_paragraph, failure: None };
     let outcome = TopLevel(&mut state).deserialize(&mut deserializer);
     if let Some(failure) = state.failure {
         return Err(failure);
     }
     outcome.map_err(|e| DatasetError::format(path, format!("not SQuAD-style JSON: {e}")))?;
-    deserializer
-        .end()
-        .map_err(|e| DatasetError::format(path, format!("trailing data: {e}")))
+    deserializer.end().map_err(|e| DatasetError::format(path, format!("trailing data: {e}")))
 }
 
 struct State<F> {
@@ -151,8 +142,7 @@ pub fn sentence_ranges(paragraph: &Paragraph) -> Vec<[usize; 2]> {
     let mut start = 0;
     for i in 0..chars.len() {
         let terminal = matches!(chars[i], '.' | '?' | '!' | '。' | '؟' | '।');
-        let boundary =
-            i + 1 == chars.len() || chars[i + 1].is_whitespace() || matches!(chars[i], '。');
+        let boundary = i + 1 == chars.len() || chars[i + 1].is_whitespace() || matches!(chars[i], '。');
         if terminal && boundary {
             ranges.push([start, i + 1]);
             start = i + 1;
@@ -175,13 +165,7 @@ pub fn sentence_texts(paragraph: &Paragraph, ranges: &[[usize; 2]]) -> Vec<Strin
     let chars: Vec<char> = paragraph.context.chars().collect();
     ranges
         .iter()
-        .map(|[s, e]| {
-            chars[(*s).min(chars.len())..(*e).min(chars.len())]
-                .iter()
-                .collect::<String>()
-                .trim()
-                .to_string()
-        })
+        .map(|[s, e]| chars[(*s).min(chars.len())..(*e).min(chars.len())].iter().collect::<String>().trim().to_string())
         .collect()
 }
 
@@ -203,15 +187,7 @@ mod tests {
             sentence_breaks: None,
         };
         let ranges = sentence_ranges(&p);
-        assert_eq!(
-            sentence_texts(&p, &ranges),
-            vec![
-                "Ana lives here.",
-                "She was born in 1990!",
-                "Where?",
-                "Nowhere"
-            ]
-        );
+        assert_eq!(sentence_texts(&p, &ranges), vec!["Ana lives here.", "She was born in 1990!", "Where?", "Nowhere"]);
         assert_eq!(sentence_containing(&ranges, 32), Some(1));
     }
 
@@ -228,9 +204,7 @@ mod tests {
         .unwrap();
         assert_eq!(seen, vec!["A. B.", "C."]);
         std::fs::write(&path, r#"{"data":[{"paragraphs":[{"qas":[]}]}]}"#).unwrap();
-        let err = for_each_paragraph(&path, |_| Ok(()))
-            .unwrap_err()
-            .to_string();
+        let err = for_each_paragraph(&path, |_| Ok(())).unwrap_err().to_string();
         assert!(err.contains("en.json") && err.contains("context"), "{err}");
     }
 }

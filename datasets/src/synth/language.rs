@@ -176,24 +176,13 @@ pub struct Language {
 
 impl Language {
     /// Generates `concepts` distinct words for `profile`, deterministic in `seed`.
-    pub fn generate(
-        profile: LanguageProfile,
-        seed: u64,
-        language_index: u64,
-        concepts: usize,
-    ) -> Self {
+    pub fn generate(profile: LanguageProfile, seed: u64, language_index: u64, concepts: usize) -> Self {
         let mut rng = SeededRng::from_parts(&[seed, 0x1E71C0, language_index]);
         let mut used = HashSet::new();
         let mut words = Vec::with_capacity(concepts);
         while words.len() < concepts {
             let syllables = 1 + rng.index(3);
-            let word = make_word(
-                &mut rng,
-                profile.consonants,
-                profile.vowels,
-                profile.closed_syllables,
-                syllables,
-            );
+            let word = make_word(&mut rng, profile.consonants, profile.vowels, profile.closed_syllables, syllables);
             if word.len() >= 2 && used.insert(word.clone()) {
                 words.push(word);
             }
@@ -221,13 +210,7 @@ impl Language {
 }
 
 /// A pseudo-word of `syllables` syllables drawn from the given phonology.
-pub fn make_word(
-    rng: &mut SeededRng,
-    consonants: &str,
-    vowels: &str,
-    closed: bool,
-    syllables: usize,
-) -> String {
+pub fn make_word(rng: &mut SeededRng, consonants: &str, vowels: &str, closed: bool, syllables: usize) -> String {
     let consonants: Vec<char> = consonants.chars().collect();
     let vowels: Vec<char> = vowels.chars().collect();
     let mut word = String::new();

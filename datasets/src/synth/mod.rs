@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use language::{Language, make_word};
 pub use language::{LanguageProfile, PROFILES, Script, WordOrder, transliterate};
 
-use crate::benchmark::{
-    BenchmarkSpec, Candidate, CorpusWriter, Protocol, Qrel, QrelWriter, Query, QueryWriter,
-};
+use crate::benchmark::{BenchmarkSpec, Candidate, CorpusWriter, Protocol, Qrel, QrelWriter, Query, QueryWriter};
 use crate::error::{DatasetError, Result};
 use crate::pairs::{PairWriter, TrainingPair};
 use crate::rng::SeededRng;
@@ -68,25 +66,16 @@ impl SynthConfig {
     /// Checks every field; names the first bad one.
     pub fn validate(&self) -> Result<()> {
         if !(5..=PROFILES.len()).contains(&self.languages) {
-            return Err(DatasetError::invalid(
-                "languages",
-                format!("must be 5 to {}", PROFILES.len()),
-            ));
+            return Err(DatasetError::invalid("languages", format!("must be 5 to {}", PROFILES.len())));
         }
         if self.train_people == 0 || self.benchmark_people == 0 {
-            return Err(DatasetError::invalid(
-                "train_people/benchmark_people",
-                "must be at least 1",
-            ));
+            return Err(DatasetError::invalid("train_people/benchmark_people", "must be at least 1"));
         }
         if !(0.0..=1.0).contains(&self.coverage) {
             return Err(DatasetError::invalid("coverage", "must be within 0..=1"));
         }
         if self.negatives > 6 {
-            return Err(DatasetError::invalid(
-                "negatives",
-                "at most 6 (a paragraph has 7 sentences)",
-            ));
+            return Err(DatasetError::invalid("negatives", "at most 6 (a paragraph has 7 sentences)"));
         }
         Ok(())
     }
@@ -133,14 +122,7 @@ const THING_COUNT: usize = 16;
 const CONCEPTS: usize = THINGS + THING_COUNT;
 
 /// The six asked relations (the seventh sentence of a paragraph is a distractor).
-const RELATIONS: [&str; 6] = [
-    "born_city",
-    "born_year",
-    "profession",
-    "children",
-    "likes",
-    "river",
-];
+const RELATIONS: [&str; 6] = ["born_city", "born_year", "profession", "children", "likes", "river"];
 
 #[derive(Debug, Clone)]
 struct Person {
@@ -174,32 +156,15 @@ impl World {
         let mut rng = SeededRng::from_parts(&[config.seed, 0xC17]);
         let cities = proper_nouns(&mut rng, 60);
         let rivers = proper_nouns(&mut rng, 30);
-        Self {
-            languages,
-            cities,
-            rivers,
-            used_names: HashSet::new(),
-        }
+        Self { languages, cities, rivers, used_names: HashSet::new() }
     }
 
     fn person(&mut self, rng: &mut SeededRng, id: String) -> Person {
         let name = loop {
             let given_syllables = 2 + rng.index(2);
-            let given = capitalise(&make_word(
-                rng,
-                "bdfgklmnprstvz",
-                "aeiou",
-                false,
-                given_syllables,
-            ));
+            let given = capitalise(&make_word(rng, "bdfgklmnprstvz", "aeiou", false, given_syllables));
             let family_syllables = 2 + rng.index(2);
-            let family = capitalise(&make_word(
-                rng,
-                "bdfgklmnprstvz",
-                "aeiou",
-                true,
-                family_syllables,
-            ));
+            let family = capitalise(&make_word(rng, "bdfgklmnprstvz", "aeiou", true, family_syllables));
             let name = format!("{given} {family}");
             if self.used_names.insert(name.clone()) {
                 break name;
@@ -227,13 +192,7 @@ fn proper_nouns(rng: &mut SeededRng, count: usize) -> Vec<String> {
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
         let syllables = 2 + rng.index(2);
-        let word = capitalise(&make_word(
-            rng,
-            "bcdfghklmnprstvz",
-            "aeiou",
-            true,
-            syllables,
-        ));
+        let word = capitalise(&make_word(rng, "bcdfghklmnprstvz", "aeiou", true, syllables));
         if seen.insert(word.clone()) {
             out.push(word);
         }
@@ -258,11 +217,7 @@ struct Clause {
 
 fn number_phrase(lang: &Language, number: u32, noun: usize) -> Vec<String> {
     let noun = lang.word(noun);
-    if lang.profile.number_first {
-        vec![number.to_string(), noun]
-    } else {
-        vec![noun, number.to_string()]
-    }
+    if lang.profile.number_first { vec![number.to_string(), noun] } else { vec![noun, number.to_string()] }
 }
 
 /// Applies the object suffix to the last word of an object phrase.
@@ -274,11 +229,7 @@ fn with_case(lang: &Language, mut object: Vec<String>) -> Vec<String> {
 }
 
 fn order_clause(lang: &Language, clause: Clause) -> Vec<String> {
-    let Clause {
-        subject,
-        verb,
-        object,
-    } = clause;
+    let Clause { subject, verb, object } = clause;
     let (s, v) = (vec![subject], vec![verb]);
     let parts = match lang.profile.order {
         WordOrder::Svo => [s, v, object],
@@ -306,11 +257,7 @@ fn statement(lang: &Language, person: &Person, index: usize) -> String {
         5 => (LIVES, vec![lang.write(&person.river), lang.word(RIVER)]),
         _ => (KNOWN, vec![lang.write(&person.known_city)]),
     };
-    let clause = Clause {
-        subject: name,
-        verb: lang.word(verb),
-        object: with_case(lang, object),
-    };
+    let clause = Clause { subject: name, verb: lang.word(verb), object: with_case(lang, object) };
     finish(order_clause(lang, clause), ".")
 }
 
@@ -326,24 +273,10 @@ fn question(lang: &Language, person: &Person, index: usize) -> String {
         _ => (LIVES, vec![lang.word(WHICH), lang.word(RIVER)]),
     };
     let words = if lang.profile.wh_front {
-        let rest = order_clause(
-            lang,
-            Clause {
-                subject: name,
-                verb: lang.word(verb),
-                object: Vec::new(),
-            },
-        );
+        let rest = order_clause(lang, Clause { subject: name, verb: lang.word(verb), object: Vec::new() });
         [wh, rest].concat()
     } else {
-        order_clause(
-            lang,
-            Clause {
-                subject: name,
-                verb: lang.word(verb),
-                object: wh,
-            },
-        )
+        order_clause(lang, Clause { subject: name, verb: lang.word(verb), object: wh })
     };
     let mut words = words;
     if let Some(particle) = lang.profile.question_particle {
@@ -357,15 +290,12 @@ pub fn synthesize(out_dir: &Path, config: &SynthConfig) -> Result<SynthSummary> 
     config.validate()?;
     let mut world = World::new(config);
     let mut rng = SeededRng::from_parts(&[config.seed, 0x9E0]);
-    let train_people: Vec<Person> = (0..config.train_people)
-        .map(|i| world.person(&mut rng, format!("t{i:06}")))
-        .collect();
-    let mono_people: Vec<Person> = (0..config.mono_people)
-        .map(|i| world.person(&mut rng, format!("m{i:06}")))
-        .collect();
-    let bench_people: Vec<Person> = (0..config.benchmark_people)
-        .map(|i| world.person(&mut rng, format!("b{i:06}")))
-        .collect();
+    let train_people: Vec<Person> =
+        (0..config.train_people).map(|i| world.person(&mut rng, format!("t{i:06}"))).collect();
+    let mono_people: Vec<Person> =
+        (0..config.mono_people).map(|i| world.person(&mut rng, format!("m{i:06}"))).collect();
+    let bench_people: Vec<Person> =
+        (0..config.benchmark_people).map(|i| world.person(&mut rng, format!("b{i:06}"))).collect();
 
     let train_path = out_dir.join("train.parquet");
     let mut writer = PairWriter::create(&train_path, SYNTH_ROWS_PER_GROUP)?;
@@ -377,26 +307,14 @@ pub fn synthesize(out_dir: &Path, config: &SynthConfig) -> Result<SynthSummary> 
                 if li > 0 && !coverage_rng.chance(config.coverage) {
                     continue;
                 }
-                group.push(training_row(
-                    lang,
-                    person,
-                    relation,
-                    PARALLEL_DATASET,
-                    config.negatives,
-                ));
+                group.push(training_row(lang, person, relation, PARALLEL_DATASET, config.negatives));
             }
             writer.write_group(group)?;
         }
     }
     for person in &mono_people {
         for relation in 0..RELATIONS.len() {
-            let row = training_row(
-                &world.languages[0],
-                person,
-                relation,
-                MONO_DATASET,
-                config.negatives,
-            );
+            let row = training_row(&world.languages[0], person, relation, MONO_DATASET, config.negatives);
             writer.write_group(vec![row])?;
         }
     }
@@ -411,21 +329,11 @@ pub fn synthesize(out_dir: &Path, config: &SynthConfig) -> Result<SynthSummary> 
         train_groups: written.groups,
         benchmark_queries: queries,
         benchmark_candidates: candidates,
-        languages: world
-            .languages
-            .iter()
-            .map(|l| l.profile.code.to_string())
-            .collect(),
+        languages: world.languages.iter().map(|l| l.profile.code.to_string()).collect(),
     })
 }
 
-fn training_row(
-    lang: &Language,
-    person: &Person,
-    relation: usize,
-    dataset: &str,
-    negatives: usize,
-) -> TrainingPair {
+fn training_row(lang: &Language, person: &Person, relation: usize, dataset: &str, negatives: usize) -> TrainingPair {
     let hard: Vec<String> = person
         .order
         .iter()
@@ -447,18 +355,11 @@ fn doc_id(lang: &Language, person: &Person, position: usize) -> String {
     format!("{}/{}/s{position}", lang.profile.code, person.id)
 }
 
-fn write_benchmark(
-    dir: &Path,
-    languages: &[Language],
-    people: &[Person],
-) -> Result<(usize, usize)> {
+fn write_benchmark(dir: &Path, languages: &[Language], people: &[Person]) -> Result<(usize, usize)> {
     BenchmarkSpec {
         name: "synth-lareqa".to_string(),
         protocol: Protocol::Lareqa,
-        languages: languages
-            .iter()
-            .map(|l| l.profile.code.to_string())
-            .collect(),
+        languages: languages.iter().map(|l| l.profile.code.to_string()).collect(),
         format_version: 1,
     }
     .save(dir)?;
@@ -467,11 +368,7 @@ fn write_benchmark(
     let mut qrels = QrelWriter::create(dir)?;
     for lang in languages {
         for person in people {
-            let sentences: Vec<String> = person
-                .order
-                .iter()
-                .map(|&fact| statement(lang, person, fact))
-                .collect();
+            let sentences: Vec<String> = person.order.iter().map(|&fact| statement(lang, person, fact)).collect();
             let context = sentences.join(" ");
             for (position, text) in sentences.into_iter().enumerate() {
                 corpus.push(Candidate {
@@ -492,11 +389,7 @@ fn write_benchmark(
                     lang: lang.profile.code.to_string(),
                     text: question(lang, person, relation),
                 })?;
-                let position = person
-                    .order
-                    .iter()
-                    .position(|&fact| fact == relation)
-                    .unwrap_or(0);
+                let position = person.order.iter().position(|&fact| fact == relation).unwrap_or(0);
                 for target in languages {
                     qrels.push(Qrel {
                         query_id: query_id.clone(),
@@ -518,12 +411,7 @@ mod tests {
     use super::*;
 
     fn small() -> SynthConfig {
-        SynthConfig {
-            train_people: 20,
-            mono_people: 5,
-            benchmark_people: 4,
-            ..SynthConfig::default()
-        }
+        SynthConfig { train_people: 20, mono_people: 5, benchmark_people: 4, ..SynthConfig::default() }
     }
 
     #[test]
@@ -532,21 +420,14 @@ mod tests {
         let mut rng = SeededRng::new(1);
         let mut world = world;
         let person = world.person(&mut rng, "p".into());
-        let texts: Vec<String> = world
-            .languages
-            .iter()
-            .map(|l| statement(l, &person, 1))
-            .collect();
+        let texts: Vec<String> = world.languages.iter().map(|l| statement(l, &person, 1)).collect();
         for text in &texts {
             assert!(text.contains(&person.year.to_string()), "{text}");
         }
         let distinct: HashSet<&String> = texts.iter().collect();
         assert_eq!(distinct.len(), texts.len());
         // Cyrenic (qac) writes the name in Cyrillic.
-        assert!(
-            !texts[2].contains(&person.name) && texts[0].contains(&person.name),
-            "{texts:?}"
-        );
+        assert!(!texts[2].contains(&person.name) && texts[0].contains(&person.name), "{texts:?}");
     }
 
     #[test]
