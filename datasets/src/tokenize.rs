@@ -38,6 +38,22 @@ impl TextTokenizer {
             .map_err(|e| DatasetError::Tokenizer { path: self.path.clone(), message: e.to_string() })
     }
 
+    /// A copy that truncates every encoding to `max_length` tokens (special tokens included),
+    /// the way Hugging Face tokenizers do with `truncation=True, max_length=…`.
+    pub fn with_truncation(&self, max_length: usize) -> Result<Self> {
+        let mut inner = self.inner.clone();
+        inner
+            .with_truncation(Some(tokenizers::TruncationParams { max_length, ..Default::default() }))
+            .map_err(|e| DatasetError::Tokenizer { path: self.path.clone(), message: e.to_string() })?;
+        inner.with_padding(None);
+        Ok(Self { inner, path: self.path.clone() })
+    }
+
+    /// The file the tokenizer was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Vocabulary size including special tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -1,0 +1,174 @@
+//! The transformer encoder (BERT / XLM-RoBERTa) in libtorch, with Hugging Face parameter names
+//! so that `model.safetensors` files load and export unchanged. Attention goes through
+//! libtorch's fused `scaled_dot_product_attention`.
+
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+use crate::config::{Architecture, EncoderConfig};
+
+/// A dense layer `y = x Wᵀ + b` with HF names `weight`, `bias`.
+#[derive(Debug)]
+pub struct Linear {
+    /// `[out, in]`.
+    pub weight: Tensor,
+    /// `[out]`.
+    pub bias: Tensor,
+}
+
+impl Linear {
+    /// Creates the parameters under `path` (normal(0, 0.02) weights, zero bias, as HF does).
+    pub fn new(path: nn::Path<'_>, inputs: i64, outputs: i64) -> Self {
+        Self {
+            weight: path.var("weight", &[outputs, inputs], Init::Randn { mean: 0.0, stdev: 0.02 }),
+            bias: path.var("bias", &[outputs], Init::Const(0.0)),
+        }
+    }
+
+    /// Applies the layer.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, Some(&self.bias))
+    }
+}
+
+/// A LayerNorm with HF names `weight`, `bias`.
+#[derive(Debug)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+    width: i64,
+}
+
+impl LayerNorm {
+    fn new(path: nn::Path<'_>, width: i64, eps: f64) -> Self {
+        Self {
+            weight: path.var("weight", &[width], Init::Const(1.0)),
+            bias: path.var("bias", &[width], Init::Const(0.0)),
+            eps,
+            width,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm([self.width], Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+}
+
+#[derive(Debug)]
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+/// A BERT / XLM-R encoder; `forward` gives the last hidden states.
+#[derive(Debug)]
+pub struct TransformerEncoder {
+    config: EncoderConfig,
+    word_embeddings: Tensor,
+    position_embeddings: Tensor,
+    token_type_embeddings: Tensor,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+}
+
+impl TransformerEncoder {
+    /// Creates the parameters under `path` with HF names (`embeddings.…`, `encoder.layer.N.…`).
+    pub fn new(path: &nn::Path<'_>, config: &EncoderConfig) -> Self {
+        let h = config.hidden_size;
+        let emb = path / "embeddings";
+        let init = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let word_embeddings = emb.sub("word_embeddings").var("weight", &[config.vocab_size, h], init);
+        let position_embeddings =
+            emb.sub("position_embeddings").var("weight", &[config.max_position_embeddings, h], init);
+        let token_type_embeddings = emb.sub("token_type_embeddings").var("weight", &[config.type_vocab_size, h], init);
+        let embedding_norm = LayerNorm::new(emb.sub("LayerNorm"), h, config.layer_norm_eps);
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let layer = path / "encoder" / "layer" / i;
+                let attention = &layer / "attention";
+                Layer {
+                    query: Linear::new(&attention / "self" / "query", h, h),
+                    key: Linear::new(&attention / "self" / "key", h, h),
+                    value: Linear::new(&attention / "self" / "value", h, h),
+                    attention_output: Linear::new(&attention / "output" / "dense", h, h),
+                    attention_norm: LayerNorm::new(&attention / "output" / "LayerNorm", h, config.layer_norm_eps),
+                    intermediate: Linear::new(&layer / "intermediate" / "dense", h, config.intermediate_size),
+                    output: Linear::new(&layer / "output" / "dense", config.intermediate_size, h),
+                    output_norm: LayerNorm::new(&layer / "output" / "LayerNorm", h, config.layer_norm_eps),
+                }
+            })
+            .collect();
+        // HF zeroes the padding row of the word embeddings at initialisation.
+        tch::no_grad(|| {
+            if (0..config.vocab_size).contains(&config.pad_token_id) {
+                let _ = word_embeddings.get(config.pad_token_id).zero_();
+            }
+        });
+        Self {
+            config: config.clone(),
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embedding_norm,
+            layers,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EncoderConfig {
+        &self.config
+    }
+
+    /// Position ids: 0..L for BERT; for XLM-R, `pad + cumsum(mask)` on tokens and `pad` on pads.
+    fn position_ids(&self, input_ids: &Tensor) -> Tensor {
+        let (batch, length) = input_ids.size2().unwrap_or((1, 1));
+        match self.config.architecture() {
+            Architecture::Bert => Tensor::arange(length, (Kind::Int64, input_ids.device())).expand([batch, length], false),
+            Architecture::XlmRoberta => {
+                let pad = self.config.pad_token_id;
+                let mask = input_ids.ne(pad).to_kind(Kind::Int64);
+                mask.cumsum(1, Kind::Int64) * &mask + pad
+            }
+        }
+    }
+
+    /// Last hidden states `[B, L, H]` of `input_ids` `[B, L]` with `attention_mask` `[B, L]`
+    /// (1 = token, 0 = padding). Dropout applies only when `train` is true.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        let c = &self.config;
+        let (batch, length) = input_ids.size2().unwrap_or((1, 1));
+        let positions = self.position_ids(input_ids);
+        let token_types = Tensor::zeros([batch, length], (Kind::Int64, input_ids.device()));
+        let embeddings = Tensor::embedding(&self.word_embeddings, input_ids, -1, false, false)
+            + Tensor::embedding(&self.position_embeddings, &positions, -1, false, false)
+            + Tensor::embedding(&self.token_type_embeddings, &token_types, -1, false, false);
+        let mut hidden = self.embedding_norm.forward(&embeddings).dropout(c.hidden_dropout_prob, train);
+        let heads = c.num_attention_heads;
+        let head_width = c.hidden_size / heads;
+        // [B, 1, 1, L] boolean: true where a key may be attended to.
+        let keep = attention_mask.ne(0).view([batch, 1, 1, length]);
+        let attention_dropout = if train { c.attention_probs_dropout_prob } else { 0.0 };
+        for layer in &self.layers {
+            let split = |x: Tensor| x.view([batch, length, heads, head_width]).transpose(1, 2);
+            let q = split(layer.query.forward(&hidden));
+            let k = split(layer.key.forward(&hidden));
+            let v = split(layer.value.forward(&hidden));
+            let context = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&keep), attention_dropout, false, None, false)
+                .transpose(1, 2)
+                .reshape([batch, length, c.hidden_size]);
+            let attended = layer.attention_output.forward(&context).dropout(c.hidden_dropout_prob, train);
+            hidden = layer.attention_norm.forward(&(attended + &hidden));
+            let inner = layer.intermediate.forward(&hidden).gelu("none");
+            let out = layer.output.forward(&inner).dropout(c.hidden_dropout_prob, train);
+            hidden = layer.output_norm.forward(&(out + &hidden));
+        }
+        hidden
+    }
+}

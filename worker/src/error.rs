@@ -1,0 +1,68 @@
+//! The one error type of `rosetta-worker`.
+
+use std::path::PathBuf;
+
+/// Failures of the data plane: model files, tensors, collectives, checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A model directory or checkpoint does not match what was expected.
+    #[error("{path}: {message}")]
+    Model {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// libtorch reported an error.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// A collective operation failed or timed out.
+    #[error("collective {operation} (rank {rank}): {message}")]
+    Collective {
+        /// all_gather, all_reduce, broadcast or barrier.
+        operation: &'static str,
+        /// This process's rank.
+        rank: usize,
+        /// What happened.
+        message: String,
+    },
+    /// A configuration value is unusable.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// What was expected.
+        message: String,
+    },
+    /// The data layer failed (tokenizer, files).
+    #[error(transparent)]
+    Data(#[from] rosetta_datasets::DatasetError),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = WorkerError> = std::result::Result<T, E>;
+
+impl WorkerError {
+    /// A model/checkpoint error about `path`.
+    pub fn model(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Model { path: path.into(), message: message.into() }
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    /// An invalid configuration value.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { field: field.into(), message: message.into() }
+    }
+}

@@ -1,0 +1,10 @@
+//! Rosetta's data plane: transformer encoders in libtorch that load Hugging Face and
+//! sentence-transformers directories, the InfoNCE loss over a global batch split across ranks,
+//! AdamW, and checkpoints.
+
+pub mod config;
+pub mod encoder;
+pub mod error;
+pub mod sentence;
+
+pub use error::{Result, WorkerError};

@@ -1,0 +1,435 @@
+//! Sentence encoders: transformer + pooling (+ optional Dense) + optional L2 normalisation,
+//! loaded from a Hugging Face or sentence-transformers directory, or created at random.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rosetta_datasets::tokenize::TextTokenizer;
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::config::EncoderConfig;
+use crate::encoder::{Linear, TransformerEncoder};
+use crate::error::{Result, WorkerError};
+
+/// How token states become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean over non-padding tokens.
+    Mean,
+    /// The first token's state.
+    Cls,
+}
+
+/// Activation of a sentence-transformers Dense layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DenseActivation {
+    /// `tanh` (LaBSE).
+    Tanh,
+    /// None.
+    Identity,
+}
+
+/// A sentence-transformers Dense module.
+#[derive(Debug)]
+pub struct Dense {
+    /// The linear map (`linear.weight`, `linear.bias` in its file).
+    pub linear: Linear,
+    /// Its activation.
+    pub activation: DenseActivation,
+}
+
+/// A batch of token ids ready for the encoder.
+#[derive(Debug)]
+pub struct TokenBatch {
+    /// `[B, L]` int64 ids, padded with the pad id.
+    pub input_ids: Tensor,
+    /// `[B, L]` int64, 1 for tokens and 0 for padding.
+    pub attention_mask: Tensor,
+}
+
+/// Where the parts of a loaded model came from (kept for export).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSource {
+    /// Directory of the transformer (`config.json`, `model.safetensors`, `tokenizer.json`).
+    pub transformer_dir: PathBuf,
+}
+
+/// How a sentence encoder is put together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentenceSettings {
+    /// Pooling of token states.
+    pub pooling: Pooling,
+    /// L2-normalise the output.
+    pub normalize: bool,
+    /// Longest input in tokens (longer inputs are truncated).
+    pub max_seq_length: usize,
+    /// Prefix of queries (E5: `"query: "`).
+    #[serde(default)]
+    pub query_prefix: String,
+    /// Prefix of passages (E5: `"passage: "`).
+    #[serde(default)]
+    pub passage_prefix: String,
+}
+
+/// A bi-encoder tower: text in, vector out.
+pub struct SentenceEncoder {
+    vs: VarStore,
+    encoder: TransformerEncoder,
+    dense: Option<Dense>,
+    settings: SentenceSettings,
+    tokenizer: TextTokenizer,
+}
+
+/// Reads a JSON file into `T`, naming the file in errors.
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| WorkerError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| WorkerError::model(path, e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct ModuleEntry {
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// Pooling config of sentence-transformers, old (`pooling_mode_*_token(s)`) or new (`pooling_mode`).
+#[derive(Deserialize)]
+struct PoolingFile {
+    #[serde(default)]
+    pooling_mode: Option<String>,
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+}
+
+#[derive(Deserialize)]
+struct DenseFile {
+    in_features: i64,
+    out_features: i64,
+    #[serde(default = "yes")]
+    bias: bool,
+    #[serde(default)]
+    activation_function: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default)]
+struct SentenceBertFile {
+    #[serde(default)]
+    max_seq_length: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenizerConfigFile {
+    #[serde(default)]
+    model_max_length: Option<f64>,
+}
+
+impl SentenceEncoder {
+    /// Loads a sentence-transformers directory (honouring `modules.json`: Transformer →
+    /// Pooling → optional Dense → optional Normalize), or a plain Hugging Face directory with
+    /// `default` settings for pooling and normalisation.
+    pub fn load(dir: &Path, default: &SentenceSettings, device: Device) -> Result<Self> {
+        let modules_path = dir.join("modules.json");
+        let mut settings = default.clone();
+        let mut transformer_dir = dir.to_path_buf();
+        let mut dense_dir = None;
+        if modules_path.exists() {
+            let modules: Vec<ModuleEntry> = read_json(&modules_path)?;
+            settings.normalize = false;
+            for module in &modules {
+                let module_dir = dir.join(&module.path);
+                let kind = module.kind.rsplit('.').next().unwrap_or_default();
+                match kind {
+                    "Transformer" => transformer_dir = module_dir,
+                    "Pooling" => settings.pooling = read_pooling(&module_dir.join("config.json"))?,
+                    "Dense" => dense_dir = Some(module_dir),
+                    "Normalize" => settings.normalize = true,
+                    other => {
+                        return Err(WorkerError::model(
+                            &modules_path,
+                            format!("module type {other:?} is not supported (Transformer, Pooling, Dense, Normalize)"),
+                        ));
+                    }
+                }
+            }
+        }
+        let config = EncoderConfig::load(&transformer_dir.join("config.json"))?;
+        settings.max_seq_length = max_seq_length(&transformer_dir, &config, default.max_seq_length)?;
+        let tokenizer = TextTokenizer::load(&transformer_dir.join("tokenizer.json"))?;
+        let mut model = Self::build(config, tokenizer, settings, None, device)?;
+        let dense = match &dense_dir {
+            Some(dense_dir) => Some(read_dense_config(&dense_dir.join("config.json"))?),
+            None => None,
+        };
+        if let Some((inputs, outputs, activation)) = dense {
+            model.dense = Some(Dense { linear: Linear::new(model.vs.root() / "dense" / "linear", inputs, outputs), activation });
+        }
+        let weights = transformer_dir.join("model.safetensors");
+        load_safetensors(&model.vs, &weights, |name| {
+            let name = ["bert.", "roberta.", "model."].iter().find_map(|p| name.strip_prefix(p)).unwrap_or(name);
+            (!name.starts_with("pooler.") && !name.starts_with("dense.")).then(|| name.to_string())
+        })?;
+        if let Some(dense_dir) = dense_dir {
+            load_safetensors(&model.vs, &dense_dir.join("model.safetensors"), |name| Some(format!("dense.{name}")))?;
+        }
+        Ok(model)
+    }
+
+    /// A randomly initialised encoder (HF initialisation), seeded for reproducibility.
+    pub fn random(
+        config: EncoderConfig,
+        tokenizer: TextTokenizer,
+        settings: SentenceSettings,
+        seed: i64,
+        device: Device,
+    ) -> Result<Self> {
+        config.check().map_err(|m| WorkerError::invalid("model", m))?;
+        Self::build(config, tokenizer, settings, Some(seed), device)
+    }
+
+    fn build(
+        config: EncoderConfig,
+        tokenizer: TextTokenizer,
+        mut settings: SentenceSettings,
+        seed: Option<i64>,
+        device: Device,
+    ) -> Result<Self> {
+        if let Some(seed) = seed {
+            tch::manual_seed(seed);
+        }
+        let vs = VarStore::new(device);
+        let encoder = TransformerEncoder::new(&vs.root(), &config);
+        let limit = usize::try_from(config.max_input_length()).unwrap_or(0);
+        settings.max_seq_length = settings.max_seq_length.min(limit);
+        let tokenizer = tokenizer.with_truncation(settings.max_seq_length)?;
+        Ok(Self { vs, encoder, dense: None, settings, tokenizer })
+    }
+
+    /// The parameters (HF names; the Dense layer under `dense.linear.`).
+    pub fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+
+    /// Mutable parameters (e.g. to load a checkpoint).
+    pub fn var_store_mut(&mut self) -> &mut VarStore {
+        &mut self.vs
+    }
+
+    /// The transformer.
+    pub fn encoder(&self) -> &TransformerEncoder {
+        &self.encoder
+    }
+
+    /// The Dense layer, if any.
+    pub fn dense(&self) -> Option<&Dense> {
+        self.dense.as_ref()
+    }
+
+    /// Pooling, normalisation, length and prefixes.
+    pub fn settings(&self) -> &SentenceSettings {
+        &self.settings
+    }
+
+    /// The tokenizer (truncating to `max_seq_length`).
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// Tokenises `texts` (each prefixed by `prefix`), truncated and padded to the longest.
+    pub fn tokenize(&self, texts: &[&str], prefix: &str) -> Result<TokenBatch> {
+        let prefixed: Vec<String>;
+        let inputs: Vec<&str> = if prefix.is_empty() {
+            texts.to_vec()
+        } else {
+            prefixed = texts.iter().map(|t| format!("{prefix}{t}")).collect();
+            prefixed.iter().map(String::as_str).collect()
+        };
+        let encodings = self.tokenizer.encode_batch(inputs)?;
+        let length = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
+        let pad = self.encoder.config().pad_token_id;
+        let mut ids = Vec::with_capacity(encodings.len() * length);
+        let mut mask = Vec::with_capacity(encodings.len() * length);
+        for encoding in &encodings {
+            let tokens = encoding.get_ids();
+            ids.extend(tokens.iter().map(|&t| i64::from(t)));
+            ids.extend(std::iter::repeat_n(pad, length - tokens.len()));
+            mask.extend(std::iter::repeat_n(1i64, tokens.len()));
+            mask.extend(std::iter::repeat_n(0i64, length - tokens.len()));
+        }
+        let device = self.vs.device();
+        let shape = [encodings.len() as i64, length as i64];
+        Ok(TokenBatch {
+            input_ids: Tensor::from_slice(&ids).view(shape).to_device(device),
+            attention_mask: Tensor::from_slice(&mask).view(shape).to_device(device),
+        })
+    }
+
+    /// Sentence embeddings `[B, D]` of a batch (with gradients; dropout when `train`).
+    pub fn embed(&self, batch: &TokenBatch, train: bool) -> Tensor {
+        let hidden = self.encoder.forward(&batch.input_ids, &batch.attention_mask, train);
+        let pooled = match self.settings.pooling {
+            Pooling::Cls => hidden.select(1, 0),
+            Pooling::Mean => {
+                let mask = batch.attention_mask.unsqueeze(-1).to_kind(hidden.kind());
+                let summed = (&hidden * &mask).sum_dim_intlist(1, false, hidden.kind());
+                let counts = mask.sum_dim_intlist(1, false, hidden.kind()).clamp_min(1e-9);
+                summed / counts
+            }
+        };
+        let pooled = match &self.dense {
+            Some(dense) => {
+                let projected = dense.linear.forward(&pooled);
+                match dense.activation {
+                    DenseActivation::Tanh => projected.tanh(),
+                    DenseActivation::Identity => projected,
+                }
+            }
+            None => pooled,
+        };
+        if self.settings.normalize {
+            let norm = pooled.norm_scalaropt_dim(2, [-1], true).clamp_min(1e-12);
+            pooled / norm
+        } else {
+            pooled
+        }
+    }
+
+    /// Embeddings of `texts` for inference (no gradient, no dropout), in batches of `batch_size`.
+    pub fn encode(&self, texts: &[&str], prefix: &str, batch_size: usize) -> Result<Tensor> {
+        let mut parts = Vec::new();
+        for chunk in texts.chunks(batch_size.max(1)) {
+            let batch = self.tokenize(chunk, prefix)?;
+            parts.push(tch::no_grad(|| self.embed(&batch, false)));
+        }
+        if parts.is_empty() {
+            return Ok(Tensor::zeros([0, self.embedding_width()], (Kind::Float, self.vs.device())));
+        }
+        Ok(Tensor::cat(&parts, 0))
+    }
+
+    /// Width of the output vectors.
+    pub fn embedding_width(&self) -> i64 {
+        match &self.dense {
+            Some(dense) => dense.linear.weight.size()[0],
+            None => self.encoder.config().hidden_size,
+        }
+    }
+}
+
+fn read_pooling(path: &Path) -> Result<Pooling> {
+    let file: PoolingFile = read_json(path)?;
+    let mode = file.pooling_mode.unwrap_or_else(|| {
+        if file.pooling_mode_cls_token {
+            "cls".into()
+        } else if file.pooling_mode_max_tokens {
+            "max".into()
+        } else if file.pooling_mode_mean_tokens {
+            "mean".into()
+        } else {
+            String::new()
+        }
+    });
+    match mode.as_str() {
+        "cls" => Ok(Pooling::Cls),
+        "mean" => Ok(Pooling::Mean),
+        other => Err(WorkerError::model(path, format!("pooling mode {other:?} is not supported (cls, mean)"))),
+    }
+}
+
+fn read_dense_config(path: &Path) -> Result<(i64, i64, DenseActivation)> {
+    let file: DenseFile = read_json(path)?;
+    if !file.bias {
+        return Err(WorkerError::model(path, "Dense layers without bias are not supported"));
+    }
+    let activation = match file.activation_function.as_deref().map(|a| a.rsplit('.').next().unwrap_or(a)) {
+        Some("Tanh") => DenseActivation::Tanh,
+        None | Some("Identity") => DenseActivation::Identity,
+        Some(other) => {
+            return Err(WorkerError::model(path, format!("activation {other:?} is not supported (Tanh, Identity)")));
+        }
+    };
+    Ok((file.in_features, file.out_features, activation))
+}
+
+fn max_seq_length(dir: &Path, config: &EncoderConfig, fallback: usize) -> Result<usize> {
+    let st = dir.join("sentence_bert_config.json");
+    if st.exists() {
+        if let Some(length) = read_json::<SentenceBertFile>(&st)?.max_seq_length {
+            return Ok(length);
+        }
+    }
+    let tokenizer_config = dir.join("tokenizer_config.json");
+    if tokenizer_config.exists() {
+        let file: TokenizerConfigFile = read_json(&tokenizer_config)?;
+        if let Some(length) = file.model_max_length.filter(|l| *l >= 1.0 && *l < 1e6) {
+            return Ok(length as usize);
+        }
+    }
+    Ok(fallback.min(usize::try_from(config.max_input_length()).unwrap_or(fallback)))
+}
+
+/// Copies tensors of a safetensors file into the variables of `vs`. `rename` maps a file name
+/// to a variable name (or `None` to skip it). Every variable must be found with its shape;
+/// the error lists each missing or mis-shaped tensor.
+pub fn load_safetensors(vs: &VarStore, path: &Path, rename: impl Fn(&str) -> Option<String>) -> Result<()> {
+    let tensors = Tensor::read_safetensors(path).map_err(|e| WorkerError::model(path, e.to_string()))?;
+    let mut by_name: HashMap<String, Tensor> = HashMap::new();
+    for (name, tensor) in tensors {
+        if let Some(var_name) = rename(&name) {
+            by_name.insert(var_name, tensor);
+        }
+    }
+    let file_prefix_set: Vec<String> = by_name.keys().cloned().collect();
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut problems = Vec::new();
+    let mut loaded = 0;
+    for (name, mut var) in variables {
+        let Some(prefix) = name.split('.').next() else { continue };
+        // Only variables whose family the file covers are expected in it (the Dense file
+        // holds `dense.*` only; the transformer file everything else).
+        let covered = file_prefix_set.iter().any(|k| k.split('.').next() == Some(prefix));
+        if !covered {
+            continue;
+        }
+        match by_name.get(&name) {
+            None => problems.push(format!("tensor {name} is missing")),
+            Some(source) if source.size() != var.size() => {
+                problems.push(format!("tensor {name} has shape {:?}, expected {:?}", source.size(), var.size()))
+            }
+            Some(source) => {
+                tch::no_grad(|| var.copy_(&source.to_kind(var.kind()).to_device(var.device())));
+                loaded += 1;
+            }
+        }
+    }
+    if loaded == 0 && problems.is_empty() {
+        problems.push("no tensor of the model was found in the file".to_string());
+    }
+    if problems.is_empty() { Ok(()) } else { Err(WorkerError::model(path, problems.join("; "))) }
+}
+
+/// The embedded default sentence settings: mean pooling, normalised, 128 tokens, no prefixes.
+impl Default for SentenceSettings {
+    fn default() -> Self {
+        Self {
+            pooling: Pooling::Mean,
+            normalize: true,
+            max_seq_length: 128,
+            query_prefix: String::new(),
+            passage_prefix: String::new(),
+        }
+    }
+}
+
