@@ -70,7 +70,13 @@ fn same_seed_same_bytes_of_data() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let (sa, sb) = (synth(a.path()), synth(b.path()));
-    for file in ["train.parquet", "benchmark/corpus.parquet", "benchmark/queries.parquet", "benchmark/qrels.parquet"] {
+    for file in [
+        "train.parquet",
+        "tokenizer.json",
+        "benchmark/corpus.parquet",
+        "benchmark/queries.parquet",
+        "benchmark/qrels.parquet",
+    ] {
         let fa = std::fs::read(format!("{sa}/{file}")).unwrap();
         let fb = std::fs::read(format!("{sb}/{file}")).unwrap();
         assert!(fa == fb, "{file} differs between two runs with the same seed");

@@ -107,6 +107,29 @@ fn jsonl_pairs_are_grouped_whatever_the_input_order() {
     // Every group lies inside one row group, so the file shards for many workers.
     let index = build_shard_index(&out, 4).unwrap();
     assert_eq!(index.shards.iter().map(|s| s.rows).sum::<usize>(), 900);
+    // Streaming each shard (async, projected) yields every row exactly once.
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut seen = Vec::new();
+    for shard in &index.shards {
+        runtime.block_on(async {
+            use futures::StreamExt;
+            let mut stream = Box::pin(stream_shard(&out, shard, &["pair_id", "lang"], 50).await.unwrap());
+            while let Some(batch) = stream.next().await {
+                let batch = batch.unwrap();
+                assert_eq!(batch.num_columns(), 2);
+                let ids = text_column(&batch, "pair_id").unwrap();
+                let langs = text_column(&batch, "lang").unwrap();
+                for i in 0..batch.num_rows() {
+                    seen.push((shard.rank, ids.get(i).unwrap().to_string(), langs.get(i).unwrap().to_string()));
+                }
+            }
+        });
+    }
+    assert_eq!(seen.len(), 900);
+    let distinct: std::collections::HashSet<_> = seen.iter().map(|(_, id, lang)| (id, lang)).collect();
+    assert_eq!(distinct.len(), 900);
+    let shard_of: std::collections::HashMap<&String, usize> = seen.iter().map(|(rank, id, _)| (id, *rank)).collect();
+    assert!(seen.iter().all(|(rank, id, _)| shard_of[id] == *rank), "a parallel group spans two shards");
     let rows = read_pairs(&out).unwrap();
     assert!(rows.iter().all(|r| r.dataset == "web" && r.negatives.as_deref() == Some(&["n".to_string()][..])));
 }

@@ -130,7 +130,9 @@ impl TransformerEncoder {
     fn position_ids(&self, input_ids: &Tensor) -> Tensor {
         let (batch, length) = input_ids.size2().unwrap_or((1, 1));
         match self.config.architecture() {
-            Architecture::Bert => Tensor::arange(length, (Kind::Int64, input_ids.device())).expand([batch, length], false),
+            Architecture::Bert => {
+                Tensor::arange(length, (Kind::Int64, input_ids.device())).expand([batch, length], false)
+            }
             Architecture::XlmRoberta => {
                 let pad = self.config.pad_token_id;
                 let mask = input_ids.ne(pad).to_kind(Kind::Int64);
@@ -160,9 +162,10 @@ impl TransformerEncoder {
             let q = split(layer.query.forward(&hidden));
             let k = split(layer.key.forward(&hidden));
             let v = split(layer.value.forward(&hidden));
-            let context = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&keep), attention_dropout, false, None, false)
-                .transpose(1, 2)
-                .reshape([batch, length, c.hidden_size]);
+            let context =
+                Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&keep), attention_dropout, false, None, false)
+                    .transpose(1, 2)
+                    .reshape([batch, length, c.hidden_size]);
             let attended = layer.attention_output.forward(&context).dropout(c.hidden_dropout_prob, train);
             hidden = layer.attention_norm.forward(&(attended + &hidden));
             let inner = layer.intermediate.forward(&hidden).gelu("none");

@@ -8,3 +8,7 @@ pub mod error;
 pub mod sentence;
 
 pub use error::{Result, WorkerError};
+pub mod collective;
+pub mod loss;
+pub mod optim;
+pub mod train;

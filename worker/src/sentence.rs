@@ -173,7 +173,8 @@ impl SentenceEncoder {
             None => None,
         };
         if let Some((inputs, outputs, activation)) = dense {
-            model.dense = Some(Dense { linear: Linear::new(model.vs.root() / "dense" / "linear", inputs, outputs), activation });
+            model.dense =
+                Some(Dense { linear: Linear::new(model.vs.root() / "dense" / "linear", inputs, outputs), activation });
         }
         let weights = transformer_dir.join("model.safetensors");
         load_safetensors(&model.vs, &weights, |name| {
@@ -205,11 +206,11 @@ impl SentenceEncoder {
         seed: Option<i64>,
         device: Device,
     ) -> Result<Self> {
-        if let Some(seed) = seed {
-            tch::manual_seed(seed);
-        }
         let vs = VarStore::new(device);
         let encoder = TransformerEncoder::new(&vs.root(), &config);
+        if let Some(seed) = seed {
+            initialise(&vs, seed as u64, config.pad_token_id);
+        }
         let limit = usize::try_from(config.max_input_length()).unwrap_or(0);
         settings.max_seq_length = settings.max_seq_length.min(limit);
         let tokenizer = tokenizer.with_truncation(settings.max_seq_length)?;
@@ -327,6 +328,47 @@ impl SentenceEncoder {
     }
 }
 
+/// Hugging Face's initialisation — normal(0, 0.02) weights and embeddings, zero biases, unit
+/// LayerNorm, zero padding row — drawn from Rosetta's own seeded generator, one stream per
+/// parameter name, so a seed gives the same model on every machine and thread.
+fn initialise(vs: &VarStore, seed: u64, pad_token_id: i64) {
+    use rosetta_datasets::rng::SeededRng;
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| {
+        for (name, mut var) in variables {
+            if name.contains("LayerNorm") {
+                let _ = var.fill_(if name.ends_with(".weight") { 1.0 } else { 0.0 });
+                continue;
+            }
+            if name.ends_with(".bias") {
+                let _ = var.zero_();
+                continue;
+            }
+            let stream =
+                name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+            let mut rng = SeededRng::from_parts(&[seed, stream]);
+            let count = var.numel();
+            let mut values = Vec::with_capacity(count);
+            while values.len() < count {
+                // Box–Muller: two standard normals from two uniforms.
+                let u1 = rng.unit_f64().max(f64::MIN_POSITIVE);
+                let u2 = rng.unit_f64();
+                let radius = (-2.0 * u1.ln()).sqrt();
+                let angle = std::f64::consts::TAU * u2;
+                values.push((0.02 * radius * angle.cos()) as f32);
+                values.push((0.02 * radius * angle.sin()) as f32);
+            }
+            values.truncate(count);
+            let source = Tensor::from_slice(&values).view(var.size().as_slice()).to_device(var.device());
+            let _ = var.copy_(&source);
+            if name == "embeddings.word_embeddings.weight" && (0..var.size()[0]).contains(&pad_token_id) {
+                let _ = var.get(pad_token_id).zero_();
+            }
+        }
+    });
+}
+
 fn read_pooling(path: &Path) -> Result<Pooling> {
     let file: PoolingFile = read_json(path)?;
     let mode = file.pooling_mode.unwrap_or_else(|| {
@@ -432,4 +474,3 @@ impl Default for SentenceSettings {
         }
     }
 }
-

@@ -12,7 +12,12 @@ use tch::Device;
 const TOLERANCE: f64 = 1e-5;
 
 fn rows(value: &Value) -> Vec<Vec<f64>> {
-    value.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect()
 }
 
 fn fixtures() -> (tempfile::TempDir, Value) {
@@ -70,5 +75,8 @@ fn a_wrong_shaped_tensor_is_named() {
     std::fs::write(&config_path, config.to_string()).unwrap();
     let err = SentenceEncoder::load(&st, &SentenceSettings::default(), Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("model.safetensors"), "{err}");
-    assert!(err.contains("tensor encoder.layer.0.intermediate.dense.weight has shape [64, 32], expected [48, 32]"), "{err}");
+    assert!(
+        err.contains("tensor encoder.layer.0.intermediate.dense.weight has shape [64, 32], expected [48, 32]"),
+        "{err}"
+    );
 }

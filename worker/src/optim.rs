@@ -1,0 +1,258 @@
+//! AdamW with decoupled weight decay (the exact update of `torch.optim.AdamW`), no decay on
+//! biases and LayerNorm, linear warm-up then linear decay, and global-norm gradient clipping.
+//! The optimiser state is plain named tensors, so checkpoints hold it in safetensors.
+
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+use tch::{Kind, Tensor};
+
+use crate::error::{Result, WorkerError};
+
+fn default_lr() -> f64 {
+    3e-5
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_decay() -> f64 {
+    0.01
+}
+
+/// Optimiser settings (the paper: AdamW, lr 3e-5, weight decay 0.01).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdamWConfig {
+    /// Peak learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// First-moment decay.
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    /// Second-moment decay.
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    /// Denominator epsilon.
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Decoupled weight decay (not applied to biases and LayerNorm parameters).
+    #[serde(default = "default_decay")]
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self {
+            lr: default_lr(),
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            eps: default_eps(),
+            weight_decay: default_decay(),
+        }
+    }
+}
+
+/// True for parameters that get no weight decay: biases and LayerNorm weights.
+pub fn exempt_from_decay(name: &str) -> bool {
+    name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm")
+}
+
+struct Slot {
+    name: String,
+    param: Tensor,
+    decay: bool,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+}
+
+/// AdamW over every trainable variable of a `VarStore`, in name order.
+pub struct AdamW {
+    config: AdamWConfig,
+    step: i64,
+    slots: Vec<Slot>,
+}
+
+impl AdamW {
+    /// Optimises the trainable variables of `vs`.
+    pub fn new(vs: &VarStore, config: AdamWConfig) -> Self {
+        let mut variables: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        let slots = variables
+            .into_iter()
+            .map(|(name, param)| Slot {
+                decay: !exempt_from_decay(&name),
+                exp_avg: param.zeros_like().detach(),
+                exp_avg_sq: param.zeros_like().detach(),
+                name,
+                param,
+            })
+            .collect();
+        Self { config, step: 0, slots }
+    }
+
+    /// Optimiser steps taken.
+    pub fn steps_taken(&self) -> i64 {
+        self.step
+    }
+
+    /// The parameters, in the optimiser's order.
+    pub fn parameters(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.slots.iter().map(|s| (s.name.as_str(), &s.param))
+    }
+
+    /// One update with learning rate `lr` from the current gradients (missing gradients skip).
+    pub fn step(&mut self, lr: f64) {
+        self.step += 1;
+        let c = &self.config;
+        let bias_correction1 = 1.0 - c.beta1.powi(self.step as i32);
+        let bias_correction2 = 1.0 - c.beta2.powi(self.step as i32);
+        let step_size = lr / bias_correction1;
+        let bias_correction2_sqrt = bias_correction2.sqrt();
+        tch::no_grad(|| {
+            for slot in &mut self.slots {
+                let grad = slot.param.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                if slot.decay && c.weight_decay != 0.0 {
+                    let _ = slot.param.g_mul_scalar_(1.0 - lr * c.weight_decay);
+                }
+                let _ = slot.exp_avg.lerp_(&grad, 1.0 - c.beta1);
+                let _ = slot.exp_avg_sq.g_mul_scalar_(c.beta2);
+                let _ = slot.exp_avg_sq.addcmul_(&(&grad * (1.0 - c.beta2)), &grad);
+                let denom = slot.exp_avg_sq.sqrt() / bias_correction2_sqrt + c.eps;
+                let _ = slot.param.addcdiv_(&(&slot.exp_avg * -step_size), &denom);
+            }
+        });
+    }
+
+    /// Clears every gradient.
+    pub fn zero_grad(&mut self) {
+        for slot in &mut self.slots {
+            let mut grad = slot.param.grad();
+            if grad.defined() {
+                let _ = grad.detach_().zero_();
+            }
+        }
+    }
+
+    /// The state as named tensors: `optimizer.exp_avg.NAME`, `optimizer.exp_avg_sq.NAME`, `optimizer.step`.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::with_capacity(self.slots.len() * 2 + 1);
+        for slot in &self.slots {
+            out.push((format!("optimizer.exp_avg.{}", slot.name), slot.exp_avg.shallow_clone()));
+            out.push((format!("optimizer.exp_avg_sq.{}", slot.name), slot.exp_avg_sq.shallow_clone()));
+        }
+        out.push(("optimizer.step".to_string(), Tensor::from_slice(&[self.step])));
+        out
+    }
+
+    /// Restores state saved by [`AdamW::state`]; names the first missing or mis-shaped tensor.
+    pub fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        let step = tensors
+            .get("optimizer.step")
+            .ok_or_else(|| WorkerError::invalid("checkpoint", "tensor optimizer.step is missing"))?;
+        for slot in &mut self.slots {
+            for (prefix, target) in [("exp_avg", &mut slot.exp_avg), ("exp_avg_sq", &mut slot.exp_avg_sq)] {
+                let name = format!("optimizer.{prefix}.{}", slot.name);
+                let source = tensors
+                    .get(&name)
+                    .ok_or_else(|| WorkerError::invalid("checkpoint", format!("tensor {name} is missing")))?;
+                if source.size() != target.size() {
+                    return Err(WorkerError::invalid(
+                        "checkpoint",
+                        format!("tensor {name} has shape {:?}, expected {:?}", source.size(), target.size()),
+                    ));
+                }
+                tch::no_grad(|| target.copy_(&source.to_kind(target.kind()).to_device(target.device())));
+            }
+        }
+        self.step = step.int64_value(&[0]);
+        Ok(())
+    }
+}
+
+/// Linear warm-up to the peak over `warmup_steps`, then linear decay to 0 at `total_steps`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinearSchedule {
+    /// Peak learning rate.
+    pub peak: f64,
+    /// Steps of warm-up.
+    pub warmup_steps: u64,
+    /// Total optimiser steps.
+    pub total_steps: u64,
+}
+
+impl LinearSchedule {
+    /// Learning rate for optimiser step `step` (0-based), as transformers' linear schedule.
+    pub fn lr(&self, step: u64) -> f64 {
+        if step < self.warmup_steps {
+            return self.peak * step as f64 / self.warmup_steps.max(1) as f64;
+        }
+        let remaining = self.total_steps.saturating_sub(step) as f64;
+        let span = self.total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
+        self.peak * (remaining / span).max(0.0)
+    }
+}
+
+/// Scales gradients so that their global L2 norm is at most `max_norm`; returns the norm before.
+pub fn clip_grad_norm<'a>(params: impl Iterator<Item = &'a Tensor>, max_norm: f64) -> f64 {
+    let grads: Vec<Tensor> = params.map(Tensor::grad).filter(Tensor::defined).collect();
+    if grads.is_empty() {
+        return 0.0;
+    }
+    let total = tch::no_grad(|| {
+        let squares: Vec<Tensor> = grads.iter().map(|g| g.to_kind(Kind::Double).square().sum(Kind::Double)).collect();
+        Tensor::stack(&squares, 0).sum(Kind::Double).sqrt().double_value(&[])
+    });
+    let coefficient = max_norm / (total + 1e-6);
+    if coefficient < 1.0 {
+        tch::no_grad(|| {
+            for mut g in grads {
+                let _ = g.g_mul_scalar_(coefficient);
+            }
+        });
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        let s = LinearSchedule { peak: 1.0, warmup_steps: 10, total_steps: 110 };
+        assert_eq!(s.lr(0), 0.0);
+        assert!((s.lr(5) - 0.5).abs() < 1e-12);
+        assert!((s.lr(10) - 1.0).abs() < 1e-12);
+        assert!((s.lr(60) - 0.5).abs() < 1e-12);
+        assert_eq!(s.lr(110), 0.0);
+        assert_eq!(s.lr(500), 0.0);
+    }
+
+    #[test]
+    fn decay_exemptions_follow_hf_names() {
+        assert!(exempt_from_decay("encoder.layer.0.attention.output.LayerNorm.weight"));
+        assert!(exempt_from_decay("encoder.layer.0.intermediate.dense.bias"));
+        assert!(!exempt_from_decay("encoder.layer.0.intermediate.dense.weight"));
+        assert!(!exempt_from_decay("embeddings.word_embeddings.weight"));
+    }
+
+    #[test]
+    fn clipping_bounds_the_global_norm() {
+        let a = Tensor::from_slice(&[3.0f32]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[4.0f32]).set_requires_grad(true);
+        (&a * &a / 2.0 + &b * &b / 2.0).sum(Kind::Float).backward();
+        let norm = clip_grad_norm([&a, &b].into_iter(), 1.0);
+        assert!((norm - 5.0).abs() < 1e-6);
+        let clipped = (a.grad().square() + b.grad().square()).sqrt().double_value(&[0]);
+        assert!((clipped - 1.0).abs() < 1e-5, "{clipped}");
+    }
+}

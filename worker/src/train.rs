@@ -1,0 +1,256 @@
+//! One training step of a rank: encode its micro-batch, compute the global-batch InfoNCE,
+//! backpropagate, all-reduce the gradients (one flat bucket), clip, and take an AdamW step.
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::collective::Collective;
+use crate::error::{Result, WorkerError};
+use crate::loss::{LossConfig, distributed_info_nce};
+use crate::optim::{AdamW, AdamWConfig, LinearSchedule, clip_grad_norm};
+use crate::sentence::SentenceEncoder;
+
+fn default_clip() -> f64 {
+    1.0
+}
+fn default_accumulation() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+/// The `training:` settings a worker needs for its step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Loss settings.
+    #[serde(default)]
+    pub loss: LossConfig,
+    /// Optimiser settings.
+    #[serde(default)]
+    pub optimizer: AdamWConfig,
+    /// Warm-up steps of the linear schedule.
+    #[serde(default)]
+    pub warmup_steps: u64,
+    /// Total optimiser steps (the schedule decays to 0 there).
+    pub total_steps: u64,
+    /// Global gradient-norm bound (0 disables clipping).
+    #[serde(default = "default_clip")]
+    pub max_grad_norm: f64,
+    /// Chunks each micro-batch is split into; each chunk of all ranks forms one contrastive batch.
+    #[serde(default = "default_accumulation")]
+    pub accumulation_steps: usize,
+    /// Apply the model's dropout while training.
+    #[serde(default = "yes")]
+    pub dropout: bool,
+}
+
+/// One rank's examples for a step: row i of `queries` pairs with row i of `positives`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MicroBatch {
+    /// Query texts.
+    pub queries: Vec<String>,
+    /// Positive passages.
+    pub positives: Vec<String>,
+    /// Hard negatives (any number, shared as candidates by every query of the global batch).
+    pub negatives: Vec<String>,
+}
+
+/// What a step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    /// Global-batch loss (identical on every rank).
+    pub loss: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// A model with its optimiser and schedule.
+pub struct Trainer {
+    model: SentenceEncoder,
+    optimizer: AdamW,
+    schedule: LinearSchedule,
+    config: StepConfig,
+}
+
+impl Trainer {
+    /// Prepares `model` for training with `config`.
+    pub fn new(model: SentenceEncoder, config: StepConfig) -> Result<Self> {
+        if config.accumulation_steps == 0 {
+            return Err(WorkerError::invalid("training.accumulation_steps", "must be at least 1"));
+        }
+        if !(config.loss.temperature > 0.0) {
+            return Err(WorkerError::invalid("training.loss.temperature", "must be positive"));
+        }
+        let optimizer = AdamW::new(model.var_store(), config.optimizer.clone());
+        let schedule = LinearSchedule {
+            peak: config.optimizer.lr,
+            warmup_steps: config.warmup_steps,
+            total_steps: config.total_steps,
+        };
+        Ok(Self { model, optimizer, schedule, config })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &SentenceEncoder {
+        &self.model
+    }
+
+    /// The optimiser.
+    pub fn optimizer(&self) -> &AdamW {
+        &self.optimizer
+    }
+
+    /// The optimiser, mutably (to restore a checkpoint).
+    pub fn optimizer_mut(&mut self) -> &mut AdamW {
+        &mut self.optimizer
+    }
+
+    /// Makes every rank's parameters equal to rank 0's.
+    pub fn broadcast_parameters(&mut self, collective: &dyn Collective) -> Result<()> {
+        let mut names: Vec<(String, Tensor)> = self.model.var_store().variables().into_iter().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut flat = flatten(names.iter().map(|(_, t)| t.detach()));
+        collective.broadcast(&mut flat, 0)?;
+        unflatten_into(&flat, names.iter().map(|(_, t)| t.shallow_clone()));
+        Ok(())
+    }
+
+    /// One optimiser step on this rank's micro-batch: [`Trainer::backward`] then [`Trainer::apply`].
+    pub fn step(&mut self, batch: &MicroBatch, collective: &dyn Collective) -> Result<StepOutcome> {
+        let loss = self.backward(batch, collective)?;
+        let (grad_norm, lr) = self.apply();
+        Ok(StepOutcome { loss, grad_norm, lr })
+    }
+
+    /// Current gradients by parameter name (after [`Trainer::backward`]).
+    pub fn gradients(&self) -> Vec<(String, Tensor)> {
+        self.optimizer
+            .parameters()
+            .filter(|(_, t)| t.grad().defined())
+            .map(|(n, t)| (n.to_string(), t.grad().detach().copy()))
+            .collect()
+    }
+
+    /// Forward and backward passes over the micro-batch, then the all-reduce of gradients:
+    /// afterwards every rank holds the gradient of the global batch. Returns the loss.
+    pub fn backward(&mut self, batch: &MicroBatch, collective: &dyn Collective) -> Result<f64> {
+        if batch.queries.len() != batch.positives.len() {
+            return Err(WorkerError::invalid("micro-batch", "queries and positives differ in number"));
+        }
+        let chunks = self.config.accumulation_steps;
+        let settings = self.model.settings().clone();
+        let autocast = self.model.var_store().device() != Device::Cpu;
+        let mut total_loss = 0.0;
+        for chunk in 0..chunks {
+            let cut = |len: usize| (len * chunk / chunks, len * (chunk + 1) / chunks);
+            let (qs, qe) = cut(batch.queries.len());
+            let (ns, ne) = cut(batch.negatives.len());
+            let queries = self.model.tokenize(&texts(&batch.queries[qs..qe]), &settings.query_prefix)?;
+            let positives = self.model.tokenize(&texts(&batch.positives[qs..qe]), &settings.passage_prefix)?;
+            let negatives = if ne > ns {
+                Some(self.model.tokenize(&texts(&batch.negatives[ns..ne]), &settings.passage_prefix)?)
+            } else {
+                None
+            };
+            let train = self.config.dropout;
+            let width = self.model.embedding_width();
+            let device = self.model.var_store().device();
+            let kind = if autocast { Kind::Float } else { self.model.var_store().kind() };
+            let embed = |b: Option<&crate::sentence::TokenBatch>| match b {
+                // bf16 autocast on CUDA; the loss is computed in f32 there.
+                Some(b) if b.input_ids.size()[0] > 0 && autocast => {
+                    tch::autocast(true, || self.model.embed(b, train)).to_kind(Kind::Float)
+                }
+                Some(b) if b.input_ids.size()[0] > 0 => self.model.embed(b, train),
+                _ => Tensor::zeros([0, width], (kind, device)),
+            };
+            let (q, p) = (embed(Some(&queries)), embed(Some(&positives)));
+            let n = negatives.as_ref().map(|n| embed(Some(n)));
+            let has_negatives = collective_any(collective, n.is_some())?;
+            let n =
+                if has_negatives { Some(n.unwrap_or_else(|| Tensor::zeros([0, width], (kind, device)))) } else { None };
+            let loss = distributed_info_nce(&q, &p, n.as_ref(), collective, &self.config.loss)? / chunks as f64;
+            total_loss += loss.double_value(&[]);
+            loss.backward();
+        }
+        self.all_reduce_gradients(collective)?;
+        Ok(total_loss)
+    }
+
+    /// Clips the gradients, takes the AdamW step at the scheduled rate and clears gradients.
+    /// Returns the gradient norm before clipping and the learning rate.
+    pub fn apply(&mut self) -> (f64, f64) {
+        let grad_norm = if self.config.max_grad_norm > 0.0 {
+            clip_grad_norm(self.optimizer.parameters().map(|(_, t)| t), self.config.max_grad_norm)
+        } else {
+            clip_grad_norm(self.optimizer.parameters().map(|(_, t)| t), f64::INFINITY)
+        };
+        let lr = self.schedule.lr(self.optimizer.steps_taken() as u64);
+        self.optimizer.step(lr);
+        self.optimizer.zero_grad();
+        (grad_norm, lr)
+    }
+
+    /// Sums gradients over ranks in one flat bucket (a parameter without a gradient counts as 0).
+    fn all_reduce_gradients(&mut self, collective: &dyn Collective) -> Result<()> {
+        if collective.world_size() == 1 {
+            return Ok(());
+        }
+        let params: Vec<Tensor> = self.optimizer.parameters().map(|(_, t)| t.shallow_clone()).collect();
+        let grads: Vec<Tensor> =
+            params.iter().map(|p| if p.grad().defined() { p.grad() } else { p.zeros_like() }).collect();
+        let mut flat = flatten(grads.iter().map(Tensor::shallow_clone));
+        collective.all_reduce_sum(&mut flat)?;
+        let mut offset = 0;
+        tch::no_grad(|| {
+            for p in &params {
+                let numel = p.numel() as i64;
+                let summed = flat.narrow(0, offset, numel).view(p.size().as_slice());
+                let mut grad = p.grad();
+                if grad.defined() {
+                    let _ = grad.copy_(&summed);
+                } else {
+                    // Give the parameter a gradient through a zero-valued backward.
+                    let _ = (p * 0.0).sum(Kind::Float).backward();
+                    let _ = p.grad().copy_(&summed);
+                }
+                offset += numel;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// True when any rank says true (so all ranks take the same code path).
+fn collective_any(collective: &dyn Collective, value: bool) -> Result<bool> {
+    let mut flag = Tensor::from_slice(&[f32::from(u8::from(value))]);
+    collective.all_reduce_sum(&mut flag)?;
+    Ok(flag.double_value(&[0]) > 0.0)
+}
+
+fn texts(values: &[String]) -> Vec<&str> {
+    values.iter().map(String::as_str).collect()
+}
+
+/// One flat buffer of every tensor (the all-reduce bucket), in the first tensor's kind.
+fn flatten(tensors: impl Iterator<Item = Tensor>) -> Tensor {
+    let parts: Vec<Tensor> = tensors.map(|t| t.flatten(0, -1)).collect();
+    let kind = parts.first().map_or(Kind::Float, Tensor::kind);
+    let parts: Vec<Tensor> = parts.into_iter().map(|t| t.to_kind(kind)).collect();
+    Tensor::cat(&parts, 0)
+}
+
+fn unflatten_into(flat: &Tensor, targets: impl Iterator<Item = Tensor>) {
+    let mut offset = 0;
+    tch::no_grad(|| {
+        for mut t in targets {
+            let numel = t.numel() as i64;
+            let _ = t.copy_(&flat.narrow(0, offset, numel).view(t.size().as_slice()).to_kind(t.kind()));
+            offset += numel;
+        }
+    });
+}

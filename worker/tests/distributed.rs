@@ -1,0 +1,154 @@
+//! DESIGN.md §5: W ranks computing the global-batch loss with gradients only into their own
+//! slots, then summing gradients, reproduce the single-process full-batch gradient.
+
+use std::time::Duration;
+
+use rosetta_datasets::tokenize::train_wordpiece;
+use rosetta_worker::collective::{Collective, SingleRank, local_group};
+use rosetta_worker::config::EncoderConfig;
+use rosetta_worker::loss::LossConfig;
+use rosetta_worker::optim::AdamWConfig;
+use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
+use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
+use tch::{Device, Tensor};
+
+fn tiny_config(vocab: i64) -> EncoderConfig {
+    EncoderConfig {
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 64,
+        max_position_embeddings: 64,
+        ..EncoderConfig::small(vocab, 0, 64)
+    }
+}
+
+fn corpus() -> Vec<(String, String, String)> {
+    (0..12)
+        .map(|i| {
+            (
+                format!("where was person {i} born ?"),
+                format!("person {i} was born in city {} in {}", i * 7 % 5, 1900 + i),
+                format!("person {i} likes the river {}", i % 3),
+            )
+        })
+        .collect()
+}
+
+fn trainer(dir: &std::path::Path, symmetric: bool, accumulation: usize) -> Trainer {
+    let texts: Vec<String> = corpus().into_iter().flat_map(|(a, b, c)| [a, b, c]).collect();
+    let tokenizer = train_wordpiece(texts.iter().cycle().take(200), 120, &dir.join("tokenizer.json")).unwrap();
+    let vocab = tokenizer.vocab_size() as i64;
+    let settings = SentenceSettings { max_seq_length: 16, ..SentenceSettings::default() };
+    let mut model = SentenceEncoder::random(tiny_config(vocab), tokenizer, settings, 7, Device::Cpu).unwrap();
+    // Double precision, so that the only differences left are the summation order's (~1e-15).
+    model.var_store_mut().double();
+    let config = StepConfig {
+        loss: LossConfig { temperature: 0.05, symmetric },
+        optimizer: AdamWConfig { lr: 1e-3, ..AdamWConfig::default() },
+        warmup_steps: 0,
+        total_steps: 100,
+        max_grad_norm: 1.0,
+        accumulation_steps: accumulation,
+        dropout: false,
+    };
+    Trainer::new(model, config).unwrap()
+}
+
+fn micro_batch(rank: usize, world: usize) -> MicroBatch {
+    let all = corpus();
+    let (start, end) = (all.len() * rank / world, all.len() * (rank + 1) / world);
+    let rows = &all[start..end];
+    MicroBatch {
+        queries: rows.iter().map(|r| r.0.clone()).collect(),
+        positives: rows.iter().map(|r| r.1.clone()).collect(),
+        negatives: rows.iter().map(|r| r.2.clone()).collect(),
+    }
+}
+
+fn max_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|((na, ta), (nb, tb))| {
+            assert_eq!(na, nb);
+            (ta - tb).abs().max().double_value(&[])
+        })
+        .fold(0.0, f64::max)
+}
+
+fn parameters(trainer: &Trainer) -> Vec<(String, Tensor)> {
+    trainer.optimizer().parameters().map(|(n, t)| (n.to_string(), t.detach().copy())).collect()
+}
+
+/// Runs `world` ranks in threads; returns rank 0's (loss, gradients, parameters after `steps`).
+fn run_ranks(world: usize, symmetric: bool, steps: usize) -> (f64, Vec<(String, Tensor)>, Vec<(String, Tensor)>) {
+    let group = local_group(world, Duration::from_secs(60));
+    // Models are built on this thread (libtorch's generator is global, so seeding in
+    // parallel threads would race); only rank 0's initial values matter after the broadcast.
+    let dir = tempfile::tempdir().unwrap();
+    let trainers: Vec<Trainer> = (0..world).map(|_| trainer(dir.path(), symmetric, 1)).collect();
+    let handles: Vec<_> = group
+        .into_iter()
+        .zip(trainers)
+        .map(|(collective, mut trainer)| {
+            std::thread::spawn(move || {
+                trainer.broadcast_parameters(&collective).unwrap();
+                let batch = micro_batch(collective.rank(), collective.world_size());
+                let loss = trainer.backward(&batch, &collective).unwrap();
+                let gradients = trainer.gradients();
+                trainer.apply();
+                for _ in 1..steps {
+                    trainer.step(&batch, &collective).unwrap();
+                }
+                (loss, gradients, parameters(&trainer))
+            })
+        })
+        .collect();
+    let mut results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let first = results.remove(0);
+    for other in &results {
+        assert_eq!(other.0, first.0, "every rank sees the same global loss");
+        assert!(max_diff(&other.2, &first.2) == 0.0, "ranks diverged");
+    }
+    first
+}
+
+#[test]
+fn two_and_three_ranks_give_the_single_process_gradient() {
+    for symmetric in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut single = trainer(dir.path(), symmetric, 1);
+        let loss = single.backward(&micro_batch(0, 1), &SingleRank).unwrap();
+        let gradients = single.gradients();
+        assert!(gradients.len() > 30, "every parameter gets a gradient");
+        for world in [2, 3] {
+            let (dist_loss, dist_gradients, _) = run_ranks(world, symmetric, 1);
+            assert!((dist_loss - loss).abs() < 1e-6, "W={world}: loss {dist_loss} vs {loss}");
+            let diff = max_diff(&dist_gradients, &gradients);
+            assert!(diff < 1e-6, "W={world} symmetric={symmetric}: gradients differ by {diff}");
+        }
+    }
+}
+
+#[test]
+fn parameters_after_several_steps_match_across_world_sizes() {
+    let (_, _, one) = run_ranks(1, false, 3);
+    let (_, _, two) = run_ranks(2, false, 3);
+    let diff = max_diff(&one, &two);
+    assert!(diff < 1e-5, "parameters after 3 steps differ by {diff}");
+}
+
+#[test]
+fn training_lowers_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = trainer(dir.path(), false, 2);
+    let batch = micro_batch(0, 1);
+    let first = trainer.step(&batch, &SingleRank).unwrap();
+    let mut last = first;
+    for _ in 0..30 {
+        last = trainer.step(&batch, &SingleRank).unwrap();
+    }
+    assert!(last.loss < first.loss * 0.5, "loss went from {} to {}", first.loss, last.loss);
+    assert!(first.grad_norm > 0.0 && last.lr < 1e-3);
+}
