@@ -60,6 +60,11 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The token of `id`, if in the vocabulary.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     /// The id of `token`, if in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)

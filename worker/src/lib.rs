@@ -8,7 +8,9 @@ pub mod error;
 pub mod sentence;
 
 pub use error::{Result, WorkerError};
+pub mod checkpoint;
 pub mod collective;
+pub mod export;
 pub mod loss;
 pub mod optim;
 pub mod train;

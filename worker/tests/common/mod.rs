@@ -1,4 +1,5 @@
 //! Helpers shared by the worker's integration tests.
+#![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,122 @@
+//! Export of a model as a sentence-transformers directory that Python loads unchanged:
+//! `model.safetensors`, `config.json`, `tokenizer.json`, `tokenizer_config.json`,
+//! `sentence_bert_config.json`, `modules.json`, `1_Pooling/`, optional `2_Dense/` and `Normalize`.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::checkpoint::write_tensors_atomically;
+use crate::config::Architecture;
+use crate::error::{Result, WorkerError};
+use crate::sentence::{DenseActivation, Pooling, SentenceEncoder};
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| WorkerError::model(path, e.to_string()))?;
+    std::fs::write(path, text).map_err(|e| WorkerError::io(path, e))
+}
+
+/// Writes `model` to `dir` (built in `<dir>.tmp`, then renamed: an existing export is replaced
+/// only once the new one is complete).
+pub fn export_sentence_transformers(model: &SentenceEncoder, dir: &Path) -> Result<()> {
+    let mut tmp_name = dir.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.with_file_name(tmp_name);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| WorkerError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| WorkerError::io(&tmp, e))?;
+    write_export(model, &tmp)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| WorkerError::io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| WorkerError::io(dir, e))
+}
+
+fn write_export(model: &SentenceEncoder, dir: &Path) -> Result<()> {
+    let config = model.encoder().config();
+    let settings = model.settings();
+    let mut transformer = Vec::new();
+    let mut dense = Vec::new();
+    for (name, tensor) in model.var_store().variables() {
+        match name.strip_prefix("dense.") {
+            Some(rest) => dense.push((rest.to_string(), tensor)),
+            None => transformer.push((name, tensor)),
+        }
+    }
+    transformer.sort_by(|a, b| a.0.cmp(&b.0));
+    write_tensors_atomically(&dir.join("model.safetensors"), &transformer)?;
+    let architecture = match config.architecture() {
+        Architecture::Bert => "BertModel",
+        Architecture::XlmRoberta => "XLMRobertaModel",
+    };
+    let mut config_json = serde_json::to_value(config).map_err(|e| WorkerError::model(dir, e.to_string()))?;
+    config_json["architectures"] = json!([architecture]);
+    write_json(&dir.join("config.json"), &config_json)?;
+
+    let tokenizer_source = model.tokenizer().path();
+    std::fs::copy(tokenizer_source, dir.join("tokenizer.json")).map_err(|e| WorkerError::io(tokenizer_source, e))?;
+    let token = |id: i64| model.tokenizer().id_to_token(u32::try_from(id).unwrap_or(0));
+    let pad = token(config.pad_token_id).ok_or_else(|| {
+        WorkerError::model(tokenizer_source, format!("pad id {} is not in the vocabulary", config.pad_token_id))
+    })?;
+    let mut tokenizer_config = json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": settings.max_seq_length,
+        "pad_token": pad,
+    });
+    for (key, candidates) in [
+        ("cls_token", ["[CLS]", "<s>"]),
+        ("sep_token", ["[SEP]", "</s>"]),
+        ("unk_token", ["[UNK]", "<unk>"]),
+        ("mask_token", ["[MASK]", "<mask>"]),
+    ] {
+        if let Some(found) = candidates.iter().find(|c| model.tokenizer().token_to_id(c).is_some()) {
+            tokenizer_config[key] = json!(found);
+        }
+    }
+    write_json(&dir.join("tokenizer_config.json"), &tokenizer_config)?;
+    write_json(
+        &dir.join("sentence_bert_config.json"),
+        &json!({"max_seq_length": settings.max_seq_length, "do_lower_case": false}),
+    )?;
+
+    let mut modules =
+        vec![json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"})];
+    let pooling_dir = dir.join("1_Pooling");
+    std::fs::create_dir_all(&pooling_dir).map_err(|e| WorkerError::io(&pooling_dir, e))?;
+    write_json(
+        &pooling_dir.join("config.json"),
+        &json!({
+            "word_embedding_dimension": config.hidden_size,
+            "pooling_mode_cls_token": settings.pooling == Pooling::Cls,
+            "pooling_mode_mean_tokens": settings.pooling == Pooling::Mean,
+            "pooling_mode_max_tokens": false,
+            "pooling_mode_mean_sqrt_len_tokens": false,
+        }),
+    )?;
+    modules.push(json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}));
+    if let Some(layer) = model.dense() {
+        let dense_dir = dir.join("2_Dense");
+        std::fs::create_dir_all(&dense_dir).map_err(|e| WorkerError::io(&dense_dir, e))?;
+        let size = layer.linear.weight.size();
+        let activation = match layer.activation {
+            DenseActivation::Tanh => "torch.nn.modules.activation.Tanh",
+            DenseActivation::Identity => "torch.nn.modules.linear.Identity",
+        };
+        write_json(
+            &dense_dir.join("config.json"),
+            &json!({"in_features": size[1], "out_features": size[0], "bias": true, "activation_function": activation}),
+        )?;
+        dense.sort_by(|a, b| a.0.cmp(&b.0));
+        write_tensors_atomically(&dense_dir.join("model.safetensors"), &dense)?;
+        modules.push(json!({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}));
+    }
+    if settings.normalize {
+        let index = modules.len();
+        let path = format!("{index}_Normalize");
+        std::fs::create_dir_all(dir.join(&path)).map_err(|e| WorkerError::io(dir.join(&path), e))?;
+        modules.push(json!({"idx": index, "name": index.to_string(), "path": path, "type": "sentence_transformers.models.Normalize"}));
+    }
+    write_json(&dir.join("modules.json"), &serde_json::Value::Array(modules))
+}
