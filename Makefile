@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo test bench-data lint
+.PHONY: setup demo test bench-data bench-train bench-plan lint
 
 setup:
 	@scripts/setup.sh
@@ -26,6 +26,16 @@ test: setup
 bench-data: setup
 	cargo build --release --bin rosetta
 	bench/data-pipeline
+
+## Training-step benchmark: Rosetta vs PyTorch + sentence-transformers (MNRL), same model and batches.
+bench-train: setup
+	cargo build --release --bin rosetta
+	cargo build --release -p rosetta-worker --example train_bench
+	bench/train-step
+
+## Scheduler benchmark: plans/s for B = 100 on a 10M-pair index, and index memory.
+bench-plan:
+	cargo run --release -p rosetta-coordinator --example plan_bench
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -10,6 +10,7 @@ pub mod sentence;
 pub use error::{Result, WorkerError};
 pub mod checkpoint;
 pub mod collective;
+pub mod device;
 pub mod export;
 pub mod loss;
 pub mod optim;

@@ -361,7 +361,7 @@ fn initialise(vs: &VarStore, seed: u64, pad_token_id: i64) {
             }
             values.truncate(count);
             let source = Tensor::from_slice(&values).view(var.size().as_slice()).to_device(var.device());
-            let _ = var.copy_(&source);
+            var.copy_(&source);
             if name == "embeddings.word_embeddings.weight" && (0..var.size()[0]).contains(&pad_token_id) {
                 let _ = var.get(pad_token_id).zero_();
             }
@@ -406,10 +406,10 @@ fn read_dense_config(path: &Path) -> Result<(i64, i64, DenseActivation)> {
 
 fn max_seq_length(dir: &Path, config: &EncoderConfig, fallback: usize) -> Result<usize> {
     let st = dir.join("sentence_bert_config.json");
-    if st.exists() {
-        if let Some(length) = read_json::<SentenceBertFile>(&st)?.max_seq_length {
-            return Ok(length);
-        }
+    if st.exists()
+        && let Some(length) = read_json::<SentenceBertFile>(&st)?.max_seq_length
+    {
+        return Ok(length);
     }
     let tokenizer_config = dir.join("tokenizer_config.json");
     if tokenizer_config.exists() {

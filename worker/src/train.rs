@@ -82,7 +82,7 @@ impl Trainer {
         if config.accumulation_steps == 0 {
             return Err(WorkerError::invalid("training.accumulation_steps", "must be at least 1"));
         }
-        if !(config.loss.temperature > 0.0) {
+        if config.loss.temperature.is_nan() || config.loss.temperature <= 0.0 {
             return Err(WorkerError::invalid("training.loss.temperature", "must be positive"));
         }
         let optimizer = AdamW::new(model.var_store(), config.optimizer.clone());
@@ -212,11 +212,11 @@ impl Trainer {
                 let summed = flat.narrow(0, offset, numel).view(p.size().as_slice());
                 let mut grad = p.grad();
                 if grad.defined() {
-                    let _ = grad.copy_(&summed);
+                    grad.copy_(&summed);
                 } else {
                     // Give the parameter a gradient through a zero-valued backward.
-                    let _ = (p * 0.0).sum(Kind::Float).backward();
-                    let _ = p.grad().copy_(&summed);
+                    (p * 0.0).sum(Kind::Float).backward();
+                    p.grad().copy_(&summed);
                 }
                 offset += numel;
             }
@@ -249,7 +249,7 @@ fn unflatten_into(flat: &Tensor, targets: impl Iterator<Item = Tensor>) {
     tch::no_grad(|| {
         for mut t in targets {
             let numel = t.numel() as i64;
-            let _ = t.copy_(&flat.narrow(0, offset, numel).view(t.size().as_slice()).to_kind(t.kind()));
+            t.copy_(&flat.narrow(0, offset, numel).view(t.size().as_slice()).to_kind(t.kind()));
             offset += numel;
         }
     });

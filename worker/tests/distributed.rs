@@ -81,8 +81,11 @@ fn parameters(trainer: &Trainer) -> Vec<(String, Tensor)> {
     trainer.optimizer().parameters().map(|(n, t)| (n.to_string(), t.detach().copy())).collect()
 }
 
+/// Named tensors (gradients or parameters).
+type Named = Vec<(String, Tensor)>;
+
 /// Runs `world` ranks in threads; returns rank 0's (loss, gradients, parameters after `steps`).
-fn run_ranks(world: usize, symmetric: bool, steps: usize) -> (f64, Vec<(String, Tensor)>, Vec<(String, Tensor)>) {
+fn run_ranks(world: usize, symmetric: bool, steps: usize) -> (f64, Named, Named) {
     let group = local_group(world, Duration::from_secs(60));
     // Models are built on this thread (libtorch's generator is global, so seeding in
     // parallel threads would race); only rank 0's initial values matter after the broadcast.

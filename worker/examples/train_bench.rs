@@ -1,0 +1,65 @@
+//! Rosetta's side of `bench/train-step`: trains a sentence-transformers model directory on
+//! fixed batches and prints samples/s and peak memory as JSON.
+//!
+//! usage: train_bench MODEL_DIR BATCHES_JSON STEPS [DEVICE]   (DEVICE: cpu, cuda:N)
+
+use std::path::Path;
+use std::time::Instant;
+
+use rosetta_worker::collective::SingleRank;
+use rosetta_worker::loss::LossConfig;
+use rosetta_worker::optim::AdamWConfig;
+use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
+use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    anyhow::ensure!(args.len() == 4 || args.len() == 5, "usage: train_bench MODEL_DIR BATCHES_JSON STEPS [DEVICE]");
+    let device = rosetta_worker::device::parse_device(args.get(4).map_or("cpu", String::as_str))?;
+    let steps: usize = args[3].parse()?;
+    let batches: Vec<(Vec<String>, Vec<String>)> = serde_json::from_str(&std::fs::read_to_string(&args[2])?)?;
+    let model = SentenceEncoder::load(Path::new(&args[1]), &SentenceSettings::default(), device)?;
+    let config = StepConfig {
+        loss: LossConfig { temperature: 0.05, symmetric: false },
+        optimizer: AdamWConfig { lr: 3e-5, weight_decay: 0.01, ..AdamWConfig::default() },
+        warmup_steps: 0,
+        total_steps: 1_000_000,
+        max_grad_norm: 1.0,
+        accumulation_steps: 1,
+        dropout: true,
+    };
+    let mut trainer = Trainer::new(model, config)?;
+    let micro = |i: usize| {
+        let (queries, positives) = batches[i % batches.len()].clone();
+        MicroBatch { queries, positives, negatives: Vec::new() }
+    };
+    // Warm-up (allocator, kernels), not timed.
+    for i in 0..2 {
+        trainer.step(&micro(i), &SingleRank)?;
+    }
+    let started = Instant::now();
+    let mut samples = 0;
+    let mut loss = 0.0;
+    for i in 0..steps {
+        let batch = micro(i + 2);
+        samples += batch.queries.len();
+        loss = trainer.step(&batch, &SingleRank)?.loss;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"impl": "rosetta", "samples_per_second": samples as f64 / seconds, "seconds": seconds,
+                           "steps": steps, "last_loss": loss, "peak_rss_mib": peak_rss_mib(),
+                           "threads": tch::get_num_threads(), "device": format!("{device:?}")})
+    );
+    Ok(())
+}
