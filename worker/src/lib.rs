@@ -14,4 +14,5 @@ pub mod device;
 pub mod export;
 pub mod loss;
 pub mod optim;
+pub mod ring;
 pub mod train;

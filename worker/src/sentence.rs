@@ -129,6 +129,13 @@ struct SentenceBertFile {
     max_seq_length: Option<usize>,
 }
 
+/// `config_sentence_transformers.json`: the prompts (E5-style prefixes) of a model.
+#[derive(Deserialize, Default)]
+struct SentenceTransformersConfigFile {
+    #[serde(default)]
+    prompts: HashMap<String, String>,
+}
+
 #[derive(Deserialize, Default)]
 struct TokenizerConfigFile {
     #[serde(default)]
@@ -137,8 +144,9 @@ struct TokenizerConfigFile {
 
 impl SentenceEncoder {
     /// Loads a sentence-transformers directory (honouring `modules.json`: Transformer →
-    /// Pooling → optional Dense → optional Normalize), or a plain Hugging Face directory with
-    /// `default` settings for pooling and normalisation.
+    /// Pooling → optional Dense → optional Normalize, and the `query` / `document` prompts of
+    /// `config_sentence_transformers.json` as prefixes), or a plain Hugging Face directory with
+    /// `default` settings for pooling, normalisation and prefixes.
     pub fn load(dir: &Path, default: &SentenceSettings, device: Device) -> Result<Self> {
         let modules_path = dir.join("modules.json");
         let mut settings = default.clone();
@@ -162,6 +170,18 @@ impl SentenceEncoder {
                         ));
                     }
                 }
+            }
+        }
+        let prompts_path = dir.join("config_sentence_transformers.json");
+        if prompts_path.exists() {
+            let prompts = read_json::<SentenceTransformersConfigFile>(&prompts_path)?.prompts;
+            if let Some(query) = prompts.get("query").filter(|p| !p.is_empty()) {
+                settings.query_prefix = query.clone();
+            }
+            if let Some(passage) =
+                ["document", "passage"].iter().find_map(|k| prompts.get(*k).filter(|p| !p.is_empty()))
+            {
+                settings.passage_prefix = passage.clone();
             }
         }
         let config = EncoderConfig::load(&transformer_dir.join("config.json"))?;

@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use rosetta_datasets::tokenize::train_wordpiece;
+use std::net::TcpListener;
+
 use rosetta_worker::collective::{Collective, SingleRank, local_group};
 use rosetta_worker::config::EncoderConfig;
 use rosetta_worker::loss::LossConfig;
 use rosetta_worker::optim::AdamWConfig;
+use rosetta_worker::ring::TcpRing;
 use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
 use tch::{Device, Tensor};
@@ -86,7 +89,26 @@ type Named = Vec<(String, Tensor)>;
 
 /// Runs `world` ranks in threads; returns rank 0's (loss, gradients, parameters after `steps`).
 fn run_ranks(world: usize, symmetric: bool, steps: usize) -> (f64, Named, Named) {
-    let group = local_group(world, Duration::from_secs(60));
+    run_ranks_over(local_group(world, Duration::from_secs(60)), symmetric, steps)
+}
+
+/// The TCP ring on loopback as the collective.
+fn tcp_ring(world: usize) -> Vec<TcpRing> {
+    let listeners: Vec<TcpListener> = (0..world).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addresses: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let handles: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(rank, l)| {
+            let a = addresses.clone();
+            std::thread::spawn(move || TcpRing::connect(rank, l, a, Duration::from_secs(20)).unwrap())
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+fn run_ranks_over<C: Collective + 'static>(group: Vec<C>, symmetric: bool, steps: usize) -> (f64, Named, Named) {
+    let world = group.len();
     // Models are built on this thread (libtorch's generator is global, so seeding in
     // parallel threads would race); only rank 0's initial values matter after the broadcast.
     let dir = tempfile::tempdir().unwrap();
@@ -132,6 +154,18 @@ fn two_and_three_ranks_give_the_single_process_gradient() {
             assert!(diff < 1e-6, "W={world} symmetric={symmetric}: gradients differ by {diff}");
         }
     }
+}
+
+#[test]
+fn the_tcp_ring_gives_the_single_process_gradient_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut single = trainer(dir.path(), false, 1);
+    let loss = single.backward(&micro_batch(0, 1), &SingleRank).unwrap();
+    let gradients = single.gradients();
+    let (ring_loss, ring_gradients, _) = run_ranks_over(tcp_ring(3), false, 2);
+    assert!((ring_loss - loss).abs() < 1e-6, "{ring_loss} vs {loss}");
+    let diff = max_diff(&ring_gradients, &gradients);
+    assert!(diff < 1e-6, "TCP ring gradients differ by {diff}");
 }
 
 #[test]

@@ -1,0 +1,353 @@
+//! The TCP ring collective for CPU tensors: all-reduce as reduce-scatter + all-gather around a
+//! ring of TCP connections (each rank sends to `rank + 1` and receives from `rank − 1`),
+//! processed in buckets; all-gather and broadcast pass whole tensors around the ring. Every
+//! socket operation has a bounded timeout and errors name the peer.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tch::{Kind, Tensor};
+
+use crate::collective::Collective;
+use crate::error::{Result, WorkerError};
+
+const MAGIC: u32 = 0x524F_5354; // "ROST"
+const PROTOCOL: u32 = 1;
+/// Default all-reduce bucket: 8 MiB.
+pub const DEFAULT_BUCKET_BYTES: usize = 8 << 20;
+
+struct Links {
+    next: TcpStream,
+    prev: TcpStream,
+}
+
+/// One rank's end of a TCP ring.
+pub struct TcpRing {
+    rank: usize,
+    world: usize,
+    peers: Vec<SocketAddr>,
+    links: Option<Mutex<Links>>,
+    timeout: Duration,
+    bucket_bytes: usize,
+}
+
+impl std::fmt::Debug for TcpRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpRing").field("rank", &self.rank).field("world", &self.world).finish()
+    }
+}
+
+fn accept_with_deadline(listener: &TcpListener, deadline: Instant) -> std::io::Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no connection"));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn connect_with_deadline(address: SocketAddr, deadline: Instant) -> std::io::Result<TcpStream> {
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match TcpStream::connect_timeout(&address, remaining.max(Duration::from_millis(10))) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl TcpRing {
+    /// Joins the ring: `listener` is this rank's bound socket (its address is `peers[rank]`);
+    /// connects to `peers[rank + 1]` and accepts `peers[rank − 1]`, checking a handshake
+    /// (magic, protocol, world size, rank). Waits at most `timeout` for the peers.
+    pub fn connect(rank: usize, listener: TcpListener, peers: Vec<SocketAddr>, timeout: Duration) -> Result<Self> {
+        let world = peers.len();
+        if rank >= world {
+            return Err(WorkerError::invalid("rank", format!("{rank} is not below the world size {world}")));
+        }
+        let mut ring = Self { rank, world, peers, links: None, timeout, bucket_bytes: DEFAULT_BUCKET_BYTES };
+        if world == 1 {
+            return Ok(ring);
+        }
+        let deadline = Instant::now() + timeout;
+        let next_rank = (rank + 1) % world;
+        let prev_rank = (rank + world - 1) % world;
+        let next_address = ring.peers[next_rank];
+        // Connect in a thread while accepting here: every rank does both at once.
+        let connector = std::thread::spawn(move || -> std::io::Result<TcpStream> {
+            let mut stream = connect_with_deadline(next_address, deadline)?;
+            stream.set_nodelay(true)?;
+            let hello: Vec<u8> =
+                [MAGIC, PROTOCOL, world as u32, rank as u32].iter().flat_map(|x| x.to_le_bytes()).collect();
+            stream.write_all(&hello)?;
+            Ok(stream)
+        });
+        let accepted = accept_with_deadline(&listener, deadline)
+            .map_err(|e| ring.error("connect", format!("waiting for rank {prev_rank} to connect: {e}")))?;
+        accepted.set_nodelay(true).map_err(|e| ring.error("connect", e.to_string()))?;
+        accepted.set_read_timeout(Some(timeout)).map_err(|e| ring.error("connect", e.to_string()))?;
+        let mut hello = [0u8; 16];
+        (&accepted)
+            .read_exact(&mut hello)
+            .map_err(|e| ring.error("connect", format!("handshake from rank {prev_rank}: {e}")))?;
+        let field = |i: usize| u32::from_le_bytes([hello[4 * i], hello[4 * i + 1], hello[4 * i + 2], hello[4 * i + 3]]);
+        if field(0) != MAGIC || field(1) != PROTOCOL {
+            return Err(ring.error("connect", format!("peer is not a Rosetta ring of protocol {PROTOCOL}")));
+        }
+        if field(2) as usize != world || field(3) as usize != prev_rank {
+            return Err(ring.error(
+                "connect",
+                format!("expected rank {prev_rank} of {world}, got rank {} of {}", field(3), field(2)),
+            ));
+        }
+        let next = connector
+            .join()
+            .map_err(|_| ring.error("connect", "connector thread panicked".into()))?
+            .map_err(|e| ring.error("connect", format!("connecting to rank {next_rank} at {next_address}: {e}")))?;
+        for stream in [&next, &accepted] {
+            stream.set_read_timeout(Some(timeout)).map_err(|e| ring.error("connect", e.to_string()))?;
+            stream.set_write_timeout(Some(timeout)).map_err(|e| ring.error("connect", e.to_string()))?;
+        }
+        ring.links = Some(Mutex::new(Links { next, prev: accepted }));
+        Ok(ring)
+    }
+
+    /// Sets the all-reduce bucket size in bytes.
+    pub fn with_bucket_bytes(mut self, bytes: usize) -> Self {
+        self.bucket_bytes = bytes.max(1024);
+        self
+    }
+
+    fn error(&self, operation: &'static str, message: String) -> WorkerError {
+        WorkerError::Collective { operation, rank: self.rank, message }
+    }
+
+    /// Sends `out` to the next rank while receiving `incoming.len()` bytes from the previous one.
+    fn exchange(&self, links: &mut Links, operation: &'static str, out: &[u8], incoming: &mut [u8]) -> Result<()> {
+        let next_rank = (self.rank + 1) % self.world;
+        let prev_rank = (self.rank + self.world - 1) % self.world;
+        let Links { next, prev } = links;
+        let (sent, received) = std::thread::scope(|scope| {
+            let sender = scope.spawn(|| next.write_all(out));
+            let received = prev.read_exact(incoming);
+            (sender.join(), received)
+        });
+        let timeout = self.timeout;
+        let describe = |e: std::io::Error, peer: usize, direction: &str| {
+            let what = if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+                format!("timed out after {timeout:?}")
+            } else {
+                e.to_string()
+            };
+            self.error(operation, format!("{direction} rank {peer} ({}): {what}", self.peers[peer]))
+        };
+        sent.map_err(|_| self.error(operation, "sender thread panicked".into()))?
+            .map_err(|e| describe(e, next_rank, "sending to"))?;
+        received.map_err(|e| describe(e, prev_rank, "receiving from"))
+    }
+
+    fn links(&self) -> Result<std::sync::MutexGuard<'_, Links>> {
+        self.links
+            .as_ref()
+            .ok_or_else(|| self.error("ring", "no links (world of one)".into()))?
+            .lock()
+            .map_err(|_| self.error("ring", "a previous operation panicked".into()))
+    }
+
+    /// Ring all-reduce (sum) of `data` in place, bucket by bucket.
+    fn all_reduce_values<T: bytemuck::Pod + std::ops::AddAssign>(&self, data: &mut [T]) -> Result<()> {
+        let mut links = self.links()?;
+        let world = self.world;
+        let per_bucket = (self.bucket_bytes / std::mem::size_of::<T>()).max(world);
+        let mut scratch: Vec<T> = Vec::new();
+        for bucket in data.chunks_mut(per_bucket) {
+            let len = bucket.len();
+            let bounds = |c: usize| (len * c / world, len * (c + 1) / world);
+            // Reduce-scatter: after world−1 steps rank r holds the sum of chunk r+1.
+            for step in 0..world - 1 {
+                let send_chunk = (self.rank + world - step) % world;
+                let recv_chunk = (self.rank + world - step - 1) % world;
+                let (ss, se) = bounds(send_chunk);
+                let (rs, re) = bounds(recv_chunk);
+                scratch.resize(re - rs, bytemuck::Zeroable::zeroed());
+                let out: Vec<T> = bucket[ss..se].to_vec();
+                self.exchange(
+                    &mut links,
+                    "all_reduce",
+                    bytemuck::cast_slice(&out),
+                    bytemuck::cast_slice_mut(&mut scratch),
+                )?;
+                for (target, value) in bucket[rs..re].iter_mut().zip(&scratch) {
+                    *target += *value;
+                }
+            }
+            // All-gather of the reduced chunks.
+            for step in 0..world - 1 {
+                let send_chunk = (self.rank + 1 + world - step) % world;
+                let recv_chunk = (self.rank + world - step) % world;
+                let (ss, se) = bounds(send_chunk);
+                let (rs, re) = bounds(recv_chunk);
+                let out: Vec<T> = bucket[ss..se].to_vec();
+                self.exchange(
+                    &mut links,
+                    "all_reduce",
+                    bytemuck::cast_slice(&out),
+                    bytemuck::cast_slice_mut(&mut bucket[rs..re]),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes every rank's blob around the ring; returns them in rank order.
+    fn all_gather_blobs(&self, operation: &'static str, own: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+        let mut blobs = vec![Vec::new(); self.world];
+        blobs[self.rank] = own;
+        if self.world == 1 {
+            return Ok(blobs);
+        }
+        let mut links = self.links()?;
+        for step in 0..self.world - 1 {
+            let send_from = (self.rank + self.world - step) % self.world;
+            let recv_from = (self.rank + self.world - step - 1) % self.world;
+            let mut length = [0u8; 8];
+            let out_length = (blobs[send_from].len() as u64).to_le_bytes();
+            self.exchange(&mut links, operation, &out_length, &mut length)?;
+            let mut incoming = vec![0u8; u64::from_le_bytes(length) as usize];
+            let out = std::mem::take(&mut blobs[send_from]);
+            self.exchange(&mut links, operation, &out, &mut incoming)?;
+            blobs[send_from] = out;
+            blobs[recv_from] = incoming;
+        }
+        Ok(blobs)
+    }
+}
+
+/// Serialises a CPU tensor: kind code, rank, dims, then little-endian values.
+fn encode_tensor(tensor: &Tensor) -> Result<Vec<u8>> {
+    let t = tensor.detach().to_device(tch::Device::Cpu).contiguous();
+    let (code, values): (u8, Vec<u8>) = match t.kind() {
+        Kind::Float => (0, bytemuck::cast_slice(&Vec::<f32>::try_from(&t.flatten(0, -1))?).to_vec()),
+        Kind::Double => (1, bytemuck::cast_slice(&Vec::<f64>::try_from(&t.flatten(0, -1))?).to_vec()),
+        Kind::Int64 => (2, bytemuck::cast_slice(&Vec::<i64>::try_from(&t.flatten(0, -1))?).to_vec()),
+        other => return Err(WorkerError::invalid("tensor", format!("kind {other:?} cannot cross the ring"))),
+    };
+    let dims = t.size();
+    let mut out = Vec::with_capacity(2 + 8 * dims.len() + values.len());
+    out.push(code);
+    out.push(dims.len() as u8);
+    for d in dims {
+        out.extend(d.to_le_bytes());
+    }
+    out.extend(values);
+    Ok(out)
+}
+
+/// Copies unaligned little-endian bytes into a vector of `T` (length a multiple of its size).
+fn copy_out<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
+    let mut values = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
+    bytemuck::cast_slice_mut::<T, u8>(&mut values).copy_from_slice(bytes);
+    values
+}
+
+fn decode_tensor(blob: &[u8]) -> Option<Tensor> {
+    let (&code, rest) = blob.split_first()?;
+    let (&ndim, mut rest) = rest.split_first()?;
+    let mut dims = Vec::with_capacity(ndim as usize);
+    for _ in 0..ndim {
+        let (d, tail) = rest.split_at_checked(8)?;
+        dims.push(i64::from_le_bytes(d.try_into().ok()?));
+        rest = tail;
+    }
+    // The payload follows a 2 + 8·ndim byte header, so it is not aligned: copy it out.
+    let width = if code == 0 { 4 } else { 8 };
+    if rest.len() % width != 0 {
+        return None;
+    }
+    let tensor = match code {
+        0 => Tensor::from_slice(&copy_out::<f32>(rest)),
+        1 => Tensor::from_slice(&copy_out::<f64>(rest)),
+        2 => Tensor::from_slice(&copy_out::<i64>(rest)),
+        _ => return None,
+    };
+    Some(tensor.view(dims.as_slice()))
+}
+
+impl Collective for TcpRing {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world_size(&self) -> usize {
+        self.world
+    }
+    fn all_gather(&self, tensor: &Tensor) -> Result<Vec<Tensor>> {
+        let blobs = self.all_gather_blobs("all_gather", encode_tensor(tensor)?)?;
+        blobs
+            .iter()
+            .enumerate()
+            .map(|(r, b)| {
+                decode_tensor(b)
+                    .map(|t| t.to_device(tensor.device()))
+                    .ok_or_else(|| self.error("all_gather", format!("malformed tensor from rank {r}")))
+            })
+            .collect()
+    }
+    fn all_reduce_sum(&self, tensor: &mut Tensor) -> Result<()> {
+        if self.world == 1 {
+            return Ok(());
+        }
+        let cpu = tensor.detach().to_device(tch::Device::Cpu).contiguous().flatten(0, -1);
+        let summed = match tensor.kind() {
+            Kind::Float => {
+                let mut values = Vec::<f32>::try_from(&cpu)?;
+                self.all_reduce_values(&mut values)?;
+                Tensor::from_slice(&values)
+            }
+            Kind::Double => {
+                let mut values = Vec::<f64>::try_from(&cpu)?;
+                self.all_reduce_values(&mut values)?;
+                Tensor::from_slice(&values)
+            }
+            other => return Err(self.error("all_reduce", format!("kind {other:?} is not supported (f32, f64)"))),
+        };
+        let summed = summed.view(tensor.size().as_slice()).to_device(tensor.device());
+        tch::no_grad(|| tensor.copy_(&summed));
+        Ok(())
+    }
+    fn broadcast(&self, tensor: &mut Tensor, root: usize) -> Result<()> {
+        if root >= self.world {
+            return Err(self.error("broadcast", format!("root {root} out of range")));
+        }
+        // A gather of the root's blob only: others contribute nothing.
+        let own = if self.rank == root { encode_tensor(tensor)? } else { Vec::new() };
+        let blobs = self.all_gather_blobs("broadcast", own)?;
+        let value =
+            decode_tensor(&blobs[root]).ok_or_else(|| self.error("broadcast", "malformed tensor from root".into()))?;
+        if value.size() != tensor.size() {
+            return Err(self
+                .error("broadcast", format!("root sent shape {:?}, this rank has {:?}", value.size(), tensor.size())));
+        }
+        let value = value.to_kind(tensor.kind()).to_device(tensor.device());
+        tch::no_grad(|| tensor.copy_(&value));
+        Ok(())
+    }
+    fn barrier(&self) -> Result<()> {
+        self.all_gather_blobs("barrier", Vec::new()).map(|_| ())
+    }
+}
