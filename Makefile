@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo test bench-data bench-train bench-plan lint
+.PHONY: setup demo test bench-data bench-train bench-plan bench-collectives lint
 
 setup:
 	@scripts/setup.sh
@@ -32,6 +32,11 @@ bench-train: setup
 	cargo build --release --bin rosetta
 	cargo build --release -p rosetta-worker --example train_bench
 	bench/train-step
+
+## Collective benchmark: TCP ring all-reduce bus bandwidth vs torch.distributed gloo, 2 processes.
+bench-collectives: setup
+	cargo build --release -p rosetta-worker --example ring_bench
+	bench/collectives
 
 ## Scheduler benchmark: plans/s for B = 100 on a 10M-pair index, and index memory.
 bench-plan:

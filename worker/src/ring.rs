@@ -170,7 +170,8 @@ impl TcpRing {
             .map_err(|_| self.error("ring", "a previous operation panicked".into()))
     }
 
-    /// Ring all-reduce (sum) of `data` in place, bucket by bucket.
+    /// Ring all-reduce (sum) of `data` in place, bucket by bucket, without copying the
+    /// outgoing chunks: a chunk is sent straight from `data` while another is received.
     fn all_reduce_values<T: bytemuck::Pod + std::ops::AddAssign>(&self, data: &mut [T]) -> Result<()> {
         let mut links = self.links()?;
         let world = self.world;
@@ -181,35 +182,25 @@ impl TcpRing {
             let bounds = |c: usize| (len * c / world, len * (c + 1) / world);
             // Reduce-scatter: after world−1 steps rank r holds the sum of chunk r+1.
             for step in 0..world - 1 {
-                let send_chunk = (self.rank + world - step) % world;
-                let recv_chunk = (self.rank + world - step - 1) % world;
-                let (ss, se) = bounds(send_chunk);
-                let (rs, re) = bounds(recv_chunk);
+                let (ss, se) = bounds((self.rank + world - step) % world);
+                let (rs, re) = bounds((self.rank + world - step - 1) % world);
                 scratch.resize(re - rs, bytemuck::Zeroable::zeroed());
-                let out: Vec<T> = bucket[ss..se].to_vec();
                 self.exchange(
                     &mut links,
                     "all_reduce",
-                    bytemuck::cast_slice(&out),
+                    bytemuck::cast_slice(&bucket[ss..se]),
                     bytemuck::cast_slice_mut(&mut scratch),
                 )?;
                 for (target, value) in bucket[rs..re].iter_mut().zip(&scratch) {
                     *target += *value;
                 }
             }
-            // All-gather of the reduced chunks.
+            // All-gather of the reduced chunks, received in place.
             for step in 0..world - 1 {
-                let send_chunk = (self.rank + 1 + world - step) % world;
-                let recv_chunk = (self.rank + world - step) % world;
-                let (ss, se) = bounds(send_chunk);
-                let (rs, re) = bounds(recv_chunk);
-                let out: Vec<T> = bucket[ss..se].to_vec();
-                self.exchange(
-                    &mut links,
-                    "all_reduce",
-                    bytemuck::cast_slice(&out),
-                    bytemuck::cast_slice_mut(&mut bucket[rs..re]),
-                )?;
+                let send = bounds((self.rank + 1 + world - step) % world);
+                let receive = bounds((self.rank + world - step) % world);
+                let (out, incoming) = disjoint(bucket, send, receive);
+                self.exchange(&mut links, "all_reduce", bytemuck::cast_slice(out), bytemuck::cast_slice_mut(incoming))?;
             }
         }
         Ok(())
@@ -237,6 +228,27 @@ impl TcpRing {
         }
         Ok(blobs)
     }
+}
+
+/// Splits `data` into the shared range `a` and the mutable range `b` (which must not overlap).
+fn disjoint<T>(data: &mut [T], a: (usize, usize), b: (usize, usize)) -> (&[T], &mut [T]) {
+    if a.1 <= b.0 {
+        let (left, right) = data.split_at_mut(b.0);
+        (&left[a.0..a.1], &mut right[..b.1 - b.0])
+    } else {
+        let (left, right) = data.split_at_mut(a.0);
+        (&right[..a.1 - a.0], &mut left[b.0..b.1])
+    }
+}
+
+/// Runs `f` on the values of a contiguous CPU tensor of element type `T`, in place.
+fn with_values<T: bytemuck::Pod, R>(tensor: &mut Tensor, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let numel = tensor.numel();
+    debug_assert!(tensor.is_contiguous() && tensor.device() == tch::Device::Cpu);
+    // SAFETY: the tensor is contiguous, on the CPU, of element type `T` (checked by the caller
+    // through its kind), holds `numel` elements, and `&mut` gives this function sole access.
+    let values = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut T, numel) };
+    f(values)
 }
 
 /// Serialises a CPU tensor: kind code, rank, dims, then little-endian values.
@@ -312,22 +324,18 @@ impl Collective for TcpRing {
         if self.world == 1 {
             return Ok(());
         }
-        let cpu = tensor.detach().to_device(tch::Device::Cpu).contiguous().flatten(0, -1);
-        let summed = match tensor.kind() {
-            Kind::Float => {
-                let mut values = Vec::<f32>::try_from(&cpu)?;
-                self.all_reduce_values(&mut values)?;
-                Tensor::from_slice(&values)
-            }
-            Kind::Double => {
-                let mut values = Vec::<f64>::try_from(&cpu)?;
-                self.all_reduce_values(&mut values)?;
-                Tensor::from_slice(&values)
-            }
+        let in_place = tensor.device() == tch::Device::Cpu && tensor.is_contiguous() && !tensor.requires_grad();
+        let mut work =
+            if in_place { tensor.shallow_clone() } else { tensor.detach().to_device(tch::Device::Cpu).contiguous() };
+        match work.kind() {
+            Kind::Float => with_values::<f32, _>(&mut work, |v| self.all_reduce_values(v))?,
+            Kind::Double => with_values::<f64, _>(&mut work, |v| self.all_reduce_values(v))?,
             other => return Err(self.error("all_reduce", format!("kind {other:?} is not supported (f32, f64)"))),
-        };
-        let summed = summed.view(tensor.size().as_slice()).to_device(tensor.device());
-        tch::no_grad(|| tensor.copy_(&summed));
+        }
+        if !in_place {
+            let summed = work.to_device(tensor.device());
+            tch::no_grad(|| tensor.copy_(&summed));
+        }
         Ok(())
     }
     fn broadcast(&self, tensor: &mut Tensor, root: usize) -> Result<()> {
