@@ -13,6 +13,7 @@ pub mod collective;
 pub mod device;
 pub mod export;
 pub mod loss;
+pub mod nccl;
 pub mod optim;
 pub mod ring;
 pub mod train;

@@ -1,0 +1,327 @@
+//! NCCL for CUDA tensors through a small `libloading` binding of the calls Rosetta needs.
+//! Every failure is an error, never a panic: a missing library or symbol, a failed call (with
+//! NCCL's own message), or a collective that does not finish in time (the communicator is then
+//! aborted). The 128-byte unique id that bootstraps a communicator is exchanged by the
+//! coordinator: rank 0 creates it, the others receive it.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::collective::Collective;
+use crate::error::{Result, WorkerError};
+
+/// Size of `ncclUniqueId`.
+pub const UNIQUE_ID_BYTES: usize = 128;
+
+/// The bootstrap id of one communicator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct UniqueId(pub [u8; UNIQUE_ID_BYTES]);
+
+impl std::fmt::Debug for UniqueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UniqueId({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+    }
+}
+
+type NcclResult = c_int;
+type Comm = *mut c_void;
+type GetVersion = unsafe extern "C" fn(*mut c_int) -> NcclResult;
+type GetUniqueId = unsafe extern "C" fn(*mut UniqueId) -> NcclResult;
+type CommInitRank = unsafe extern "C" fn(*mut Comm, c_int, UniqueId, c_int) -> NcclResult;
+type CommAbort = unsafe extern "C" fn(Comm) -> NcclResult;
+type CommDestroy = unsafe extern "C" fn(Comm) -> NcclResult;
+type GetErrorString = unsafe extern "C" fn(NcclResult) -> *const c_char;
+type AllReduce = unsafe extern "C" fn(*const c_void, *mut c_void, usize, c_int, c_int, Comm, *mut c_void) -> NcclResult;
+type AllGather = unsafe extern "C" fn(*const c_void, *mut c_void, usize, c_int, Comm, *mut c_void) -> NcclResult;
+type Broadcast = unsafe extern "C" fn(*const c_void, *mut c_void, usize, c_int, c_int, Comm, *mut c_void) -> NcclResult;
+
+const NCCL_INT64: c_int = 4;
+const NCCL_FLOAT32: c_int = 7;
+const NCCL_FLOAT64: c_int = 8;
+const NCCL_BFLOAT16: c_int = 9;
+const NCCL_SUM: c_int = 0;
+
+/// The loaded NCCL library and the entry points Rosetta uses.
+pub struct NcclLibrary {
+    path: PathBuf,
+    get_version: GetVersion,
+    get_unique_id: GetUniqueId,
+    comm_init_rank: CommInitRank,
+    comm_abort: CommAbort,
+    comm_destroy: CommDestroy,
+    get_error_string: GetErrorString,
+    all_reduce: AllReduce,
+    all_gather: AllGather,
+    broadcast: Broadcast,
+    // Never unloaded: NCCL starts background threads (e.g. the bootstrap root of
+    // `ncclGetUniqueId`) that would run unmapped code after a `dlclose`.
+    _library: std::mem::ManuallyDrop<libloading::Library>,
+}
+
+impl std::fmt::Debug for NcclLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NcclLibrary").field("path", &self.path).finish()
+    }
+}
+
+fn nccl_error(operation: &str, message: impl Into<String>) -> WorkerError {
+    WorkerError::invalid(format!("nccl {operation}"), message)
+}
+
+impl NcclLibrary {
+    /// Loads `path`, or when `None` the first of `$ROSETTA_NCCL_LIB`, `libnccl.so.2` and
+    /// `libnccl.so` that the dynamic loader finds. The error lists every place tried.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let candidates: Vec<PathBuf> = match path {
+            Some(p) => vec![p.to_path_buf()],
+            None => std::env::var_os("ROSETTA_NCCL_LIB")
+                .map(PathBuf::from)
+                .into_iter()
+                .chain(["libnccl.so.2", "libnccl.so"].map(PathBuf::from))
+                .collect(),
+        };
+        let mut tried = Vec::new();
+        for candidate in &candidates {
+            // SAFETY: loading NCCL runs its (trusted, vendor) initialisers only.
+            match unsafe { libloading::Library::new(candidate) } {
+                Ok(library) => return Self::bind(candidate.clone(), library),
+                Err(e) => tried.push(format!("{}: {e}", candidate.display())),
+            }
+        }
+        Err(nccl_error("load", format!("could not load the NCCL library; tried {}", tried.join("; "))))
+    }
+
+    fn bind(path: PathBuf, library: libloading::Library) -> Result<Self> {
+        fn symbol<T: Copy>(library: &libloading::Library, path: &Path, name: &[u8]) -> Result<T> {
+            // SAFETY: each symbol is looked up with the C signature NCCL 2.x documents for it.
+            unsafe { library.get::<T>(name) }.map(|s| *s).map_err(|e| {
+                let name = String::from_utf8_lossy(name.strip_suffix(b"\0").unwrap_or(name)).into_owned();
+                nccl_error("load", format!("{}: symbol {name} missing: {e}", path.display()))
+            })
+        }
+        Ok(Self {
+            get_version: symbol(&library, &path, b"ncclGetVersion\0")?,
+            get_unique_id: symbol(&library, &path, b"ncclGetUniqueId\0")?,
+            comm_init_rank: symbol(&library, &path, b"ncclCommInitRank\0")?,
+            comm_abort: symbol(&library, &path, b"ncclCommAbort\0")?,
+            comm_destroy: symbol(&library, &path, b"ncclCommDestroy\0")?,
+            get_error_string: symbol(&library, &path, b"ncclGetErrorString\0")?,
+            all_reduce: symbol(&library, &path, b"ncclAllReduce\0")?,
+            all_gather: symbol(&library, &path, b"ncclAllGather\0")?,
+            broadcast: symbol(&library, &path, b"ncclBroadcast\0")?,
+            path,
+            _library: std::mem::ManuallyDrop::new(library),
+        })
+    }
+
+    /// Where the library was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check(&self, operation: &str, code: NcclResult) -> Result<()> {
+        if code == 0 {
+            return Ok(());
+        }
+        // SAFETY: ncclGetErrorString returns a static, NUL-terminated string for any code.
+        let text = unsafe { CStr::from_ptr((self.get_error_string)(code)) }.to_string_lossy().into_owned();
+        Err(nccl_error(operation, format!("NCCL error {code}: {text}")))
+    }
+
+    /// NCCL's version code (e.g. 22809 for 2.28.9).
+    pub fn version(&self) -> Result<i32> {
+        let mut version: c_int = 0;
+        // SAFETY: writes one int.
+        self.check("version", unsafe { (self.get_version)(&mut version) })?;
+        Ok(version)
+    }
+
+    /// A fresh communicator id (rank 0 creates it; needs no GPU).
+    pub fn unique_id(&self) -> Result<UniqueId> {
+        let mut id = UniqueId([0; UNIQUE_ID_BYTES]);
+        // SAFETY: writes the 128-byte struct.
+        self.check("unique id", unsafe { (self.get_unique_id)(&mut id) })?;
+        Ok(id)
+    }
+}
+
+/// A rank's NCCL communicator: a [`Collective`] for CUDA tensors.
+pub struct NcclCollective {
+    library: Arc<NcclLibrary>,
+    comm: Comm,
+    rank: usize,
+    world: usize,
+    device: Device,
+    timeout: Duration,
+}
+
+// SAFETY: an NCCL communicator may be used from any thread as long as calls are not concurrent;
+// `Collective` methods are called by one training thread at a time.
+unsafe impl Send for NcclCollective {}
+
+impl NcclCollective {
+    /// Joins communicator `id` as `rank` of `world` on CUDA device `device`.
+    pub fn new(
+        library: Arc<NcclLibrary>,
+        id: UniqueId,
+        rank: usize,
+        world: usize,
+        device: Device,
+        timeout: Duration,
+    ) -> Result<Self> {
+        if !matches!(device, Device::Cuda(_)) {
+            return Err(nccl_error("init", format!("NCCL needs a CUDA device, got {device:?}")));
+        }
+        if rank >= world {
+            return Err(nccl_error("init", format!("rank {rank} is not below the world size {world}")));
+        }
+        let mut comm: Comm = std::ptr::null_mut();
+        // SAFETY: `comm` receives the new communicator; `id` is passed by value as NCCL expects.
+        let code = unsafe { (library.comm_init_rank)(&mut comm, world as c_int, id, rank as c_int) };
+        library.check("init", code)?;
+        Ok(Self { library, comm, rank, world, device, timeout })
+    }
+
+    /// Waits for the device's queued work; aborts the communicator if that takes longer than the timeout.
+    fn wait(&self, operation: &'static str) -> Result<()> {
+        let Device::Cuda(index) = self.device else { return Ok(()) };
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            tch::Cuda::synchronize(index as i64);
+            let _ = sender.send(());
+        });
+        match receiver.recv_timeout(self.timeout) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                // SAFETY: aborting a communicator that is in use is NCCL's documented way out.
+                unsafe { (self.library.comm_abort)(self.comm) };
+                Err(WorkerError::Collective {
+                    operation,
+                    rank: self.rank,
+                    message: format!("did not complete within {:?}; communicator aborted", self.timeout),
+                })
+            }
+        }
+    }
+
+    fn dtype(&self, tensor: &Tensor, operation: &'static str) -> Result<c_int> {
+        if tensor.device() != self.device || !tensor.is_contiguous() {
+            return Err(WorkerError::Collective {
+                operation,
+                rank: self.rank,
+                message: format!("tensor must be contiguous on {:?}", self.device),
+            });
+        }
+        match tensor.kind() {
+            Kind::Float => Ok(NCCL_FLOAT32),
+            Kind::Double => Ok(NCCL_FLOAT64),
+            Kind::Int64 => Ok(NCCL_INT64),
+            Kind::BFloat16 => Ok(NCCL_BFLOAT16),
+            other => Err(WorkerError::Collective {
+                operation,
+                rank: self.rank,
+                message: format!("kind {other:?} unsupported"),
+            }),
+        }
+    }
+}
+
+impl Drop for NcclCollective {
+    fn drop(&mut self) {
+        // SAFETY: the communicator was created by ncclCommInitRank and is destroyed once.
+        unsafe { (self.library.comm_destroy)(self.comm) };
+    }
+}
+
+impl Collective for NcclCollective {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world_size(&self) -> usize {
+        self.world
+    }
+    fn all_gather(&self, tensor: &Tensor) -> Result<Vec<Tensor>> {
+        // NCCL gathers equal sizes: exchange first dimensions, pad to the largest, then trim.
+        let mut rows = Tensor::zeros([self.world as i64], (Kind::Int64, self.device));
+        let _ = rows.get(self.rank as i64).fill_(tensor.size().first().copied().unwrap_or(1));
+        self.all_reduce_sum(&mut rows)?;
+        let rows: Vec<i64> = Vec::<i64>::try_from(&rows.to_device(Device::Cpu))?;
+        let longest = rows.iter().copied().max().unwrap_or(0);
+        let mut shape = tensor.size();
+        let local_rows = shape.first().copied().unwrap_or(1);
+        if shape.is_empty() {
+            shape.push(1);
+        }
+        shape[0] = longest;
+        let padded = Tensor::zeros(shape.as_slice(), (tensor.kind(), self.device));
+        if local_rows > 0 {
+            padded
+                .narrow(0, 0, local_rows)
+                .copy_(&tensor.detach().reshape([local_rows, -1]).view_as(&padded.narrow(0, 0, local_rows)));
+        }
+        let mut gathered_shape = shape.clone();
+        gathered_shape[0] = longest * self.world as i64;
+        let gathered = Tensor::zeros(gathered_shape.as_slice(), (tensor.kind(), self.device));
+        let dtype = self.dtype(&padded, "all_gather")?;
+        // SAFETY: both buffers are contiguous CUDA tensors of the stated sizes; stream 0.
+        let code = unsafe {
+            (self.library.all_gather)(
+                padded.data_ptr(),
+                gathered.data_ptr(),
+                padded.numel(),
+                dtype,
+                self.comm,
+                std::ptr::null_mut(),
+            )
+        };
+        self.library.check("all_gather", code)?;
+        self.wait("all_gather")?;
+        Ok(rows.iter().enumerate().map(|(r, &n)| gathered.narrow(0, r as i64 * longest, n)).collect())
+    }
+    fn all_reduce_sum(&self, tensor: &mut Tensor) -> Result<()> {
+        let dtype = self.dtype(tensor, "all_reduce")?;
+        let pointer = tensor.data_ptr();
+        // SAFETY: in-place all-reduce on a contiguous CUDA tensor of `numel` elements; stream 0.
+        let code = unsafe {
+            (self.library.all_reduce)(
+                pointer,
+                pointer,
+                tensor.numel(),
+                dtype,
+                NCCL_SUM,
+                self.comm,
+                std::ptr::null_mut(),
+            )
+        };
+        self.library.check("all_reduce", code)?;
+        self.wait("all_reduce")
+    }
+    fn broadcast(&self, tensor: &mut Tensor, root: usize) -> Result<()> {
+        let dtype = self.dtype(tensor, "broadcast")?;
+        let pointer = tensor.data_ptr();
+        // SAFETY: in-place broadcast on a contiguous CUDA tensor; stream 0.
+        let code = unsafe {
+            (self.library.broadcast)(
+                pointer,
+                pointer,
+                tensor.numel(),
+                dtype,
+                root as c_int,
+                self.comm,
+                std::ptr::null_mut(),
+            )
+        };
+        self.library.check("broadcast", code)?;
+        self.wait("broadcast")
+    }
+    fn barrier(&self) -> Result<()> {
+        let mut token = Tensor::zeros([1], (Kind::Float, self.device));
+        self.all_reduce_sum(&mut token)
+    }
+}
