@@ -1,9 +1,11 @@
 //! `rosetta`: hybrid-batch training and evaluation of multilingual dense retrievers.
 
+mod cluster;
 mod data_cmd;
 mod demo;
 mod run_config;
 mod schedule_cmd;
+mod train_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +32,13 @@ enum Command {
     /// Inspect hybrid batch schedules.
     #[command(subcommand)]
     Schedule(schedule_cmd::ScheduleCommand),
+    /// Train on this machine: a coordinator plus N worker processes (loopback TCP ring),
+    /// with progress, checkpoints, Prometheus metrics, and `--resume`.
+    Train(train_cmd::TrainArgs),
+    /// Run the coordinator alone (workers join it with `rosetta worker`).
+    Coordinator(train_cmd::CoordinatorArgs),
+    /// Run one worker (one per device) of a coordinator's job.
+    Worker(cluster::worker::WorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +50,9 @@ fn main() -> std::process::ExitCode {
         Command::Data(command) => data_cmd::run(command),
         Command::Demo(args) => demo::run(args),
         Command::Schedule(command) => schedule_cmd::run(command),
+        Command::Train(args) => train_cmd::train(args),
+        Command::Coordinator(args) => train_cmd::coordinator(args),
+        Command::Worker(args) => cluster::worker::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

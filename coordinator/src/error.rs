@@ -12,6 +12,12 @@ pub enum CoordinatorError {
     /// A cursor does not belong to this scheduler (other index or config) or step.
     #[error("schedule cursor rejected: {0}")]
     Cursor(String),
+    /// A checkpoint could not be verified, written or read.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The metrics endpoint could not start.
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// Building the index from data files failed.
     #[error(transparent)]
     Data(#[from] rosetta_datasets::DatasetError),

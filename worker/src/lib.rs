@@ -16,4 +16,5 @@ pub mod loss;
 pub mod nccl;
 pub mod optim;
 pub mod ring;
+pub mod spec;
 pub mod train;

@@ -66,6 +66,10 @@ pub struct StepOutcome {
     pub grad_norm: f64,
     /// Learning rate used.
     pub lr: f64,
+    /// Tokens encoded by this rank (queries, positives, negatives; padding excluded).
+    pub tokens: u64,
+    /// Seconds this rank spent in the gradient all-reduce.
+    pub collective_seconds: f64,
 }
 
 /// A model with its optimiser and schedule.
@@ -74,6 +78,8 @@ pub struct Trainer {
     optimizer: AdamW,
     schedule: LinearSchedule,
     config: StepConfig,
+    last_tokens: u64,
+    last_collective_seconds: f64,
 }
 
 impl Trainer {
@@ -91,7 +97,7 @@ impl Trainer {
             warmup_steps: config.warmup_steps,
             total_steps: config.total_steps,
         };
-        Ok(Self { model, optimizer, schedule, config })
+        Ok(Self { model, optimizer, schedule, config, last_tokens: 0, last_collective_seconds: 0.0 })
     }
 
     /// The model.
@@ -109,6 +115,16 @@ impl Trainer {
         &mut self.optimizer
     }
 
+    /// Restores model and optimiser from a checkpoint written by [`crate::checkpoint::save_checkpoint`].
+    pub fn load_checkpoint(&mut self, path: &std::path::Path) -> Result<()> {
+        crate::checkpoint::load_checkpoint(path, &mut self.model, Some(&mut self.optimizer))
+    }
+
+    /// Writes model and optimiser to `path` atomically.
+    pub fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        crate::checkpoint::save_checkpoint(path, &self.model, Some(&self.optimizer))
+    }
+
     /// Makes every rank's parameters equal to rank 0's.
     pub fn broadcast_parameters(&mut self, collective: &dyn Collective) -> Result<()> {
         let mut names: Vec<(String, Tensor)> = self.model.var_store().variables().into_iter().collect();
@@ -123,7 +139,13 @@ impl Trainer {
     pub fn step(&mut self, batch: &MicroBatch, collective: &dyn Collective) -> Result<StepOutcome> {
         let loss = self.backward(batch, collective)?;
         let (grad_norm, lr) = self.apply();
-        Ok(StepOutcome { loss, grad_norm, lr })
+        Ok(StepOutcome {
+            loss,
+            grad_norm,
+            lr,
+            tokens: self.last_tokens,
+            collective_seconds: self.last_collective_seconds,
+        })
     }
 
     /// Current gradients by parameter name (after [`Trainer::backward`]).
@@ -145,6 +167,7 @@ impl Trainer {
         let settings = self.model.settings().clone();
         let autocast = self.model.var_store().device() != Device::Cpu;
         let mut total_loss = 0.0;
+        let mut tokens = 0u64;
         for chunk in 0..chunks {
             let cut = |len: usize| (len * chunk / chunks, len * (chunk + 1) / chunks);
             let (qs, qe) = cut(batch.queries.len());
@@ -156,6 +179,9 @@ impl Trainer {
             } else {
                 None
             };
+            for b in [Some(&queries), Some(&positives), negatives.as_ref()].into_iter().flatten() {
+                tokens += b.attention_mask.sum(Kind::Int64).int64_value(&[]) as u64;
+            }
             let train = self.config.dropout;
             let width = self.model.embedding_width();
             let device = self.model.var_store().device();
@@ -177,7 +203,10 @@ impl Trainer {
             total_loss += loss.double_value(&[]);
             loss.backward();
         }
+        let started = std::time::Instant::now();
         self.all_reduce_gradients(collective)?;
+        self.last_collective_seconds = started.elapsed().as_secs_f64();
+        self.last_tokens = tokens;
         Ok(total_loss)
     }
 

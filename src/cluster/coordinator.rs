@@ -1,0 +1,64 @@
+//! The coordinator runtime: gRPC service, Prometheus endpoint and heartbeat watchdog, used by
+//! `rosetta coordinator` and (in-process) by `rosetta train`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rosetta_coordinator::metrics_server;
+use rosetta_coordinator::schedule::{PairIndex, Scheduler};
+use rosetta_coordinator::service::{CoordinatorService, Job};
+
+use crate::run_config::RunConfig;
+
+/// A started coordinator.
+pub struct RunningCoordinator {
+    /// The job it runs.
+    pub job: Arc<Job>,
+    /// Where workers connect (gRPC).
+    pub grpc_address: SocketAddr,
+    /// Where Prometheus scrapes.
+    pub metrics_address: SocketAddr,
+}
+
+/// Builds the job (index, scheduler, resume state) and starts serving on `listen`.
+pub async fn start(
+    config: &RunConfig,
+    listen: SocketAddr,
+    token: String,
+    resume: bool,
+) -> anyhow::Result<RunningCoordinator> {
+    let (_, job_config) = config.training_sections()?;
+    let job_config = job_config.clone();
+    let train = config.data.train.clone();
+    let index = tokio::task::spawn_blocking(move || PairIndex::from_parquet(&train)).await??;
+    let scheduler = Scheduler::new(config.schedule.clone(), Arc::new(index))?;
+    let yaml = config.to_yaml()?;
+    std::fs::create_dir_all(&job_config.run_dir)
+        .with_context(|| format!("creating {}", job_config.run_dir.display()))?;
+    std::fs::write(job_config.run_dir.join("run.yaml"), &yaml).context("writing run.yaml into the run directory")?;
+    let metrics_listen: SocketAddr = job_config.metrics_address.parse().context("job.metrics_address")?;
+    let job = Job::new(job_config, yaml, scheduler, resume)?;
+    let handle = metrics_server::install_recorder()?;
+    let (metrics_address, _metrics_task) = metrics_server::serve(metrics_listen, handle).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let grpc_address = listener.local_addr()?;
+    let service = CoordinatorService::new(job.clone()).into_server(token);
+    tokio::spawn(async move {
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        if let Err(error) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
+        {
+            tracing::error!(%error, "grpc server stopped");
+        }
+    });
+    let watchdog = job.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            watchdog.check_heartbeats();
+        }
+    });
+    tracing::info!(%grpc_address, %metrics_address, "coordinator listening");
+    Ok(RunningCoordinator { job, grpc_address, metrics_address })
+}

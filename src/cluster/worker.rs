@@ -1,0 +1,212 @@
+//! `rosetta worker`: one process per device. Registers, rendezvouses, joins the TCP ring,
+//! trains the micro-batches the coordinator plans, reports, heartbeats on its own task, and
+//! writes its part of each checkpoint.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rosetta_proto::PROTOCOL_VERSION;
+use rosetta_proto::v1::coordinator_client::CoordinatorClient;
+use rosetta_proto::v1::*;
+use rosetta_worker::collective::Collective;
+use rosetta_worker::ring::TcpRing;
+use rosetta_worker::train::Trainer;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use super::lookup::PairLookup;
+use crate::run_config::RunConfig;
+
+/// Arguments of `rosetta worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Coordinator address, e.g. `http://10.0.0.1:50051`.
+    #[arg(long)]
+    pub coordinator: String,
+    /// File holding the shared token (default: `$ROSETTA_TOKEN`).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Device: `cpu` or `cuda:N` (default: the config's `training.device`).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Address this worker listens on for the ring (port 0 = any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub ring_listen: String,
+    /// Host name announced to the coordinator.
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+type Client = CoordinatorClient<InterceptedService<Channel, Auth>>;
+
+/// Adds the bearer token to every request.
+#[derive(Clone)]
+pub struct Auth(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// Connects to the coordinator with the token.
+pub async fn connect(address: &str, token: &str) -> anyhow::Result<Client> {
+    let channel = Channel::from_shared(address.to_string())
+        .with_context(|| format!("coordinator address {address:?}"))?
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the coordinator at {address}"))?;
+    let value: MetadataValue<_> = format!("Bearer {token}").parse().context("token is not valid header text")?;
+    Ok(CoordinatorClient::with_interceptor(channel, Auth(value)))
+}
+
+fn status(context: &str) -> impl Fn(tonic::Status) -> anyhow::Error + '_ {
+    move |s| anyhow::anyhow!("{context}: {} ({:?})", s.message(), s.code())
+}
+
+/// Runs a worker until the job finishes (Ok) or fails (Err with the reason).
+pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let token = super::read_token(args.token_file.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let listener =
+        TcpListener::bind(&args.ring_listen).with_context(|| format!("binding the ring port {}", args.ring_listen))?;
+    let ring_address = listener.local_addr()?;
+    let mut client = runtime.block_on(connect(&args.coordinator, &token))?;
+    let host = args.host.clone().unwrap_or_else(|| ring_address.ip().to_string());
+    let registered = runtime
+        .block_on(client.register(RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            host: host.clone(),
+            device: args.device.clone().unwrap_or_default(),
+            ring_address: ring_address.to_string(),
+        }))
+        .map_err(status("register"))?
+        .into_inner();
+    let worker_id = registered.worker_id.clone();
+    let config = RunConfig::from_resolved_yaml(&registered.run_config_yaml)?;
+    let (model_spec, job) = config.training_sections()?;
+    let device_name = args.device.clone().unwrap_or_else(|| config.training.device.clone());
+    let device = rosetta_worker::device::parse_device(&device_name)?;
+    let model = model_spec.build(device)?;
+    let mut trainer = Trainer::new(model, config.training.step_config(job.steps))?;
+    let lookup = PairLookup::load(&config.data.train)?;
+
+    let rendezvous = runtime
+        .block_on(client.rendezvous(RendezvousRequest { worker_id: worker_id.clone() }))
+        .map_err(status("rendezvous"))?
+        .into_inner();
+    let (rank, world, generation) = (rendezvous.rank as usize, rendezvous.world_size as usize, rendezvous.generation);
+    tracing::info!(rank, world, generation, start = rendezvous.start_step, "rendezvous complete");
+    let peers = rendezvous
+        .ring_peers
+        .iter()
+        .map(|p| p.parse())
+        .collect::<Result<Vec<std::net::SocketAddr>, _>>()
+        .context("ring peers from the coordinator")?;
+
+    // Heartbeats on their own task: a long step never looks like a dead worker.
+    let abort = Arc::new(AtomicBool::new(false));
+    let abort_reason = Arc::new(std::sync::Mutex::new(String::new()));
+    let heartbeat = {
+        let (mut client, worker_id, abort, reason) =
+            (client.clone(), worker_id.clone(), abort.clone(), abort_reason.clone());
+        runtime.spawn(async move {
+            loop {
+                match client
+                    .heartbeat(HeartbeatRequest { worker_id: worker_id.clone(), generation, error: String::new() })
+                    .await
+                {
+                    Ok(response) if response.get_ref().abort => {
+                        *reason.lock().unwrap_or_else(|p| p.into_inner()) = response.into_inner().reason;
+                        abort.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(status) => tracing::warn!(error = %status.message(), "heartbeat failed"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let timeout = Duration::from_secs_f64(job.heartbeat_timeout_secs.max(1.0) * 6.0);
+    let outcome = (|| -> anyhow::Result<()> {
+        let ring = TcpRing::connect(rank, listener, peers, timeout)?;
+        if rendezvous.checkpoint_path.is_empty() {
+            trainer.broadcast_parameters(&ring)?;
+        } else {
+            trainer.load_checkpoint(std::path::Path::new(&rendezvous.checkpoint_path))?;
+            ring.barrier()?;
+        }
+        let run_dir = PathBuf::from(&registered.run_dir);
+        let mut step = rendezvous.start_step;
+        loop {
+            if abort.load(Ordering::SeqCst) {
+                bail!("stopped by the coordinator: {}", abort_reason.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+            let plan = runtime
+                .block_on(client.get_plan(GetPlanRequest { worker_id: worker_id.clone(), generation, step }))
+                .map_err(status("get plan"))?
+                .into_inner();
+            if plan.finished {
+                return Ok(());
+            }
+            let batch = lookup.micro_batch(&plan, config.training.hard_negatives)?;
+            // Dropout draws from a generator seeded by (seed, step, rank): resumed runs replay it.
+            tch::manual_seed(
+                rosetta_datasets::rng::mix_seed(&[config.schedule.seed, step, rank as u64]) as i64 & i64::MAX,
+            );
+            let started = Instant::now();
+            let outcome = trainer.step(&batch, &ring)?;
+            let seconds = started.elapsed().as_secs_f64();
+            runtime
+                .block_on(client.report_step(ReportStepRequest {
+                    worker_id: worker_id.clone(),
+                    generation,
+                    step,
+                    loss: outcome.loss,
+                    examples: batch.queries.len() as u64,
+                    tokens: outcome.tokens,
+                    step_seconds: seconds,
+                    collective_seconds: outcome.collective_seconds,
+                    learning_rate: outcome.lr,
+                    grad_norm: outcome.grad_norm,
+                }))
+                .map_err(status("report step"))?;
+            if plan.checkpoint_after {
+                let mut files = Vec::new();
+                if rank == 0 {
+                    let relative = format!("checkpoints/step-{step:08}/model.safetensors");
+                    let path = run_dir.join(&relative);
+                    trainer.save_checkpoint(&path)?;
+                    let sha256 = rosetta_coordinator::manifest::sha256_file(&path)?;
+                    files.push(CheckpointFile { path: relative, sha256 });
+                }
+                runtime
+                    .block_on(client.commit_checkpoint(CommitCheckpointRequest {
+                        worker_id: worker_id.clone(),
+                        generation,
+                        step,
+                        files,
+                    }))
+                    .map_err(status("commit checkpoint"))?;
+            }
+            let _ = world;
+            step += 1;
+        }
+    })();
+    heartbeat.abort();
+    if let Err(error) = &outcome {
+        // Tell the coordinator, so the whole job stops promptly rather than at the timeout.
+        let _ =
+            runtime.block_on(client.heartbeat(HeartbeatRequest { worker_id, generation, error: format!("{error:#}") }));
+    }
+    outcome
+}

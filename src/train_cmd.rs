@@ -1,0 +1,164 @@
+//! `rosetta train` (a local cluster: coordinator in this process, N worker processes) and
+//! `rosetta coordinator` (the coordinator alone, for clusters launched elsewhere).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rosetta_coordinator::service::{Phase, Progress};
+
+use crate::cluster::{self, TOKEN_ENV};
+use crate::run_config::RunConfig;
+
+/// Arguments of `rosetta train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Run config (YAML): data, schedule, model, training, job.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Worker processes to start (overrides `job.workers`).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Continue from the latest committed checkpoint of the run directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop (successfully) once this many steps are done — e.g. to test resuming.
+    #[arg(long, hide = true)]
+    pub stop_after: Option<u64>,
+    /// No progress bar (one line per checkpoint instead).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `rosetta coordinator`.
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// Run config (YAML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// gRPC address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// File holding the shared token (default: `$ROSETTA_TOKEN`).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Continue from the latest committed checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+fn render(progress: &Progress, started: Instant, first_step: u64) -> String {
+    let done = progress.steps_done;
+    let total = progress.total_steps.max(1);
+    let width = 30;
+    let filled = (done as usize * width / total as usize).min(width);
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = (done.saturating_sub(first_step)) as f64 / elapsed.max(1e-9);
+    let eta = if rate > 0.0 { format!("{:.0}s", (total - done.min(total)) as f64 / rate) } else { "?".into() };
+    format!(
+        "[{}{}] step {done}/{total}  loss {:.4}  {:.1} ex/s  eta {eta}",
+        "#".repeat(filled),
+        "-".repeat(width - filled),
+        progress.loss,
+        progress.examples_per_second
+    )
+}
+
+/// Runs a local cluster and returns the job's verdict.
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let mut config = RunConfig::load(&args.config)?;
+    if let (Some(workers), Some(job)) = (args.workers, config.job.as_mut()) {
+        job.workers = workers;
+    }
+    let (_, job_config) = config.training_sections()?;
+    let (workers, run_dir) = (job_config.workers, job_config.run_dir.clone());
+    let token = cluster::random_token();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let running =
+        runtime.block_on(cluster::coordinator::start(&config, "127.0.0.1:0".parse()?, token.clone(), args.resume))?;
+    println!("coordinator on {}, metrics on http://{}/metrics", running.grpc_address, running.metrics_address);
+    println!("run directory {}", run_dir.display());
+    let executable = std::env::current_exe().context("locating the rosetta binary")?;
+    let mut children: Vec<Child> = (0..workers)
+        .map(|i| {
+            Command::new(&executable)
+                .args(["worker", "--coordinator", &format!("http://{}", running.grpc_address)])
+                .env(TOKEN_ENV, &token)
+                .spawn()
+                .with_context(|| format!("starting worker process {i}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let started = Instant::now();
+    let first_step = running.job.progress().steps_done;
+    let verdict = loop {
+        runtime.block_on(running.job.wait_change(Duration::from_millis(500)));
+        let progress = running.job.progress();
+        if !args.quiet {
+            eprint!("\r{}", render(&progress, started, first_step));
+            let _ = std::io::stderr().flush();
+        }
+        if let Some(stop) = args.stop_after
+            && progress.steps_done >= stop
+            && progress.last_checkpoint.is_some_and(|c| c + 1 >= stop)
+        {
+            break Ok(());
+        }
+        match progress.phase {
+            Phase::Finished => break Ok(()),
+            Phase::Failed(reason) => break Err(anyhow::anyhow!("training failed: {reason}")),
+            Phase::Waiting | Phase::Running => {}
+        }
+        for (i, child) in children.iter_mut().enumerate() {
+            if let Some(status) = child.try_wait()?
+                && !status.success()
+            {
+                running.job.fail(format!("worker process {i} exited with {status}"));
+            }
+        }
+    };
+    if !args.quiet {
+        eprintln!();
+    }
+    let grace = Instant::now() + Duration::from_secs(if verdict.is_ok() && args.stop_after.is_none() { 30 } else { 5 });
+    for child in &mut children {
+        while child.try_wait()?.is_none() && Instant::now() < grace {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait()?.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    let progress = running.job.progress();
+    verdict?;
+    match progress.last_checkpoint {
+        Some(step) => println!(
+            "trained {} steps; last checkpoint after step {step}: {}",
+            progress.steps_done,
+            rosetta_coordinator::manifest::checkpoint_dir(&run_dir, step).display()
+        ),
+        None => println!("trained {} steps; no checkpoint committed", progress.steps_done),
+    }
+    Ok(())
+}
+
+/// Runs the coordinator until the job finishes or fails.
+pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
+    let config = RunConfig::load(&args.config)?;
+    let token = cluster::read_token(args.token_file.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let running = runtime.block_on(cluster::coordinator::start(&config, args.listen, token, args.resume))?;
+    println!("coordinator on {}, metrics on http://{}/metrics", running.grpc_address, running.metrics_address);
+    loop {
+        runtime.block_on(running.job.wait_change(Duration::from_secs(5)));
+        match running.job.progress().phase {
+            Phase::Finished => return Ok(()),
+            Phase::Failed(reason) => bail!("training failed: {reason}"),
+            _ => {}
+        }
+    }
+}
