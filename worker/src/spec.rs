@@ -57,6 +57,18 @@ pub struct ModelSpec {
     /// Seed of a preset's initialisation.
     #[serde(default = "default_model_seed")]
     pub seed: i64,
+    /// Preset override: transformer layers.
+    #[serde(default)]
+    pub layers: Option<i64>,
+    /// Preset override: hidden width.
+    #[serde(default)]
+    pub hidden_size: Option<i64>,
+    /// Preset override: attention heads.
+    #[serde(default)]
+    pub heads: Option<i64>,
+    /// Preset override: feed-forward width.
+    #[serde(default)]
+    pub intermediate_size: Option<i64>,
 }
 
 impl ModelSpec {
@@ -88,6 +100,11 @@ impl ModelSpec {
         if let Some(p) = self.path.as_ref().filter(|p| !p.is_dir()) {
             problems.push(format!("model.path: {} is not a directory", p.display()));
         }
+        if self.path.is_some()
+            && [self.layers, self.hidden_size, self.heads, self.intermediate_size].iter().any(Option::is_some)
+        {
+            problems.push("model: layers/hidden_size/heads/intermediate_size only apply to a preset".to_string());
+        }
         if self.max_seq_length < 2 {
             problems.push("model.max_seq_length: must be at least 2".to_string());
         }
@@ -111,7 +128,11 @@ impl ModelSpec {
             (Some(_), _, Some(tokenizer)) => {
                 let tokenizer = TextTokenizer::load(tokenizer)?;
                 let pad = tokenizer.token_to_id("[PAD]").map_or(0, i64::from);
-                let config = EncoderConfig::small(tokenizer.vocab_size() as i64, pad, 512);
+                let mut config = EncoderConfig::small(tokenizer.vocab_size() as i64, pad, 512);
+                config.num_hidden_layers = self.layers.unwrap_or(config.num_hidden_layers);
+                config.hidden_size = self.hidden_size.unwrap_or(config.hidden_size);
+                config.num_attention_heads = self.heads.unwrap_or(config.num_attention_heads);
+                config.intermediate_size = self.intermediate_size.unwrap_or(config.intermediate_size);
                 SentenceEncoder::random(config, tokenizer, settings, self.seed, device)
             }
             (_, Some(path), _) => SentenceEncoder::load(path, &settings, device),

@@ -1,0 +1,290 @@
+//! The coordinator over real gRPC with virtual workers (no libtorch): registration checks,
+//! rendezvous, plans cut per rank, reports, checkpoint commits and manifests, heartbeat
+//! failure, and the Prometheus endpoint scraped over HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rosetta_coordinator::job::JobConfig;
+use rosetta_coordinator::manifest;
+use rosetta_coordinator::metrics_server;
+use rosetta_coordinator::schedule::{
+    CrossPairing, DatasetSampling, PairIndex, PairIndexBuilder, ScheduleConfig, Scheduler, Strategy,
+};
+use rosetta_coordinator::service::{CoordinatorService, Job, Phase};
+use rosetta_proto::PROTOCOL_VERSION;
+use rosetta_proto::v1::coordinator_client::CoordinatorClient;
+use rosetta_proto::v1::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Request;
+use tonic::transport::Channel;
+
+const TOKEN: &str = "secret";
+
+fn index() -> Arc<PairIndex> {
+    let mut builder = PairIndexBuilder::new();
+    for g in 0..200 {
+        builder.add_group("multi", &format!("g{g}"), &["en", "de", "fr"]);
+    }
+    Arc::new(builder.build())
+}
+
+fn schedule() -> ScheduleConfig {
+    ScheduleConfig {
+        strategy: Strategy::Hybrid,
+        alpha: 0.5,
+        global_batch_size: 10,
+        seed: 5,
+        dataset_sampling: DatasetSampling::Proportional,
+        dataset_weights: Default::default(),
+        language_weights: Default::default(),
+        cross_pairing: CrossPairing::PerExample,
+        languages: Vec::new(),
+        en_en_language: "en".into(),
+    }
+}
+
+fn job_config(run_dir: &std::path::Path, heartbeat: f64) -> JobConfig {
+    JobConfig {
+        steps: 4,
+        workers: 2,
+        checkpoint_every: 2,
+        keep_checkpoints: 1,
+        heartbeat_timeout_secs: heartbeat,
+        rendezvous_timeout_secs: 20.0,
+        run_dir: run_dir.to_path_buf(),
+        metrics_address: "127.0.0.1:0".into(),
+    }
+}
+
+async fn serve(job: Arc<Job>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let service = CoordinatorService::new(job).into_server(TOKEN.to_string());
+    tokio::spawn(async move {
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await.unwrap();
+    });
+    format!("http://{address}")
+}
+
+async fn client(address: &str) -> CoordinatorClient<Channel> {
+    CoordinatorClient::new(Channel::from_shared(address.to_string()).unwrap().connect().await.unwrap())
+}
+
+fn authed<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    request
+}
+
+fn register_request(port: u16) -> RegisterRequest {
+    RegisterRequest {
+        protocol_version: PROTOCOL_VERSION,
+        host: "127.0.0.1".into(),
+        device: "cpu".into(),
+        ring_address: format!("127.0.0.1:{port}"),
+    }
+}
+
+async fn scrape(address: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = Scheduler::new(schedule(), index()).unwrap();
+    let job = Job::new(job_config(dir.path(), 30.0), "run: config".into(), scheduler, false).unwrap();
+    let handle = metrics_server::install_recorder().unwrap();
+    let (metrics_address, _) = metrics_server::serve("127.0.0.1:0".parse().unwrap(), handle).await.unwrap();
+    let address = serve(job.clone()).await;
+    let mut c = client(&address).await;
+
+    // No token, wrong token, wrong protocol version: refused with clear statuses.
+    let err = c.register(Request::new(register_request(1))).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let mut wrong = Request::new(register_request(1));
+    wrong.metadata_mut().insert("authorization", "Bearer nope".parse().unwrap());
+    assert!(c.register(wrong).await.unwrap_err().message().contains("wrong token"));
+    let mut old = register_request(1);
+    old.protocol_version = 99;
+    let err = c.register(authed(old)).await.unwrap_err();
+    assert!(err.message().contains("protocol version 99 is not supported"), "{err:?}");
+
+    let w0 = c.register(authed(register_request(1001))).await.unwrap().into_inner();
+    let w1 = c.register(authed(register_request(1002))).await.unwrap().into_inner();
+    assert_eq!(w0.run_config_yaml, "run: config");
+    // A third worker finds the world full.
+    let err = c.register(authed(register_request(1003))).await.unwrap_err();
+    assert!(err.message().contains("already running"), "{err:?}");
+
+    let r0 = c.rendezvous(authed(RendezvousRequest { worker_id: w0.worker_id.clone() })).await.unwrap().into_inner();
+    let r1 = c.rendezvous(authed(RendezvousRequest { worker_id: w1.worker_id.clone() })).await.unwrap().into_inner();
+    assert_eq!((r0.rank, r1.rank, r0.world_size), (0, 1, 2));
+    assert_eq!(r0.ring_peers, vec!["127.0.0.1:1001", "127.0.0.1:1002"]);
+
+    let mut reference = Scheduler::new(schedule(), index()).unwrap();
+    let mut cursor = reference.start();
+    for step in 0..4u64 {
+        let (plan, next) = reference.plan(step, &cursor).unwrap();
+        cursor = next;
+        let mut examples = Vec::new();
+        let mut checkpoint = false;
+        for w in [&w0, &w1] {
+            let got = c
+                .get_plan(authed(GetPlanRequest { worker_id: w.worker_id.clone(), generation: 1, step }))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(got.examples.len(), 5);
+            checkpoint = got.checkpoint_after;
+            examples.extend(got.examples.into_iter().map(|e| e.pair_id));
+        }
+        let want: Vec<String> = plan.examples.iter().map(|e| e.pair_id.clone()).collect();
+        assert_eq!(examples, want, "the ranks' cuts concatenate to the global plan");
+        for w in [&w0, &w1] {
+            let report = ReportStepRequest {
+                worker_id: w.worker_id.clone(),
+                generation: 1,
+                step,
+                loss: 2.0 - step as f64 * 0.1,
+                examples: 5,
+                tokens: 50,
+                step_seconds: 0.2,
+                collective_seconds: 0.01,
+                learning_rate: 1e-3,
+                grad_norm: 1.0,
+            };
+            c.report_step(authed(report)).await.unwrap();
+        }
+        assert_eq!(checkpoint, step == 1 || step == 3);
+        if checkpoint {
+            let relative = format!("checkpoints/step-{step:08}/model.safetensors");
+            let path = dir.path().join(&relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("weights after step {step}")).unwrap();
+            let sha256 = manifest::sha256_file(&path).unwrap();
+            let first = c
+                .commit_checkpoint(authed(CommitCheckpointRequest {
+                    worker_id: w0.worker_id.clone(),
+                    generation: 1,
+                    step,
+                    files: vec![CheckpointFile { path: relative, sha256 }],
+                }))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(!first.committed, "a checkpoint counts only once every rank reported");
+            assert!(manifest::latest(dir.path()).unwrap().is_none_or(|m| m.step < step));
+            let second = c
+                .commit_checkpoint(authed(CommitCheckpointRequest {
+                    worker_id: w1.worker_id.clone(),
+                    generation: 1,
+                    step,
+                    files: vec![],
+                }))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(second.committed);
+            let latest = manifest::latest(dir.path()).unwrap().unwrap();
+            assert_eq!((latest.step, latest.world_size), (step, 2));
+            assert_eq!(latest.cursor, cursor, "the manifest holds the cursor after its step");
+        }
+    }
+    assert_eq!(job.progress().phase, Phase::Finished);
+    // keep_checkpoints = 1: only the last one is left.
+    assert!(!dir.path().join("checkpoints/step-00000001").exists());
+    let finished =
+        c.get_plan(authed(GetPlanRequest { worker_id: w0.worker_id.clone(), generation: 1, step: 4 })).await.unwrap();
+    assert!(finished.into_inner().finished);
+    let err = c.register(authed(register_request(1004))).await.unwrap_err();
+    assert!(err.message().contains("finished"), "{err:?}");
+    let status = c.job_status(authed(JobStatusRequest {})).await.unwrap().into_inner();
+    assert_eq!((status.state.as_str(), status.step, status.last_checkpoint_step), ("finished", 4, 3));
+
+    let metrics = scrape(metrics_address).await;
+    for series in [
+        "rosetta_step 4",
+        "rosetta_loss 1.7",
+        "rosetta_learning_rate",
+        "rosetta_examples_per_second 50",
+        "rosetta_tokens_per_second 500",
+        "rosetta_step_seconds_bucket",
+        "rosetta_collective_seconds_bucket",
+        "rosetta_batches_total{",
+        "rosetta_last_checkpoint_step 3",
+        "rosetta_workers{state=\"running\"} 2",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from /metrics:\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_fails_the_job_and_everyone_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = Scheduler::new(schedule(), index()).unwrap();
+    let job = Job::new(job_config(dir.path(), 0.3), String::new(), scheduler, false).unwrap();
+    let address = serve(job.clone()).await;
+    let mut c = client(&address).await;
+    let w0 = c.register(authed(register_request(2001))).await.unwrap().into_inner();
+    let _w1 = c.register(authed(register_request(2002))).await.unwrap().into_inner();
+    // Only worker 0 keeps beating.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.heartbeat(authed(HeartbeatRequest { worker_id: w0.worker_id.clone(), generation: 1, error: String::new() }))
+            .await
+            .unwrap();
+        job.check_heartbeats();
+    }
+    let Phase::Failed(reason) = job.progress().phase else { panic!("the job should have failed") };
+    assert!(reason.contains("rank 1") && reason.contains("missed heartbeats"), "{reason}");
+    let beat = c
+        .heartbeat(authed(HeartbeatRequest { worker_id: w0.worker_id.clone(), generation: 1, error: String::new() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(beat.abort && beat.reason.contains("rank 1"));
+    let err = c
+        .get_plan(authed(GetPlanRequest { worker_id: w0.worker_id.clone(), generation: 1, step: 0 }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Aborted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_whose_file_does_not_match_its_checksum_is_never_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = Scheduler::new(schedule(), index()).unwrap();
+    let mut config = job_config(dir.path(), 30.0);
+    config.workers = 1;
+    let job = Job::new(config, String::new(), scheduler, false).unwrap();
+    let address = serve(job.clone()).await;
+    let mut c = client(&address).await;
+    let w = c.register(authed(register_request(3001))).await.unwrap().into_inner();
+    c.rendezvous(authed(RendezvousRequest { worker_id: w.worker_id.clone() })).await.unwrap();
+    for step in 0..2 {
+        c.get_plan(authed(GetPlanRequest { worker_id: w.worker_id.clone(), generation: 1, step })).await.unwrap();
+    }
+    let relative = "checkpoints/step-00000001/model.safetensors".to_string();
+    let path = dir.path().join(&relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "torn write").unwrap();
+    let err = c
+        .commit_checkpoint(authed(CommitCheckpointRequest {
+            worker_id: w.worker_id.clone(),
+            generation: 1,
+            step: 1,
+            files: vec![CheckpointFile { path: relative, sha256: "00".repeat(32) }],
+        }))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("does not match"), "{err:?}");
+    assert!(manifest::latest(dir.path()).unwrap().is_none());
+    assert!(matches!(job.progress().phase, Phase::Failed(_)));
+}
