@@ -1,5 +1,6 @@
-//! `rosetta demo`: the main job on the embedded default. Until training lands it runs the
-//! data pipeline end to end: synthesise, validate, train a tokenizer, shard, tokenise, report.
+//! `rosetta demo`: the main job on the embedded default. It runs the data pipeline end to end
+//! (synthesise, validate, train a tokenizer, shard, tokenise, report), then trains the small
+//! model on it with hybrid batches on a local 2-worker CPU cluster, with checkpoints and metrics.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,13 +25,22 @@ pub struct DemoArgs {
     /// Seed of the synthetic corpus.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Workers to shard for.
+    /// Workers to shard for and to train with.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Training steps (default: the embedded config's).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Stop after the data pipeline.
+    #[arg(long)]
+    pub no_train: bool,
 }
 
+/// The embedded default run config (`configs/default.yaml`, paths relative to `configs/`).
+const DEFAULT_CONFIG: &str = include_str!("../configs/default.yaml");
+
 fn stage(number: usize, name: &str) {
-    println!("[{number}/6] {name}");
+    println!("[{number}/7] {name}");
 }
 
 /// Runs the pipeline and prints what it did.
@@ -82,7 +92,33 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     stage(6, "statistics");
     print_stats(&summary.train_path, &pair_stats(&summary.train_path)?);
-    println!("\ndemo finished in {:.1}s; data in {}", started.elapsed().as_secs_f64(), data_dir.display());
+    if args.no_train {
+        println!("\ndemo finished in {:.1}s; data in {}", started.elapsed().as_secs_f64(), data_dir.display());
+        return Ok(());
+    }
+
+    stage(7, &format!("training the small model with hybrid batches on {} local CPU workers", args.workers));
+    // The embedded config refers to `../runs/demo/…` from `configs/`; here it lives in the run dir.
+    let mut config = DEFAULT_CONFIG.replace("../runs/demo/", "");
+    if let Some(steps) = args.steps {
+        config = config.replace("  steps: 200\n", &format!("  steps: {steps}\n"));
+    }
+    let config_path = args.out.join("run.yaml");
+    std::fs::write(&config_path, config)?;
+    crate::train_cmd::train(crate::train_cmd::TrainArgs {
+        config: config_path.clone(),
+        workers: Some(args.workers),
+        resume: false,
+        stop_after: None,
+        quiet: false,
+    })?;
+    println!(
+        "\ndemo finished in {:.1}s; data in {}, run config {}, checkpoints in {}",
+        started.elapsed().as_secs_f64(),
+        data_dir.display(),
+        config_path.display(),
+        args.out.join("train/checkpoints").display()
+    );
     Ok(())
 }
 

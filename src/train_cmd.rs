@@ -1,7 +1,7 @@
 //! `rosetta train` (a local cluster: coordinator in this process, N worker processes) and
 //! `rosetta coordinator` (the coordinator alone, for clusters launched elsewhere).
 
-use std::io::Write;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -83,10 +83,14 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     println!("coordinator on {}, metrics on http://{}/metrics", running.grpc_address, running.metrics_address);
     println!("run directory {}", run_dir.display());
     let executable = std::env::current_exe().context("locating the rosetta binary")?;
+    // Local workers share this machine's cores: oversubscribing them slows every worker.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = (cores / workers).max(1).to_string();
     let mut children: Vec<Child> = (0..workers)
         .map(|i| {
             Command::new(&executable)
-                .args(["worker", "--coordinator", &format!("http://{}", running.grpc_address)])
+                .args(["worker", "--coordinator", &format!("http://{}", running.grpc_address), "--threads", &threads])
+                .env("OMP_NUM_THREADS", &threads)
                 .env(TOKEN_ENV, &token)
                 .spawn()
                 .with_context(|| format!("starting worker process {i}"))
@@ -94,12 +98,20 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let started = Instant::now();
     let first_step = running.job.progress().steps_done;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_printed = (u64::MAX, Instant::now());
     let verdict = loop {
         runtime.block_on(running.job.wait_change(Duration::from_millis(500)));
         let progress = running.job.progress();
-        if !args.quiet {
-            eprint!("\r{}", render(&progress, started, first_step));
-            let _ = std::io::stderr().flush();
+        if !args.quiet && progress.steps_done > first_step {
+            if terminal {
+                eprint!("\r{}", render(&progress, started, first_step));
+                let _ = std::io::stderr().flush();
+            } else if progress.steps_done != last_printed.0 && last_printed.1.elapsed() >= Duration::from_secs(5) {
+                // Not a terminal (a log file, CI): a line every few seconds instead of a bar.
+                eprintln!("{}", render(&progress, started, first_step));
+                last_printed = (progress.steps_done, Instant::now());
+            }
         }
         if let Some(stop) = args.stop_after
             && progress.steps_done >= stop
@@ -120,7 +132,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             }
         }
     };
-    if !args.quiet {
+    if !args.quiet && terminal {
         eprintln!();
     }
     let grace = Instant::now() + Duration::from_secs(if verdict.is_ok() && args.stop_after.is_none() { 30 } else { 5 });

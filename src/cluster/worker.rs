@@ -41,6 +41,10 @@ pub struct WorkerArgs {
     /// Host name announced to the coordinator.
     #[arg(long)]
     pub host: Option<String>,
+    /// libtorch intra-op threads (default: libtorch's choice; `rosetta train` divides the cores
+    /// among its local workers).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 type Client = CoordinatorClient<InterceptedService<Channel, Auth>>;
@@ -75,6 +79,9 @@ fn status(context: &str) -> impl Fn(tonic::Status) -> anyhow::Error + '_ {
 /// Runs a worker until the job finishes (Ok) or fails (Err with the reason).
 pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let token = super::read_token(args.token_file.as_deref())?;
+    if let Some(threads) = args.threads {
+        tch::set_num_threads(threads.max(1) as i32);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let listener =
         TcpListener::bind(&args.ring_listen).with_context(|| format!("binding the ring port {}", args.ring_listen))?;
