@@ -172,11 +172,14 @@ pub struct PairColumns<'a> {
     pub positive: TextColumn<'a>,
     /// `negatives`, when the file has it.
     pub negatives: Option<&'a ListArray>,
+    /// Index in the file of the batch's first row (for error messages).
+    pub first_row: usize,
 }
 
 impl<'a> PairColumns<'a> {
-    /// Views a batch; fails naming the first missing or mistyped column.
-    pub fn new(path: &Path, batch: &'a RecordBatch) -> Result<Self> {
+    /// Views a batch whose first row is row `first_row` of the file; fails naming the first
+    /// missing or mistyped column.
+    pub fn new(path: &Path, batch: &'a RecordBatch, first_row: usize) -> Result<Self> {
         let text = |name: &str| {
             text_column(batch, name)
                 .ok_or_else(|| DatasetError::format(path, format!("column {name:?} is missing or not utf8")))
@@ -194,6 +197,7 @@ impl<'a> PairColumns<'a> {
             query: text("query")?,
             positive: text("positive")?,
             negatives,
+            first_row,
         })
     }
 
@@ -211,7 +215,10 @@ impl<'a> PairColumns<'a> {
     /// Materialises `row` (required columns must be non-null, as validation checks).
     pub fn pair(&self, path: &Path, row: usize) -> Result<TrainingPair> {
         let get = |column: &TextColumn<'_>, name: &str| {
-            column.get(row).map(str::to_string).ok_or_else(|| DatasetError::at_cell(path, row, name, "null value"))
+            column
+                .get(row)
+                .map(str::to_string)
+                .ok_or_else(|| DatasetError::at_cell(path, self.first_row + row, name, "null value"))
         };
         Ok(TrainingPair {
             dataset: get(&self.dataset, "dataset")?,
@@ -243,11 +250,9 @@ pub fn read_pairs(path: &Path) -> Result<Vec<TrainingPair>> {
         &columns,
         8192,
         |first, batch| {
-            let view = PairColumns::new(path, batch)?;
+            let view = PairColumns::new(path, batch, first)?;
             for i in 0..batch.num_rows() {
-                rows.push(view.pair(path, i).map_err(|_| {
-                    DatasetError::format(path, format!("row {}: null in a required column", first + i))
-                })?);
+                rows.push(view.pair(path, i)?);
             }
             Ok(())
         },

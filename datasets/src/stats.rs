@@ -75,14 +75,9 @@ pub fn pair_stats(path: &Path) -> Result<PairStats> {
         &columns,
         8192,
         |first, batch| {
-            let view = PairColumns::new(path, batch)?;
+            let view = PairColumns::new(path, batch, first)?;
             for i in 0..batch.num_rows() {
-                let pair = view.pair(path, i).map_err(|e| match e {
-                    crate::DatasetError::Format { path, message, .. } => {
-                        crate::DatasetError::Format { path, location: format!("row {}: ", first + i), message }
-                    }
-                    other => other,
-                })?;
+                let pair = view.pair(path, i)?;
                 rows += 1;
                 *rows_by_dataset.entry(pair.dataset).or_default().entry(pair.lang.clone()).or_default() += 1;
                 let index = match languages.iter().position(|l| *l == pair.lang) {

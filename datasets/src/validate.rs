@@ -193,7 +193,7 @@ pub fn validate_pairs(path: &Path) -> Result<ValidationReport> {
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
     let mut group_of_pair: HashMap<String, (usize, usize)> = HashMap::new();
     scan_rows(&reader, &columns, &mut report, |first, batch, out| {
-        let Ok(view) = PairColumns::new(path, batch) else {
+        let Ok(view) = PairColumns::new(path, batch, first) else {
             return;
         };
         for i in 0..batch.num_rows() {
