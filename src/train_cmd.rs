@@ -86,16 +86,26 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     // Local workers share this machine's cores: oversubscribing them slows every worker.
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let threads = (cores / workers).max(1).to_string();
-    let mut children: Vec<Child> = (0..workers)
-        .map(|i| {
-            Command::new(&executable)
-                .args(["worker", "--coordinator", &format!("http://{}", running.grpc_address), "--threads", &threads])
-                .env("OMP_NUM_THREADS", &threads)
-                .env(TOKEN_ENV, &token)
-                .spawn()
-                .with_context(|| format!("starting worker process {i}"))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let spawn_workers = || -> anyhow::Result<Vec<Child>> {
+        (0..workers)
+            .map(|i| {
+                Command::new(&executable)
+                    .args([
+                        "worker",
+                        "--coordinator",
+                        &format!("http://{}", running.grpc_address),
+                        "--threads",
+                        &threads,
+                    ])
+                    .env("OMP_NUM_THREADS", &threads)
+                    .env(TOKEN_ENV, &token)
+                    .spawn()
+                    .with_context(|| format!("starting worker process {i}"))
+            })
+            .collect()
+    };
+    let mut children = spawn_workers()?;
+    let mut generation = running.job.generation();
     let started = Instant::now();
     let first_step = running.job.progress().steps_done;
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -124,11 +134,24 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             Phase::Failed(reason) => break Err(anyhow::anyhow!("training failed: {reason}")),
             Phase::Waiting | Phase::Running => {}
         }
+        if running.job.generation() != generation {
+            // The coordinator ended the generation: replace every worker process; the new
+            // generation resumes from the last committed checkpoint.
+            generation = running.job.generation();
+            eprintln!("workers of the previous generation stopped; starting generation {generation}");
+            for child in &mut children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            children = spawn_workers()?;
+            continue;
+        }
         for (i, child) in children.iter_mut().enumerate() {
             if let Some(status) = child.try_wait()?
                 && !status.success()
             {
-                running.job.fail(format!("worker process {i} exited with {status}"));
+                let reason = format!("worker process {i} (pid {}) exited with {status}", child.id());
+                running.job.fail_generation(generation, reason);
             }
         }
     };
@@ -168,7 +191,15 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     loop {
         runtime.block_on(running.job.wait_change(Duration::from_secs(5)));
         match running.job.progress().phase {
-            Phase::Finished => return Ok(()),
+            Phase::Finished => {
+                // Stay until every worker has heard that the job is finished (bounded).
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !running.job.workers_released() && Instant::now() < deadline {
+                    runtime.block_on(running.job.wait_change(Duration::from_millis(200)));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                return Ok(());
+            }
             Phase::Failed(reason) => bail!("training failed: {reason}"),
             _ => {}
         }

@@ -205,3 +205,39 @@ fn a_worker_with_the_wrong_token_is_refused_and_the_coordinator_survives() {
     // A worker that comes after the job finished gets a clear refusal.
     // (The coordinator has exited; its port is closed, which the worker reports.)
 }
+
+#[test]
+fn killing_one_worker_restarts_the_generation_from_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    train(&setup(dir.path(), 10, 2, true, "steady"), &[]);
+    let config = setup(dir.path(), 10, 2, true, "faulty");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["train", "--config", config.to_str().unwrap(), "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let latest = dir.path().join("runs/faulty/checkpoints/latest");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !latest.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint within 300 s");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before a worker could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL one worker process (a child of `rosetta train`).
+    let workers = Command::new("pgrep").args(["-P", &child.id().to_string()]).output().unwrap();
+    let victim = String::from_utf8_lossy(&workers.stdout).lines().next().expect("a worker process").trim().to_string();
+    assert!(Command::new("kill").args(["-KILL", &victim]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the run did not recover:\n{stderr}");
+    assert!(stderr.contains("starting generation 2"), "{stderr}");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("runs/faulty/checkpoints/step-00000009/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(manifest["generation"].as_u64().unwrap() >= 2, "{manifest}");
+    // Nothing committed was lost, and the replay from the checkpoint is exact.
+    let diff = max_diff(&model_tensors(dir.path(), "steady", 9), &model_tensors(dir.path(), "faulty", 9));
+    assert!(diff == 0.0, "the restarted run differs from the steady one by {diff}");
+}

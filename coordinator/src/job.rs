@@ -24,6 +24,9 @@ fn default_rendezvous() -> f64 {
 fn default_run_dir() -> PathBuf {
     PathBuf::from("runs/default")
 }
+fn default_restarts() -> u32 {
+    3
+}
 fn default_metrics() -> String {
     "127.0.0.1:0".to_string()
 }
@@ -55,6 +58,10 @@ pub struct JobConfig {
     /// Address of the Prometheus `/metrics` endpoint (`host:port`; port 0 picks a free one).
     #[serde(default = "default_metrics")]
     pub metrics_address: String,
+    /// Generations that may fail before the job does: each restart resumes from the last
+    /// committed checkpoint with freshly registered workers.
+    #[serde(default = "default_restarts")]
+    pub max_restarts: u32,
 }
 
 impl JobConfig {

@@ -56,6 +56,13 @@ struct State {
     examples_per_second: f64,
     last_checkpoint: Option<u64>,
     checkpoint_pending: Option<u64>,
+    /// Where a new generation starts: the step after the last committed checkpoint, its
+    /// cursor and its model file (or the job's start when nothing was committed).
+    restart_step: u64,
+    restart_cursor: Cursor,
+    restarts: u32,
+    /// Workers of the current generation that were told the job is finished.
+    released: std::collections::BTreeSet<String>,
 }
 
 /// The shared job: scheduler, state, configuration.
@@ -138,7 +145,7 @@ impl Job {
                 start_step,
                 resume_checkpoint,
                 next_planned: start_step,
-                cursor,
+                cursor: cursor.clone(),
                 plans: BTreeMap::new(),
                 reports: BTreeMap::new(),
                 commits: BTreeMap::new(),
@@ -147,6 +154,10 @@ impl Job {
                 examples_per_second: 0.0,
                 last_checkpoint,
                 checkpoint_pending: None,
+                restart_step: start_step,
+                restart_cursor: cursor.clone(),
+                restarts: 0,
+                released: Default::default(),
             }),
             config,
             run_config_yaml,
@@ -179,16 +190,58 @@ impl Job {
         let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
     }
 
-    /// Fails the job (e.g. a local worker process exited); every worker is told to stop.
+    /// Ends the current generation because of `reason` (a worker failed or went silent):
+    /// every worker of it is told to stop. While restarts remain (`job.max_restarts`), a new
+    /// generation then waits for workers and continues from the last committed checkpoint;
+    /// otherwise the job fails.
     pub fn fail(&self, reason: String) {
+        let generation = self.generation();
+        self.fail_generation(generation, reason);
+    }
+
+    /// Like [`Job::fail`], for a failure seen in `generation`: ignored when that generation
+    /// has already ended (two reports of one crash must not cost two restarts).
+    pub fn fail_generation(&self, generation: u64, reason: String) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if !matches!(state.phase, Phase::Finished | Phase::Failed(_)) {
+        if matches!(state.phase, Phase::Finished | Phase::Failed(_)) || generation != state.generation {
+            return;
+        }
+        let ranked = state.phase == Phase::Running;
+        if ranked && state.restarts < self.config.max_restarts {
+            state.restarts += 1;
+            state.generation += 1;
+            state.workers.clear();
+            state.released.clear();
+            state.reports.clear();
+            state.commits.clear();
+            state.plans.clear();
+            state.checkpoint_pending = None;
+            state.start_step = state.restart_step;
+            state.steps_done = state.restart_step;
+            state.next_planned = state.restart_step;
+            state.cursor = state.restart_cursor.clone();
+            state.phase = Phase::Waiting;
+            tracing::warn!(%reason, generation = state.generation, from_step = state.restart_step, "generation ended; restarting");
+            metrics::counter!("rosetta_restarts_total").increment(1);
+            metrics::gauge!("rosetta_generation").set(state.generation as f64);
+        } else {
             tracing::error!(%reason, "job failed");
             metrics::gauge!("rosetta_job_failed").set(1.0);
             state.phase = Phase::Failed(reason);
         }
         drop(state);
         self.changed.notify_waiters();
+    }
+
+    /// True once every worker of the finished job has been told so (it may then go away).
+    pub fn workers_released(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.released.len() >= state.workers.len()
+    }
+
+    /// The current generation (it grows by one at each restart).
+    pub fn generation(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).generation
     }
 
     /// Fails the job if a ranked worker has been silent longer than the heartbeat timeout.
@@ -204,12 +257,13 @@ impl Job {
             metrics::gauge!("rosetta_heartbeat_age_seconds", "rank" => worker.rank.to_string()).set(age.as_secs_f64());
         }
         let silent = state.workers.iter().find(|w| now.duration_since(w.last_heartbeat) > timeout).cloned();
+        let generation = state.generation;
         drop(state);
         if let Some(worker) = silent {
-            self.fail(format!(
-                "worker rank {} ({}) missed heartbeats for more than {:?}",
-                worker.rank, worker.host, timeout
-            ));
+            self.fail_generation(
+                generation,
+                format!("worker rank {} ({}) missed heartbeats for more than {:?}", worker.rank, worker.host, timeout),
+            );
         }
     }
 
@@ -303,7 +357,7 @@ impl Coordinator for CoordinatorService {
             Phase::Failed(reason) => return Err(Status::failed_precondition(format!("the job failed: {reason}"))),
         }
         let rank = state.workers.len();
-        let worker_id = format!("w{rank}-{}", request.host);
+        let worker_id = format!("g{}-w{rank}-{}", state.generation, request.host);
         tracing::info!(rank, host = %request.host, device = %request.device, %peer, "worker registered");
         state.workers.push(WorkerEntry {
             id: worker_id.clone(),
@@ -454,19 +508,26 @@ impl Coordinator for CoordinatorService {
         let failure = {
             let mut state = job.lock()?;
             let rank = state.workers.iter().position(|w| w.id == request.worker_id);
-            if let Some(index) = rank {
-                state.workers[index].last_heartbeat = Instant::now();
-            }
+            let Some(index) = rank else {
+                // A worker of an ended generation (or a stranger): it must stop.
+                return Ok(Response::new(HeartbeatResponse {
+                    abort: true,
+                    reason: format!("worker {:?} is not part of generation {}", request.worker_id, state.generation),
+                }));
+            };
+            state.workers[index].last_heartbeat = Instant::now();
             match (&state.phase, request.error.is_empty()) {
                 (Phase::Failed(reason), _) => {
                     return Ok(Response::new(HeartbeatResponse { abort: true, reason: reason.clone() }));
                 }
-                (_, false) => Some(format!("worker {} reported: {}", request.worker_id, request.error)),
+                (_, false) => {
+                    Some((state.generation, format!("worker {} reported: {}", request.worker_id, request.error)))
+                }
                 _ => None,
             }
         };
-        if let Some(reason) = failure {
-            job.fail(reason.clone());
+        if let Some((generation, reason)) = failure {
+            job.fail_generation(generation, reason.clone());
             return Ok(Response::new(HeartbeatResponse { abort: true, reason }));
         }
         Ok(Response::new(HeartbeatResponse { abort: false, reason: String::new() }))
@@ -519,6 +580,10 @@ impl Coordinator for CoordinatorService {
         }
         let mut state = job.lock()?;
         state.last_checkpoint = Some(manifest.step);
+        state.restart_step = manifest.step + 1;
+        state.restart_cursor = manifest.cursor.clone();
+        state.resume_checkpoint =
+            manifest.files.first().map(|f| job.config.run_dir.join(&f.path).display().to_string());
         state.checkpoint_pending = None;
         metrics::gauge!("rosetta_last_checkpoint_step").set(manifest.step as f64);
         tracing::info!(step = manifest.step, "checkpoint committed");

@@ -54,6 +54,7 @@ fn job_config(run_dir: &std::path::Path, heartbeat: f64) -> JobConfig {
         rendezvous_timeout_secs: 20.0,
         run_dir: run_dir.to_path_buf(),
         metrics_address: "127.0.0.1:0".into(),
+        max_restarts: 0,
     }
 }
 
@@ -286,5 +287,42 @@ async fn a_checkpoint_whose_file_does_not_match_its_checksum_is_never_committed(
         .unwrap_err();
     assert!(err.message().contains("does not match"), "{err:?}");
     assert!(manifest::latest(dir.path()).unwrap().is_none());
+    assert!(matches!(job.progress().phase, Phase::Failed(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_generation_restarts_and_stale_workers_are_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = Scheduler::new(schedule(), index()).unwrap();
+    let mut config = job_config(dir.path(), 0.3);
+    config.max_restarts = 1;
+    let job = Job::new(config, String::new(), scheduler, false).unwrap();
+    let address = serve(job.clone()).await;
+    let mut c = client(&address).await;
+    let old = c.register(authed(register_request(4001))).await.unwrap().into_inner();
+    c.register(authed(register_request(4002))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    job.check_heartbeats();
+    assert_eq!(job.progress().phase, Phase::Waiting, "one restart is allowed");
+    assert_eq!(job.generation(), 2);
+    // The old generation is told to stop and cannot get plans.
+    let beat = c
+        .heartbeat(authed(HeartbeatRequest { worker_id: old.worker_id.clone(), generation: 1, error: String::new() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(beat.abort, "{beat:?}");
+    let err =
+        c.get_plan(authed(GetPlanRequest { worker_id: old.worker_id, generation: 1, step: 0 })).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    // A new world forms as generation 2, from the start (nothing was committed yet).
+    let a = c.register(authed(register_request(4003))).await.unwrap().into_inner();
+    c.register(authed(register_request(4004))).await.unwrap();
+    let r = c.rendezvous(authed(RendezvousRequest { worker_id: a.worker_id })).await.unwrap().into_inner();
+    assert_eq!((r.generation, r.start_step, r.world_size), (2, 0, 2));
+    assert!(r.checkpoint_path.is_empty());
+    // The second failure exhausts the restarts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    job.check_heartbeats();
     assert!(matches!(job.progress().phase, Phase::Failed(_)));
 }
