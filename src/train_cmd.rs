@@ -26,8 +26,8 @@ pub struct TrainArgs {
     /// Continue from the latest committed checkpoint of the run directory.
     #[arg(long)]
     pub resume: bool,
-    /// Stop (successfully) once this many steps are done — e.g. to test resuming.
-    #[arg(long, hide = true)]
+    /// Stop cleanly after this many steps (with a checkpoint there), to `--resume` later.
+    #[arg(long)]
     pub stop_after: Option<u64>,
     /// No progress bar (one line per checkpoint instead).
     #[arg(long)]
@@ -104,6 +104,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             })
             .collect()
     };
+    if let Some(stop) = args.stop_after {
+        running.job.stop_after(stop);
+    }
     let mut children = spawn_workers()?;
     let mut generation = running.job.generation();
     let started = Instant::now();
@@ -122,12 +125,6 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 eprintln!("{}", render(&progress, started, first_step));
                 last_printed = (progress.steps_done, Instant::now());
             }
-        }
-        if let Some(stop) = args.stop_after
-            && progress.steps_done >= stop
-            && progress.last_checkpoint.is_some_and(|c| c + 1 >= stop)
-        {
-            break Ok(());
         }
         match progress.phase {
             Phase::Finished => break Ok(()),

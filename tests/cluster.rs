@@ -241,3 +241,21 @@ fn killing_one_worker_restarts_the_generation_from_the_last_checkpoint() {
     let diff = max_diff(&model_tensors(dir.path(), "steady", 9), &model_tensors(dir.path(), "faulty", 9));
     assert!(diff == 0.0, "the restarted run differs from the steady one by {diff}");
 }
+
+#[test]
+fn a_run_resumes_on_a_different_number_of_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let eps = "    eps: 1.0e-6\n";
+    train(&setup_with(dir.path(), 6, 2, false, "whole", eps), &[]);
+    let config = setup_with(dir.path(), 6, 2, false, "shrunk", eps);
+    train(&config, &["--stop-after", "2"]);
+    // Same global batches, now cut for one worker instead of two.
+    train(&config, &["--resume", "--workers", "1"]);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("runs/shrunk/checkpoints/step-00000005/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["world_size"], 1);
+    let diff = max_diff(&model_tensors(dir.path(), "whole", 5), &model_tensors(dir.path(), "shrunk", 5));
+    assert!(diff < 1e-4, "resuming on 1 worker instead of 2 changed the parameters by {diff}");
+}

@@ -63,6 +63,8 @@ struct State {
     restarts: u32,
     /// Workers of the current generation that were told the job is finished.
     released: std::collections::BTreeSet<String>,
+    /// The job ends after this many steps (the config's `steps`, or earlier when asked to stop).
+    end_step: u64,
 }
 
 /// The shared job: scheduler, state, configuration.
@@ -158,6 +160,7 @@ impl Job {
                 restart_cursor: cursor.clone(),
                 restarts: 0,
                 released: Default::default(),
+                end_step: config.steps,
             }),
             config,
             run_config_yaml,
@@ -231,6 +234,13 @@ impl Job {
         }
         drop(state);
         self.changed.notify_waiters();
+    }
+
+    /// Ends the job cleanly after `steps` steps (at most the configured number) with a
+    /// checkpoint there, so that it can be resumed later — e.g. to hand it to other machines.
+    pub fn stop_after(&self, steps: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.end_step = steps.min(self.config.steps).max(state.steps_done);
     }
 
     /// True once every worker of the finished job has been told so (it may then go away).
@@ -431,7 +441,7 @@ impl Coordinator for CoordinatorService {
             return Err(Status::aborted(format!("the job failed: {reason}")));
         }
         let rank = Job::worker_rank(&state, &request.worker_id, request.generation)?;
-        if request.step >= job.config.steps {
+        if request.step >= state.end_step {
             return Ok(Response::new(GetPlanResponse {
                 step: request.step,
                 finished: true,
@@ -456,7 +466,7 @@ impl Coordinator for CoordinatorService {
             languages: plan.languages.clone(),
             examples,
             finished: false,
-            checkpoint_after: job.config.checkpoint_after(plan.step),
+            checkpoint_after: job.config.checkpoint_after(plan.step) || plan.step + 1 == state.end_step,
             global_batch_size: plan.examples.len() as u64,
         }))
     }
@@ -494,7 +504,7 @@ impl Coordinator for CoordinatorService {
             metrics::counter!("rosetta_batches_total", "kind" => kind_name(plan.kind), "languages" => languages)
                 .increment(1);
         }
-        if step + 1 >= job.config.steps && state.last_checkpoint == Some(step) {
+        if step + 1 >= state.end_step && state.last_checkpoint == Some(step) {
             state.phase = Phase::Finished;
         }
         drop(state);
@@ -587,7 +597,7 @@ impl Coordinator for CoordinatorService {
         state.checkpoint_pending = None;
         metrics::gauge!("rosetta_last_checkpoint_step").set(manifest.step as f64);
         tracing::info!(step = manifest.step, "checkpoint committed");
-        if manifest.step + 1 >= job.config.steps && state.steps_done >= job.config.steps {
+        if manifest.step + 1 >= state.end_step && state.steps_done >= state.end_step {
             state.phase = Phase::Finished;
         }
         drop(state);
