@@ -1,11 +1,10 @@
 //! End-to-end tests of `rosetta data …` and `rosetta demo`, running the real binary.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn rosetta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rosetta")).args(args).output().expect("rosetta runs")
-}
+use std::path::Path;
+
+use common::rosetta;
 
 fn ok(args: &[&str]) -> String {
     let out = rosetta(args);

@@ -1,29 +1,14 @@
 //! End-to-end tests of `rosetta schedule preview` on real Parquet data and YAML configs.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn rosetta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rosetta")).args(args).output().expect("rosetta runs")
-}
+use std::path::Path;
+
+use common::{rosetta, synth_small};
 
 fn setup(dir: &Path, schedule: &str) -> String {
     let data = dir.join("data");
-    let out = rosetta(&[
-        "data",
-        "synth",
-        "--out",
-        data.to_str().unwrap(),
-        "--train-people",
-        "60",
-        "--mono-people",
-        "30",
-        "--benchmark-people",
-        "2",
-        "--vocab-size",
-        "0",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    synth_small(&data, 60, 30, 0);
     let config = dir.join("run.yaml");
     std::fs::write(&config, format!("data:\n  train: [data/train.parquet]\nschedule:\n{schedule}")).unwrap();
     config.to_str().unwrap().to_string()

@@ -1,13 +1,13 @@
 //! End-to-end tests of `rosetta train` on real local clusters: separate worker processes, the
 //! TCP ring, gRPC to the coordinator, checkpoints, resume after SIGKILL, bad inputs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn rosetta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rosetta")).args(args).output().expect("rosetta runs")
-}
+use common::{rosetta, synth_small};
 
 /// Synthetic data once per test directory, and a tiny, fast config over it.
 fn setup(dir: &Path, steps: u64, workers: usize, dropout: bool, run: &str) -> PathBuf {
@@ -17,21 +17,7 @@ fn setup(dir: &Path, steps: u64, workers: usize, dropout: bool, run: &str) -> Pa
 fn setup_with(dir: &Path, steps: u64, workers: usize, dropout: bool, run: &str, optimizer: &str) -> PathBuf {
     let data = dir.join("data");
     if !data.join("train.parquet").exists() {
-        let out = rosetta(&[
-            "data",
-            "synth",
-            "--out",
-            data.to_str().unwrap(),
-            "--train-people",
-            "60",
-            "--mono-people",
-            "20",
-            "--benchmark-people",
-            "2",
-            "--vocab-size",
-            "400",
-        ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        synth_small(&data, 60, 20, 400);
     }
     let config = dir.join(format!("{run}.yaml"));
     std::fs::write(

@@ -1,7 +1,6 @@
 //! One training step of a rank: encode its micro-batch, compute the global-batch InfoNCE,
 //! backpropagate, all-reduce the gradients (one flat bucket), clip, and take an AdamW step.
 
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::collective::Collective;
@@ -10,39 +9,23 @@ use crate::loss::{LossConfig, distributed_info_nce};
 use crate::optim::{AdamW, AdamWConfig, LinearSchedule, clip_grad_norm};
 use crate::sentence::SentenceEncoder;
 
-fn default_clip() -> f64 {
-    1.0
-}
-fn default_accumulation() -> usize {
-    1
-}
-fn yes() -> bool {
-    true
-}
-
-/// The `training:` settings a worker needs for its step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// What a worker's step needs: the `training:` section (see [`crate::spec::TrainingConfig`])
+/// plus the job's length.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepConfig {
     /// Loss settings.
-    #[serde(default)]
     pub loss: LossConfig,
     /// Optimiser settings.
-    #[serde(default)]
     pub optimizer: AdamWConfig,
     /// Warm-up steps of the linear schedule.
-    #[serde(default)]
     pub warmup_steps: u64,
     /// Total optimiser steps (the schedule decays to 0 there).
     pub total_steps: u64,
     /// Global gradient-norm bound (0 disables clipping).
-    #[serde(default = "default_clip")]
     pub max_grad_norm: f64,
     /// Chunks each micro-batch is split into; each chunk of all ranks forms one contrastive batch.
-    #[serde(default = "default_accumulation")]
     pub accumulation_steps: usize,
     /// Apply the model's dropout while training.
-    #[serde(default = "yes")]
     pub dropout: bool,
 }
 
