@@ -98,13 +98,7 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<()> {
     let steps = args.steps.max(1) as f64;
     report.monolingual_fraction = *report.batches_by_kind.get("monolingual").unwrap_or(&0) as f64 / steps;
     report.dataset_share = dataset_batches.into_iter().map(|(d, n)| (d, n as f64 / steps)).collect();
-    for (name, position) in &cursor.streams {
-        let (dataset, _) = name.split_once('/').unwrap_or((name, ""));
-        let stream_len = stream_length(&index, &scheduler, name, dataset);
-        report
-            .epoch_progress
-            .insert(name.clone(), position.epoch as f64 + position.offset as f64 / stream_len.max(1) as f64);
-    }
+    report.epoch_progress = scheduler.epoch_progress(&cursor);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -142,33 +136,4 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<()> {
         println!("  {stream:<28} {epochs:>8.2}");
     }
     Ok(())
-}
-
-/// Groups in a stream named `dataset/kind[:langs]`, for the progress fraction.
-fn stream_length(index: &PairIndex, scheduler: &Scheduler, name: &str, dataset: &str) -> usize {
-    let Some(groups) = index.datasets.iter().find(|d| d.name == dataset) else {
-        return 0;
-    };
-    let allowed: Vec<usize> = if scheduler.config().languages.is_empty() {
-        (0..index.languages.len()).collect()
-    } else {
-        scheduler.config().languages.iter().filter_map(|l| index.language_index(l)).collect()
-    };
-    let allowed_mask = allowed.iter().fold(0u64, |m, &i| m | (1 << i));
-    let bit = |code: &str| index.language_index(code).map_or(0, |i| 1u64 << i);
-    let stream = name.split_once('/').map_or("", |(_, s)| s);
-    (0..groups.len())
-        .filter(|&g| {
-            let mask = groups.mask(g) & allowed_mask;
-            match stream.split_once(':') {
-                Some(("mono", lang)) => mask & bit(lang) != 0,
-                Some(("pair", pair)) => {
-                    let (a, b) = pair.split_once('-').unwrap_or((pair, pair));
-                    mask & bit(a) != 0 && mask & bit(b) != 0
-                }
-                _ if stream == "cross" => mask.count_ones() >= 2,
-                _ => mask != 0,
-            }
-        })
-        .count()
 }

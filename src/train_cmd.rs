@@ -155,7 +155,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if !args.quiet && terminal {
         eprintln!();
     }
-    let grace = Instant::now() + Duration::from_secs(if verdict.is_ok() && args.stop_after.is_none() { 30 } else { 5 });
+    let grace = Instant::now() + Duration::from_secs(if verdict.is_ok() { 30 } else { 5 });
     for child in &mut children {
         while child.try_wait()?.is_none() && Instant::now() < grace {
             std::thread::sleep(Duration::from_millis(50));

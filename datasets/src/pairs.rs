@@ -240,11 +240,11 @@ pub fn pair_columns_of(reader: &TableReader) -> Vec<&'static str> {
     columns
 }
 
-/// Reads a whole pairs file into memory (fails on the first bad cell; use `validate` to list all).
-pub fn read_pairs(path: &Path) -> Result<Vec<TrainingPair>> {
+/// Streams every row of a pairs file to `on_pair` (stops at the first bad cell, naming its row
+/// and column; use `validate` to list all problems).
+pub fn for_each_pair(path: &Path, mut on_pair: impl FnMut(TrainingPair)) -> Result<()> {
     let reader = TableReader::open(path)?;
     let columns = pair_columns_of(&reader);
-    let mut rows = Vec::with_capacity(reader.num_rows());
     let mut bad = None;
     reader.scan(
         &columns,
@@ -252,7 +252,7 @@ pub fn read_pairs(path: &Path) -> Result<Vec<TrainingPair>> {
         |first, batch| {
             let view = PairColumns::new(path, batch, first)?;
             for i in 0..batch.num_rows() {
-                rows.push(view.pair(path, i)?);
+                on_pair(view.pair(path, i)?);
             }
             Ok(())
         },
@@ -260,10 +260,14 @@ pub fn read_pairs(path: &Path) -> Result<Vec<TrainingPair>> {
             bad.get_or_insert_with(|| DatasetError::at_cell(path, row, column, message));
         },
     )?;
-    match bad {
-        Some(error) => Err(error),
-        None => Ok(rows),
-    }
+    bad.map_or(Ok(()), Err)
+}
+
+/// Reads a whole pairs file into memory (see [`for_each_pair`]).
+pub fn read_pairs(path: &Path) -> Result<Vec<TrainingPair>> {
+    let mut rows = Vec::new();
+    for_each_pair(path, |pair| rows.push(pair))?;
+    Ok(rows)
 }
 
 #[cfg(test)]

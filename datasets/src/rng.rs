@@ -13,6 +13,12 @@ pub fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// FNV-1a of `bytes`: a stable hash (same value on every platform and release) for turning
+/// names into seeds and partitions.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// Mixes several words into one seed (order-sensitive), e.g. `(seed, step)` or `(seed, stream)`.
 pub fn mix_seed(parts: &[u64]) -> u64 {
     let mut state = 0x005E_ED0F_2053_77A1_u64;

@@ -7,8 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::pairs::PairColumns;
-use crate::table::TableReader;
+use crate::pairs::for_each_pair;
 
 /// Length percentiles of a text column, in characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,48 +60,30 @@ pub struct PairStats {
 
 /// Computes [`PairStats`] in one streaming pass.
 pub fn pair_stats(path: &Path) -> Result<PairStats> {
-    let reader = TableReader::open(path)?;
-    let columns = crate::pairs::pair_columns_of(&reader);
     let mut languages: Vec<String> = Vec::new();
     let mut group_langs: HashMap<String, u64> = HashMap::new();
     let mut rows_by_dataset: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    let mut query_lengths = Vec::with_capacity(reader.num_rows());
-    let mut positive_lengths = Vec::with_capacity(reader.num_rows());
+    let mut query_lengths = Vec::new();
+    let mut positive_lengths = Vec::new();
     let mut rows = 0;
     let mut rows_with_negatives = 0;
-    let mut bad = None;
-    reader.scan(
-        &columns,
-        8192,
-        |first, batch| {
-            let view = PairColumns::new(path, batch, first)?;
-            for i in 0..batch.num_rows() {
-                let pair = view.pair(path, i)?;
-                rows += 1;
-                *rows_by_dataset.entry(pair.dataset).or_default().entry(pair.lang.clone()).or_default() += 1;
-                let index = match languages.iter().position(|l| *l == pair.lang) {
-                    Some(index) => index,
-                    None => {
-                        languages.push(pair.lang.clone());
-                        languages.len() - 1
-                    }
-                };
-                if index < 64 {
-                    *group_langs.entry(pair.pair_id).or_default() |= 1 << index;
-                }
-                query_lengths.push(pair.query.chars().count());
-                positive_lengths.push(pair.positive.chars().count());
-                rows_with_negatives += usize::from(pair.negatives.is_some_and(|n| !n.is_empty()));
+    for_each_pair(path, |pair| {
+        rows += 1;
+        *rows_by_dataset.entry(pair.dataset).or_default().entry(pair.lang.clone()).or_default() += 1;
+        let index = match languages.iter().position(|l| *l == pair.lang) {
+            Some(index) => index,
+            None => {
+                languages.push(pair.lang.clone());
+                languages.len() - 1
             }
-            Ok(())
-        },
-        |row, column, message| {
-            bad.get_or_insert_with(|| crate::DatasetError::at_cell(path, row, column, message));
-        },
-    )?;
-    if let Some(error) = bad {
-        return Err(error);
-    }
+        };
+        if index < 64 {
+            *group_langs.entry(pair.pair_id).or_default() |= 1 << index;
+        }
+        query_lengths.push(pair.query.chars().count());
+        positive_lengths.push(pair.positive.chars().count());
+        rows_with_negatives += usize::from(pair.negatives.is_some_and(|n| !n.is_empty()));
+    })?;
     let mut coverage = BTreeMap::new();
     let mut groups_by_language_count = BTreeMap::new();
     for mask in group_langs.values() {

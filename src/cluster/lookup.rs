@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rosetta_datasets::pairs::{TrainingPair, read_pairs};
+use rosetta_datasets::pairs::{TrainingPair, for_each_pair};
 use rosetta_proto::v1::GetPlanResponse;
 use rosetta_worker::train::MicroBatch;
 
@@ -18,9 +18,10 @@ impl PairLookup {
     pub fn load(paths: &[PathBuf]) -> anyhow::Result<Self> {
         let mut rows = HashMap::new();
         for path in paths {
-            for row in read_pairs(path).with_context(|| format!("loading training pairs {}", path.display()))? {
+            for_each_pair(path, |row| {
                 rows.insert((row.dataset.clone(), row.pair_id.clone(), row.lang.clone()), row);
-            }
+            })
+            .with_context(|| format!("loading training pairs {}", path.display()))?;
         }
         Ok(Self { rows })
     }

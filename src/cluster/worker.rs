@@ -110,7 +110,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .block_on(client.rendezvous(RendezvousRequest { worker_id: worker_id.clone() }))
         .map_err(status("rendezvous"))?
         .into_inner();
-    let (rank, world, generation) = (rendezvous.rank as usize, rendezvous.world_size as usize, rendezvous.generation);
+    let (rank, world, generation) = (rendezvous.rank as usize, rendezvous.world_size, rendezvous.generation);
     tracing::info!(rank, world, generation, start = rendezvous.start_step, "rendezvous complete");
     let peers = rendezvous
         .ring_peers
@@ -205,7 +205,6 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                     }))
                     .map_err(status("commit checkpoint"))?;
             }
-            let _ = world;
             step += 1;
         }
     })();

@@ -365,8 +365,7 @@ fn initialise(vs: &VarStore, seed: u64, pad_token_id: i64) {
                 let _ = var.zero_();
                 continue;
             }
-            let stream =
-                name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+            let stream = rosetta_datasets::rng::fnv1a(name.as_bytes());
             let mut rng = SeededRng::from_parts(&[seed, stream]);
             let count = var.numel();
             let mut values = Vec::with_capacity(count);

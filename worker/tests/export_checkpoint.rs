@@ -18,6 +18,10 @@ use tch::{Device, Tensor};
 const TEXTS: [&str; 4] = ["where was ana born ?", "ana was born in oslo in 1987", "анна родилась", "x"];
 
 fn tiny_model(dir: &Path, seed: i64, pooling: Pooling) -> SentenceEncoder {
+    tiny_model_with(dir, seed, pooling, 64)
+}
+
+fn tiny_model_with(dir: &Path, seed: i64, pooling: Pooling, intermediate_size: i64) -> SentenceEncoder {
     let path = dir.join("tokenizer.json");
     let tokenizer = if path.exists() {
         rosetta_datasets::tokenize::TextTokenizer::load(&path).unwrap()
@@ -28,7 +32,7 @@ fn tiny_model(dir: &Path, seed: i64, pooling: Pooling) -> SentenceEncoder {
         hidden_size: 32,
         num_hidden_layers: 2,
         num_attention_heads: 4,
-        intermediate_size: 64,
+        intermediate_size,
         ..EncoderConfig::small(tokenizer.vocab_size() as i64, 0, 64)
     };
     let settings = SentenceSettings { pooling, max_seq_length: 12, ..SentenceSettings::default() };
@@ -99,17 +103,7 @@ fn bad_checkpoints_are_refused_with_the_tensor_named() {
     let model = tiny_model(dir.path(), 1, Pooling::Mean);
     let path = dir.path().join("c.safetensors");
     save_checkpoint(&path, &model, None).unwrap();
-    let mut wider = {
-        let tokenizer = rosetta_datasets::tokenize::TextTokenizer::load(&dir.path().join("tokenizer.json")).unwrap();
-        let config = EncoderConfig {
-            hidden_size: 32,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            intermediate_size: 48,
-            ..EncoderConfig::small(tokenizer.vocab_size() as i64, 0, 64)
-        };
-        SentenceEncoder::random(config, tokenizer, SentenceSettings::default(), 1, Device::Cpu).unwrap()
-    };
+    let mut wider = tiny_model_with(dir.path(), 1, Pooling::Mean, 48);
     let err = load_checkpoint(&path, &mut wider, None).unwrap_err().to_string();
     assert!(
         err.contains("tensor model.encoder.layer.0.intermediate.dense.weight has shape [64, 32], expected [48, 32]"),

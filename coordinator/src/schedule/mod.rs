@@ -406,6 +406,27 @@ impl Scheduler {
         Ok((plan, next))
     }
 
+    /// Progress of every stream a cursor has drawn from: completed epochs plus the fraction of
+    /// the current one, by stream name.
+    pub fn epoch_progress(&mut self, cursor: &Cursor) -> BTreeMap<String, f64> {
+        let languages = self.index.languages.len() as u8;
+        let mut keys = vec![StreamKey::Cross, StreamKey::Any];
+        for a in 0..languages {
+            keys.push(StreamKey::Mono(a));
+            keys.extend((a + 1..languages).map(|b| StreamKey::Pair(a, b)));
+        }
+        let mut progress = BTreeMap::new();
+        for d in 0..self.index.datasets.len() {
+            for &key in &keys {
+                if let Some(position) = cursor.streams.get(&self.stream_name(d, key)) {
+                    let len = self.stream_length(d, key).max(1) as f64;
+                    progress.insert(self.stream_name(d, key), position.epoch as f64 + position.offset as f64 / len);
+                }
+            }
+        }
+        progress
+    }
+
     fn stream_name(&self, d: usize, key: StreamKey) -> String {
         let lang = |l: u8| self.index.languages[l as usize].as_str();
         let dataset = &self.index.datasets[d].name;
@@ -441,8 +462,7 @@ impl Scheduler {
         }
         let mut perm = self.members(d, key);
         let name = self.stream_name(d, key);
-        let stream_seed =
-            name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let stream_seed = rosetta_datasets::rng::fnv1a(name.as_bytes());
         SeededRng::from_parts(&[self.config.seed, 0xE90C, stream_seed, epoch]).shuffle(&mut perm);
         let perm = Arc::new(perm);
         self.permutations.insert((d, key), (epoch, perm.clone()));

@@ -26,11 +26,6 @@ pub struct GroupSpill {
     rows: usize,
 }
 
-/// FNV-1a: a stable hash, so the output order never depends on the platform or release.
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
-}
-
 impl GroupSpill {
     /// Creates `partitions` temporary files in a fresh directory next to `output`.
     pub fn new(output: &Path, partitions: usize) -> Result<Self> {
@@ -50,7 +45,7 @@ impl GroupSpill {
 
     /// Adds one row; `origin` (e.g. `file:line`) is quoted if the row turns out to be a duplicate.
     pub fn push(&mut self, origin: String, pair: TrainingPair) -> Result<()> {
-        let k = (fnv1a(&pair.pair_id) % self.partitions.len() as u64) as usize;
+        let k = (crate::rng::fnv1a(pair.pair_id.as_bytes()) % self.partitions.len() as u64) as usize;
         let line = serde_json::to_string(&Spilled { origin, pair })
             .map_err(|e| DatasetError::format(self.dir.path(), e.to_string()))?;
         let file = &mut self.partitions[k];
