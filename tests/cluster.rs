@@ -118,9 +118,11 @@ fn resume_after_sigkill_replays_the_uninterrupted_run_bit_for_bit() {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let group = child.id().to_string();
-    let killed = Command::new("kill").args(["-KILL", &format!("-{group}")]).status().unwrap();
-    assert!(killed.success());
+    // kill(2) itself, not the `kill` program: procps-ng 4.0.2 reads `kill -KILL -12345` as
+    // process group 1 (every process the user may signal).
+    let group = i32::try_from(child.id()).unwrap();
+    assert!(group > 1);
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGKILL) }, 0, "{}", std::io::Error::last_os_error());
     let _ = child.wait();
     let committed = std::fs::read_to_string(&latest).unwrap();
     // Resume from whatever was last committed, to the end.
@@ -212,8 +214,10 @@ fn killing_one_worker_restarts_the_generation_from_the_last_checkpoint() {
     }
     // SIGKILL one worker process (a child of `rosetta train`).
     let workers = Command::new("pgrep").args(["-P", &child.id().to_string()]).output().unwrap();
-    let victim = String::from_utf8_lossy(&workers.stdout).lines().next().expect("a worker process").trim().to_string();
-    assert!(Command::new("kill").args(["-KILL", &victim]).status().unwrap().success());
+    let victim: i32 =
+        String::from_utf8_lossy(&workers.stdout).lines().next().expect("a worker process").trim().parse().unwrap();
+    assert!(victim > 1);
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0, "{}", std::io::Error::last_os_error());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the run did not recover:\n{stderr}");
