@@ -12,6 +12,7 @@ pub mod table;
 pub use error::{DatasetError, Result};
 pub mod config;
 pub mod convert;
+pub mod embeddings;
 pub mod shard;
 pub mod stats;
 pub mod synth;

@@ -1,0 +1,249 @@
+//! Human-readable forms of an [`EvalReport`]: Markdown tables, SVG pictures and an HTML page.
+
+use std::fmt::Write as _;
+
+use crate::report::{EvalReport, LareqaResults, QrelsResults};
+
+/// A number with three decimals, or `–` when absent.
+pub fn fmt3(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"))
+}
+
+/// A number with one decimal, or `–` when absent.
+pub fn fmt1(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_string(), |v| format!("{v:.1}"))
+}
+
+/// The tables a paper would show (per-language summary, query × corpus mAP, rank distance).
+pub fn markdown(report: &EvalReport) -> String {
+    let mut out = String::new();
+    let step = report.step.map(|s| format!(" (step {s})")).unwrap_or_default();
+    let _ = writeln!(out, "# {} — {}{step}\n", report.benchmark, report.model);
+    let _ = writeln!(
+        out,
+        "{} queries, {} candidates, {} languages. AP: {}.\n",
+        report.queries,
+        report.candidates,
+        report.languages.len(),
+        report.ap_variant
+    );
+    if let Some(lareqa) = &report.lareqa {
+        lareqa_markdown(&mut out, lareqa);
+    }
+    if let Some(qrels) = &report.qrels {
+        qrels_markdown(&mut out, qrels);
+    }
+    out
+}
+
+fn lareqa_markdown(out: &mut String, r: &LareqaResults) {
+    let _ = writeln!(out, "## Summary\n");
+    let _ = writeln!(out, "| setting | mAP | R@k | settings |\n|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| monolingual | {} | R@1 {} | {} |",
+        fmt3(r.monolingual.map),
+        fmt3(r.monolingual.recall),
+        r.monolingual.settings
+    );
+    let _ = writeln!(
+        out,
+        "| cross-lingual | {} | R@1 {} | {} |",
+        fmt3(r.cross_lingual.map),
+        fmt3(r.cross_lingual.recall),
+        r.cross_lingual.settings
+    );
+    let _ = writeln!(
+        out,
+        "| multilingual | {} | R@10 {} | {} |",
+        fmt3(r.multilingual.map),
+        fmt3(r.multilingual.recall),
+        r.multilingual.settings
+    );
+    let _ = writeln!(out, "\nRank distance (language bias, lower is better): {}\n", fmt1(r.rank_distance));
+    let _ = writeln!(out, "## Per query language\n");
+    let _ = writeln!(
+        out,
+        "| lang | mono mAP | mono R@1 | cross mAP | multi mAP | multi R@10 | rank distance | queries (skipped) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for pooled in &r.pooled {
+        let lang = &pooled.query_lang;
+        let mono = r.pairs.iter().find(|p| &p.query_lang == lang && &p.corpus_lang == lang);
+        let cross = crate::metrics::mean(
+            r.pairs.iter().filter(|p| &p.query_lang == lang && &p.corpus_lang != lang).filter_map(|p| p.map),
+        );
+        let _ = writeln!(
+            out,
+            "| {lang} | {} | {} | {} | {} | {} | {} | {} ({}) |",
+            fmt3(mono.and_then(|p| p.map)),
+            fmt3(mono.and_then(|p| p.recall_at_1)),
+            fmt3(cross),
+            fmt3(pooled.map),
+            fmt3(pooled.recall_at_10),
+            fmt1(pooled.rank_distance),
+            pooled.coverage.evaluated,
+            pooled.coverage.skipped
+        );
+    }
+    let languages = matrix_languages(r);
+    let _ = writeln!(out, "\n## mAP, query language (rows) × corpus language (columns)\n");
+    let _ = writeln!(out, "| q \\ c | {} |", languages.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(languages.len()));
+    for ql in &languages {
+        let cells: Vec<String> = languages.iter().map(|cl| fmt3(pair_map(r, ql, cl))).collect();
+        let _ = writeln!(out, "| {ql} | {} |", cells.join(" | "));
+    }
+    let skipped: usize = r.pairs.iter().map(|p| p.coverage.skipped).sum();
+    if skipped > 0 {
+        let _ =
+            writeln!(out, "\n{skipped} (query, corpus language) settings had no relevant candidate and were skipped.");
+    }
+}
+
+fn qrels_markdown(out: &mut String, r: &QrelsResults) {
+    let _ = writeln!(out, "| lang | nDCG@10 | R@100 | MAP | queries (skipped) |\n|---|---|---|---|---|");
+    for l in &r.languages {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} ({}) |",
+            l.lang,
+            fmt3(l.ndcg_at_10),
+            fmt3(l.recall_at_100),
+            fmt3(l.map),
+            l.coverage.evaluated,
+            l.coverage.skipped
+        );
+    }
+    let _ = writeln!(out, "| **average** | {} | {} | {} | |", fmt3(r.ndcg_at_10), fmt3(r.recall_at_100), fmt3(r.map));
+}
+
+/// Languages that appear in the pair matrix, in report order.
+fn matrix_languages(r: &LareqaResults) -> Vec<String> {
+    let mut languages: Vec<String> = Vec::new();
+    for p in &r.pairs {
+        if p.map.is_some() {
+            for lang in [&p.query_lang, &p.corpus_lang] {
+                if !languages.contains(lang) {
+                    languages.push(lang.clone());
+                }
+            }
+        }
+    }
+    languages
+}
+
+fn pair_map(r: &LareqaResults, ql: &str, cl: &str) -> Option<f64> {
+    r.pairs.iter().find(|p| p.query_lang == ql && p.corpus_lang == cl).and_then(|p| p.map)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Heat colour for a value in [0, 1]: pale yellow (low) to dark blue (high).
+fn heat(value: f64) -> String {
+    let t = value.clamp(0.0, 1.0);
+    let lerp = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
+    format!("#{:02x}{:02x}{:02x}", lerp(255.0, 8.0), lerp(247.0, 48.0), lerp(188.0, 107.0))
+}
+
+/// The query-language × corpus-language mAP heatmap.
+pub fn heatmap_svg(r: &LareqaResults, title: &str) -> String {
+    let languages = matrix_languages(r);
+    let cell = 44.0;
+    let left = 60.0;
+    let top = 60.0;
+    let size = languages.len() as f64 * cell;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#,
+        w = left + size + 20.0,
+        h = top + size + 40.0
+    );
+    let _ = write!(svg, r#"<text x="{left}" y="20" font-size="14">{}</text>"#, escape(title));
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">corpus language</text>"#,
+        left + size / 2.0,
+        top - 28.0
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="14" y="{y}" transform="rotate(-90 14 {y})" text-anchor="middle">query language</text>"#,
+        y = top + size / 2.0
+    );
+    for (i, lang) in languages.iter().enumerate() {
+        let x = left + i as f64 * cell + cell / 2.0;
+        let _ = write!(svg, r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#, top - 8.0, escape(lang));
+        let y = top + i as f64 * cell + cell / 2.0 + 4.0;
+        let _ = write!(svg, r#"<text x="{}" y="{y}" text-anchor="end">{}</text>"#, left - 6.0, escape(lang));
+    }
+    for (row, ql) in languages.iter().enumerate() {
+        for (col, cl) in languages.iter().enumerate() {
+            let x = left + col as f64 * cell;
+            let y = top + row as f64 * cell;
+            let value = pair_map(r, ql, cl);
+            let fill = value.map_or_else(|| "#dddddd".to_string(), heat);
+            let ink = if value.unwrap_or(0.0) > 0.55 { "#ffffff" } else { "#000000" };
+            let _ = write!(
+                svg,
+                r##"<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#ffffff"><title>{} → {}: {}</title></rect>"##,
+                escape(ql),
+                escape(cl),
+                fmt3(value)
+            );
+            let _ = write!(
+                svg,
+                r#"<text x="{}" y="{}" text-anchor="middle" fill="{ink}" font-size="10">{}</text>"#,
+                x + cell / 2.0,
+                y + cell / 2.0 + 4.0,
+                value.map_or_else(|| "–".to_string(), |v| format!("{:.0}", v * 100.0))
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Per-query-language rank distance as horizontal bars.
+pub fn bias_svg(r: &LareqaResults, title: &str) -> String {
+    let bars: Vec<(&str, f64)> =
+        r.pooled.iter().filter_map(|p| p.rank_distance.map(|d| (p.query_lang.as_str(), d))).collect();
+    let max = bars.iter().map(|(_, d)| *d).fold(1.0f64, f64::max);
+    let (left, top, width, row) = (60.0, 40.0, 360.0, 22.0);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="12">"#,
+        left + width + 80.0,
+        top + bars.len() as f64 * row + 20.0
+    );
+    let _ = write!(svg, r#"<text x="{left}" y="20" font-size="14">{}</text>"#, escape(title));
+    for (i, (lang, distance)) in bars.iter().enumerate() {
+        let y = top + i as f64 * row;
+        let w = width * distance / max;
+        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 6.0, y + 14.0, escape(lang));
+        let _ = write!(svg, r##"<rect x="{left}" y="{y}" width="{w:.1}" height="{}" fill="#c0504d"/>"##, row - 6.0);
+        let _ = write!(svg, r#"<text x="{}" y="{}">{distance:.1}</text>"#, left + w + 6.0, y + 14.0);
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A self-contained page: the Markdown tables as preformatted text and both pictures inline.
+pub fn html(report: &EvalReport) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body style=\"font-family:sans-serif\">",
+        escape(&report.benchmark)
+    );
+    if let Some(lareqa) = &report.lareqa {
+        page.push_str(&heatmap_svg(lareqa, &format!("{}: mAP by query × corpus language", report.benchmark)));
+        page.push_str(&bias_svg(lareqa, "rank distance by query language (lower is less biased)"));
+    }
+    let _ = write!(page, "<pre>{}</pre></body></html>", escape(&markdown(report)));
+    page
+}

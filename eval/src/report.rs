@@ -1,0 +1,347 @@
+//! The numbers of one evaluation (DESIGN.md §1), computed from a [`Ranking`], and their JSON form.
+
+use serde::{Deserialize, Serialize};
+
+use rosetta_datasets::benchmark::Protocol;
+
+use crate::metrics::{average_precision, mean, ndcg_at, rank_distance, recall_at};
+use crate::rank::Ranking;
+use crate::task::EvalTask;
+
+/// Which AP a report shows (DESIGN.md §1).
+pub const AP_VARIANT: &str = "trec_eval map: full ranking, divisor = relevant candidates in the pool";
+
+/// Queries scored and skipped (no relevant candidate in the pool) for one mean.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Queries that entered the mean.
+    pub evaluated: usize,
+    /// Queries of the setting left out because the pool held none of their relevant candidates.
+    pub skipped: usize,
+}
+
+/// One (query language, corpus language) setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairResult {
+    /// Query language.
+    pub query_lang: String,
+    /// Corpus (pool) language.
+    pub corpus_lang: String,
+    /// Mean AP; `None` when no query could be evaluated.
+    pub map: Option<f64>,
+    /// Mean recall at 1.
+    pub recall_at_1: Option<f64>,
+    /// Queries evaluated and skipped.
+    pub coverage: Coverage,
+}
+
+/// A macro-average over settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MacroAverage {
+    /// Mean of the settings' mAP.
+    pub map: Option<f64>,
+    /// Mean of the settings' R@k (k = 1 for mono/cross, 10 for multilingual).
+    pub recall: Option<f64>,
+    /// Settings that entered the mean.
+    pub settings: usize,
+}
+
+/// One query language in the pooled (multilingual) corpus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PooledResult {
+    /// Query language.
+    pub query_lang: String,
+    /// Mean AP over the pooled corpus.
+    pub map: Option<f64>,
+    /// Mean recall at 10 over the pooled corpus.
+    pub recall_at_10: Option<f64>,
+    /// Mean rank distance (max − min rank of the relevant candidates; queries with at least two).
+    pub rank_distance: Option<f64>,
+    /// Queries evaluated and skipped for mAP and R@10.
+    pub coverage: Coverage,
+    /// Queries evaluated and skipped (fewer than two relevant candidates) for rank distance.
+    pub rank_distance_coverage: Coverage,
+}
+
+/// The LAReQA protocol's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LareqaResults {
+    /// Every (query language, corpus language) setting.
+    pub pairs: Vec<PairResult>,
+    /// Macro-average over the settings with query language = corpus language.
+    pub monolingual: MacroAverage,
+    /// Macro-average over the settings with query language ≠ corpus language.
+    pub cross_lingual: MacroAverage,
+    /// Macro-average over query languages in the pooled corpus (mAP, R@10).
+    pub multilingual: MacroAverage,
+    /// Mean over every query in the pooled corpus (mAP), for reference.
+    pub multilingual_map_all_queries: Option<f64>,
+    /// Per query language in the pooled corpus.
+    pub pooled: Vec<PooledResult>,
+    /// Rank distance macro-averaged over query languages (lower is less biased).
+    pub rank_distance: Option<f64>,
+}
+
+/// One language of the qrels protocol (queries ranked against the corpus of their language).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QrelsLanguage {
+    /// The language.
+    pub lang: String,
+    /// Mean nDCG@10 (trec_eval `ndcg_cut.10`).
+    pub ndcg_at_10: Option<f64>,
+    /// Mean Recall@100.
+    pub recall_at_100: Option<f64>,
+    /// Mean AP (trec_eval `map`).
+    pub map: Option<f64>,
+    /// Queries evaluated and skipped.
+    pub coverage: Coverage,
+    /// Judgements naming a relevant candidate of another language (outside the pool, ignored).
+    pub judgements_outside_pool: usize,
+}
+
+/// The qrels protocol's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QrelsResults {
+    /// Per language.
+    pub languages: Vec<QrelsLanguage>,
+    /// Macro-average over languages of nDCG@10.
+    pub ndcg_at_10: Option<f64>,
+    /// Macro-average over languages of Recall@100.
+    pub recall_at_100: Option<f64>,
+    /// Macro-average over languages of mAP.
+    pub map: Option<f64>,
+}
+
+/// Everything one evaluation measured, serialised as `report.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Benchmark name.
+    pub benchmark: String,
+    /// Protocol of the benchmark.
+    pub protocol: Protocol,
+    /// The model or checkpoint evaluated.
+    pub model: String,
+    /// Training step of the checkpoint, when known.
+    pub step: Option<u64>,
+    /// Languages in table order.
+    pub languages: Vec<String>,
+    /// Queries and candidates.
+    pub queries: usize,
+    /// Candidates in the pooled corpus.
+    pub candidates: usize,
+    /// Which AP the numbers are.
+    pub ap_variant: String,
+    /// LAReQA results (for `lareqa` benchmarks).
+    pub lareqa: Option<LareqaResults>,
+    /// Qrels results (for `qrels` benchmarks).
+    pub qrels: Option<QrelsResults>,
+}
+
+impl EvalReport {
+    /// Computes every metric of the task's protocol from the ranks.
+    pub fn compute(task: &EvalTask, ranking: &Ranking, model: &str, step: Option<u64>) -> Self {
+        let (lareqa, qrels) = match task.protocol {
+            Protocol::Lareqa => (Some(lareqa_results(task, ranking)), None),
+            Protocol::Qrels => (None, Some(qrels_results(task, ranking))),
+        };
+        Self {
+            benchmark: task.name.clone(),
+            protocol: task.protocol,
+            model: model.to_string(),
+            step,
+            languages: task.languages.clone(),
+            queries: task.num_queries(),
+            candidates: task.num_docs(),
+            ap_variant: AP_VARIANT.to_string(),
+            lareqa,
+            qrels,
+        }
+    }
+
+    /// A headline number by name, for checkpoint selection: `monolingual_map`, `cross_lingual_map`,
+    /// `multilingual_map`, `rank_distance`, `ndcg_at_10`, `recall_at_100`, `map`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match (name, &self.lareqa, &self.qrels) {
+            ("monolingual_map", Some(l), _) => l.monolingual.map,
+            ("cross_lingual_map", Some(l), _) => l.cross_lingual.map,
+            ("multilingual_map", Some(l), _) => l.multilingual.map,
+            ("rank_distance", Some(l), _) => l.rank_distance,
+            ("ndcg_at_10", _, Some(q)) => q.ndcg_at_10,
+            ("recall_at_100", _, Some(q)) => q.recall_at_100,
+            ("map", _, Some(q)) => q.map,
+            _ => None,
+        }
+    }
+}
+
+/// The metric names [`EvalReport::metric`] knows, and whether higher is better.
+pub const METRICS: &[(&str, bool)] = &[
+    ("monolingual_map", true),
+    ("cross_lingual_map", true),
+    ("multilingual_map", true),
+    ("rank_distance", false),
+    ("ndcg_at_10", true),
+    ("recall_at_100", true),
+    ("map", true),
+];
+
+/// First relevant-pair index of every query.
+fn pair_offsets(task: &EvalTask) -> Vec<usize> {
+    let mut offsets = Vec::with_capacity(task.num_queries() + 1);
+    let mut total = 0;
+    for list in &task.relevant {
+        offsets.push(total);
+        total += list.len();
+    }
+    offsets.push(total);
+    offsets
+}
+
+fn lareqa_results(task: &EvalTask, ranking: &Ranking) -> LareqaResults {
+    let languages = task.languages.len();
+    let offsets = pair_offsets(task);
+    // Per (query language, corpus language): AP and R@1 of each evaluated query, and skips.
+    let mut ap = vec![Vec::new(); languages * languages];
+    let mut r1 = vec![Vec::new(); languages * languages];
+    let mut skipped = vec![0usize; languages * languages];
+    let mut pooled_ap = vec![Vec::new(); languages];
+    let mut pooled_r10 = vec![Vec::new(); languages];
+    let mut pooled_skipped = vec![0usize; languages];
+    let mut distances = vec![Vec::new(); languages];
+    let mut distance_skipped = vec![0usize; languages];
+    let mut all_ap = Vec::new();
+    let mut in_pool: Vec<Vec<u64>> = vec![Vec::new(); languages];
+    for ((&query_lang, list), &first_pair) in task.query_lang.iter().zip(&task.relevant).zip(&offsets) {
+        let ql = query_lang as usize;
+        for ranks in &mut in_pool {
+            ranks.clear();
+        }
+        let mut pooled = Vec::with_capacity(list.len());
+        for (j, relevant) in list.iter().enumerate() {
+            let pair = first_pair + j;
+            let cl = task.doc_lang[relevant.doc as usize] as usize;
+            in_pool[cl].push(ranking.rank_in(pair, [cl]));
+            pooled.push(ranking.rank_pooled(pair));
+        }
+        for (cl, ranks) in in_pool.iter().enumerate() {
+            let setting = ql * languages + cl;
+            if ranks.is_empty() {
+                skipped[setting] += 1;
+            } else {
+                ap[setting].push(average_precision(ranks));
+                r1[setting].push(recall_at(ranks, 1));
+            }
+        }
+        if pooled.is_empty() {
+            pooled_skipped[ql] += 1;
+        } else {
+            let value = average_precision(&pooled);
+            pooled_ap[ql].push(value);
+            all_ap.push(value);
+            pooled_r10[ql].push(recall_at(&pooled, 10));
+        }
+        if pooled.len() < 2 {
+            distance_skipped[ql] += 1;
+        } else {
+            distances[ql].push(rank_distance(&pooled) as f64);
+        }
+    }
+    let mut pairs = Vec::with_capacity(languages * languages);
+    for ql in 0..languages {
+        for cl in 0..languages {
+            let setting = ql * languages + cl;
+            pairs.push(PairResult {
+                query_lang: task.languages[ql].clone(),
+                corpus_lang: task.languages[cl].clone(),
+                map: mean(ap[setting].iter().copied()),
+                recall_at_1: mean(r1[setting].iter().copied()),
+                coverage: Coverage { evaluated: ap[setting].len(), skipped: skipped[setting] },
+            });
+        }
+    }
+    let macro_of = |keep: &dyn Fn(&PairResult) -> bool| {
+        let chosen: Vec<&PairResult> = pairs.iter().filter(|p| keep(p) && p.map.is_some()).collect();
+        MacroAverage {
+            map: mean(chosen.iter().filter_map(|p| p.map)),
+            recall: mean(chosen.iter().filter_map(|p| p.recall_at_1)),
+            settings: chosen.len(),
+        }
+    };
+    let monolingual = macro_of(&|p| p.query_lang == p.corpus_lang);
+    let cross_lingual = macro_of(&|p| p.query_lang != p.corpus_lang);
+    let pooled: Vec<PooledResult> = (0..languages)
+        .filter(|&ql| !pooled_ap[ql].is_empty() || pooled_skipped[ql] > 0)
+        .map(|ql| PooledResult {
+            query_lang: task.languages[ql].clone(),
+            map: mean(pooled_ap[ql].iter().copied()),
+            recall_at_10: mean(pooled_r10[ql].iter().copied()),
+            rank_distance: mean(distances[ql].iter().copied()),
+            coverage: Coverage { evaluated: pooled_ap[ql].len(), skipped: pooled_skipped[ql] },
+            rank_distance_coverage: Coverage { evaluated: distances[ql].len(), skipped: distance_skipped[ql] },
+        })
+        .collect();
+    let evaluated: Vec<&PooledResult> = pooled.iter().filter(|p| p.map.is_some()).collect();
+    let multilingual = MacroAverage {
+        map: mean(evaluated.iter().filter_map(|p| p.map)),
+        recall: mean(evaluated.iter().filter_map(|p| p.recall_at_10)),
+        settings: evaluated.len(),
+    };
+    let rank_distance = mean(pooled.iter().filter_map(|p| p.rank_distance));
+    LareqaResults {
+        pairs,
+        monolingual,
+        cross_lingual,
+        multilingual,
+        multilingual_map_all_queries: mean(all_ap),
+        pooled,
+        rank_distance,
+    }
+}
+
+fn qrels_results(task: &EvalTask, ranking: &Ranking) -> QrelsResults {
+    let languages = task.languages.len();
+    let offsets = pair_offsets(task);
+    let mut ndcg = vec![Vec::new(); languages];
+    let mut recall = vec![Vec::new(); languages];
+    let mut ap = vec![Vec::new(); languages];
+    let mut skipped = vec![0usize; languages];
+    let mut outside = vec![0usize; languages];
+    let mut seen = vec![false; languages];
+    for ((&query_lang, list), &first_pair) in task.query_lang.iter().zip(&task.relevant).zip(&offsets) {
+        let ql = query_lang as usize;
+        seen[ql] = true;
+        let mut judged = Vec::new();
+        for (j, relevant) in list.iter().enumerate() {
+            if task.doc_lang[relevant.doc as usize] as usize == ql {
+                judged.push((ranking.rank_in(first_pair + j, [ql]), relevant.relevance));
+            } else {
+                outside[ql] += 1;
+            }
+        }
+        if judged.is_empty() {
+            skipped[ql] += 1;
+            continue;
+        }
+        let ranks: Vec<u64> = judged.iter().map(|(rank, _)| *rank).collect();
+        ndcg[ql].push(ndcg_at(&judged, 10));
+        recall[ql].push(recall_at(&ranks, 100));
+        ap[ql].push(average_precision(&ranks));
+    }
+    let per_language: Vec<QrelsLanguage> = (0..languages)
+        .filter(|&l| seen[l])
+        .map(|l| QrelsLanguage {
+            lang: task.languages[l].clone(),
+            ndcg_at_10: mean(ndcg[l].iter().copied()),
+            recall_at_100: mean(recall[l].iter().copied()),
+            map: mean(ap[l].iter().copied()),
+            coverage: Coverage { evaluated: ndcg[l].len(), skipped: skipped[l] },
+            judgements_outside_pool: outside[l],
+        })
+        .collect();
+    QrelsResults {
+        ndcg_at_10: mean(per_language.iter().filter_map(|l| l.ndcg_at_10)),
+        recall_at_100: mean(per_language.iter().filter_map(|l| l.recall_at_100)),
+        map: mean(per_language.iter().filter_map(|l| l.map)),
+        languages: per_language,
+    }
+}

@@ -1,0 +1,126 @@
+//! A benchmark turned into index form: queries, candidates and judgements by position, with
+//! language ids, ready for scoring (queries × corpus) and for exact sharded ranks.
+
+use std::collections::HashMap;
+
+use rosetta_datasets::benchmark::{Benchmark, Protocol};
+
+use crate::error::{EvalError, Result};
+
+/// One relevant candidate of a query: its corpus position and judged relevance (> 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relevant {
+    /// Position in the corpus (the tie-breaking order).
+    pub doc: u32,
+    /// The judged relevance (the nDCG gain).
+    pub relevance: i32,
+}
+
+/// An evaluation task: who is relevant to whom, and in which language everything is.
+#[derive(Debug, Clone)]
+pub struct EvalTask {
+    /// Benchmark name (from `benchmark.yaml`).
+    pub name: String,
+    /// `lareqa` or `qrels`.
+    pub protocol: Protocol,
+    /// Language codes; `query_lang` and `doc_lang` index into this.
+    pub languages: Vec<String>,
+    /// Query ids in file order.
+    pub query_ids: Vec<String>,
+    /// Language id of every query.
+    pub query_lang: Vec<u16>,
+    /// Candidate ids in corpus order.
+    pub doc_ids: Vec<String>,
+    /// Language id of every candidate.
+    pub doc_lang: Vec<u16>,
+    /// Relevant candidates of every query, in corpus order.
+    pub relevant: Vec<Vec<Relevant>>,
+}
+
+impl EvalTask {
+    /// Indexes a loaded benchmark; judgements naming unknown ids are an error that names them.
+    pub fn from_benchmark(benchmark: &Benchmark) -> Result<Self> {
+        let mut languages: Vec<String> = benchmark.spec.languages.clone();
+        let lang_id = |code: &str, languages: &mut Vec<String>| -> Result<u16> {
+            let position = match languages.iter().position(|l| l == code) {
+                Some(p) => p,
+                None => {
+                    languages.push(code.to_string());
+                    languages.len() - 1
+                }
+            };
+            u16::try_from(position).map_err(|_| EvalError::invalid("benchmark", "more than 65535 languages"))
+        };
+        let mut query_lang = Vec::with_capacity(benchmark.queries.len());
+        let mut query_index = HashMap::with_capacity(benchmark.queries.len());
+        for (i, query) in benchmark.queries.iter().enumerate() {
+            query_lang.push(lang_id(&query.lang, &mut languages)?);
+            if query_index.insert(query.query_id.as_str(), i).is_some() {
+                return Err(EvalError::invalid("queries.parquet", format!("duplicate query_id {:?}", query.query_id)));
+            }
+        }
+        let mut doc_lang = Vec::with_capacity(benchmark.corpus.len());
+        let mut doc_index = HashMap::with_capacity(benchmark.corpus.len());
+        for (i, doc) in benchmark.corpus.iter().enumerate() {
+            doc_lang.push(lang_id(&doc.lang, &mut languages)?);
+            if doc_index.insert(doc.doc_id.as_str(), i).is_some() {
+                return Err(EvalError::invalid("corpus.parquet", format!("duplicate doc_id {:?}", doc.doc_id)));
+            }
+        }
+        if benchmark.corpus.len() > u32::MAX as usize {
+            return Err(EvalError::invalid("corpus.parquet", "more than 2^32 - 1 candidates"));
+        }
+        let mut relevant = vec![Vec::new(); benchmark.queries.len()];
+        for (row, qrel) in benchmark.qrels.iter().enumerate() {
+            let query = *query_index.get(qrel.query_id.as_str()).ok_or_else(|| {
+                EvalError::invalid(format!("qrels.parquet row {row}"), format!("unknown query_id {:?}", qrel.query_id))
+            })?;
+            let doc = *doc_index.get(qrel.doc_id.as_str()).ok_or_else(|| {
+                EvalError::invalid(format!("qrels.parquet row {row}"), format!("unknown doc_id {:?}", qrel.doc_id))
+            })?;
+            if qrel.relevance > 0 {
+                relevant[query].push(Relevant { doc: doc as u32, relevance: qrel.relevance });
+            }
+        }
+        for list in &mut relevant {
+            list.sort_by_key(|r| r.doc);
+            list.dedup_by_key(|r| r.doc);
+        }
+        Ok(Self {
+            name: benchmark.spec.name.clone(),
+            protocol: benchmark.spec.protocol,
+            languages,
+            query_ids: benchmark.queries.iter().map(|q| q.query_id.clone()).collect(),
+            query_lang,
+            doc_ids: benchmark.corpus.iter().map(|d| d.doc_id.clone()).collect(),
+            doc_lang,
+            relevant,
+        })
+    }
+
+    /// Number of queries.
+    pub fn num_queries(&self) -> usize {
+        self.query_ids.len()
+    }
+
+    /// Number of candidates.
+    pub fn num_docs(&self) -> usize {
+        self.doc_ids.len()
+    }
+
+    /// Every (query, relevant) pair in order: the layout of thresholds and beater counts.
+    pub fn relevant_pairs(&self) -> impl Iterator<Item = (usize, Relevant)> + '_ {
+        self.relevant.iter().enumerate().flat_map(|(q, list)| list.iter().map(move |r| (q, *r)))
+    }
+
+    /// Total number of (query, relevant) pairs.
+    pub fn num_relevant_pairs(&self) -> usize {
+        self.relevant.iter().map(Vec::len).sum()
+    }
+
+    /// The contiguous corpus range of shard `index` of `count` (balanced by candidates).
+    pub fn shard_range(&self, index: usize, count: usize) -> std::ops::Range<usize> {
+        let n = self.num_docs();
+        (n * index / count)..(n * (index + 1) / count)
+    }
+}
