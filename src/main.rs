@@ -3,9 +3,12 @@
 mod cluster;
 mod data_cmd;
 mod demo;
+mod eval_cmd;
+mod report_cmd;
 mod run_config;
 mod schedule_cmd;
 mod train_cmd;
+mod train_eval;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +42,17 @@ enum Command {
     Coordinator(train_cmd::CoordinatorArgs),
     /// Run one worker (one per device) of a coordinator's job.
     Worker(cluster::worker::WorkerArgs),
+    /// Evaluate a model or checkpoint on benchmarks: per language-pair mAP, language bias,
+    /// nDCG@10 / Recall@100, with reports (JSON, Markdown, SVG/HTML) and TREC run files.
+    Eval(eval_cmd::EvalArgs),
+    /// Export a checkpoint as a sentence-transformers directory.
+    Export(eval_cmd::ExportArgs),
+    /// One shard of `rosetta eval` (started by it; binary protocol on stdin/stdout).
+    #[command(hide = true)]
+    EvalShard(eval_cmd::EvalShardArgs),
+    /// Evaluation reports: compare runs side by side.
+    #[command(subcommand)]
+    Report(report_cmd::ReportCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +67,10 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train_cmd::train(args),
         Command::Coordinator(args) => train_cmd::coordinator(args),
         Command::Worker(args) => cluster::worker::run(args),
+        Command::Eval(args) => eval_cmd::run(args),
+        Command::EvalShard(args) => eval_cmd::run_shard(args),
+        Command::Export(args) => eval_cmd::export(args),
+        Command::Report(command) => report_cmd::run(command),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ use anyhow::Context;
 use rosetta_coordinator::job::JobConfig;
 use rosetta_coordinator::schedule::ScheduleConfig;
 use rosetta_datasets::config::DataConfig;
+use rosetta_eval::config::EvaluationConfig;
 use rosetta_worker::spec::{ModelSpec, TrainingConfig};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,9 @@ pub struct RunConfig {
     /// `job:` — steps, workers, checkpoints, timeouts, run directory (rosetta-coordinator); needed to train.
     #[serde(default)]
     pub job: Option<JobConfig>,
+    /// `evaluation:` — evaluating checkpoints on `data.benchmarks` during and after training (rosetta-eval).
+    #[serde(default)]
+    pub evaluation: Option<EvaluationConfig>,
 }
 
 impl RunConfig {
@@ -64,6 +68,12 @@ impl RunConfig {
         match &self.job {
             None => problems.push("job: missing (e.g. `job: {steps: 200, workers: 2}`)".to_string()),
             Some(job) => problems.extend(job.problems()),
+        }
+        if let Some(evaluation) = &self.evaluation {
+            problems.extend(evaluation.problems());
+            if self.data.benchmarks.is_empty() {
+                problems.push("evaluation: needs at least one benchmark in data.benchmarks".to_string());
+            }
         }
         if let Err(message) = rosetta_worker::device::parse_device(&self.training.device).map(|_| ()) {
             problems.push(format!("training.device: {message}"));

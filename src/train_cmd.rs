@@ -49,6 +49,13 @@ pub struct CoordinatorArgs {
     /// Continue from the latest committed checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Serve gRPC over TLS with this PEM certificate (chain); needs `--tls-key`. Workers then
+    /// connect with `https://` and `--tls-ca`.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn render(progress: &Progress, started: Instant, first_step: u64) -> String {
@@ -78,8 +85,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let (workers, run_dir) = (job_config.workers, job_config.run_dir.clone());
     let token = cluster::random_token();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let running =
-        runtime.block_on(cluster::coordinator::start(&config, "127.0.0.1:0".parse()?, token.clone(), args.resume))?;
+    let running = runtime.block_on(cluster::coordinator::start(
+        &config,
+        "127.0.0.1:0".parse()?,
+        token.clone(),
+        args.resume,
+        None,
+    ))?;
     println!("coordinator on {}, metrics on http://{}/metrics", running.grpc_address, running.metrics_address);
     println!("run directory {}", run_dir.display());
     let executable = std::env::current_exe().context("locating the rosetta binary")?;
@@ -107,6 +119,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(stop) = args.stop_after {
         running.job.stop_after(stop);
     }
+    let mut evaluator =
+        crate::train_eval::TrainingEvaluator::new(config.evaluation.as_ref(), &config.data.benchmarks, &run_dir)?;
     let mut children = spawn_workers()?;
     let mut generation = running.job.generation();
     let started = Instant::now();
@@ -125,6 +139,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 eprintln!("{}", render(&progress, started, first_step));
                 last_printed = (progress.steps_done, Instant::now());
             }
+        }
+        if let Some(evaluator) = evaluator.as_mut() {
+            evaluator.poll(progress.last_checkpoint);
         }
         match progress.phase {
             Phase::Finished => break Ok(()),
@@ -167,6 +184,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let progress = running.job.progress();
     verdict?;
+    let evaluated = match evaluator.as_mut() {
+        Some(evaluator) => evaluator.finish(progress.last_checkpoint)?,
+        None => None,
+    };
     match progress.last_checkpoint {
         Some(step) => println!(
             "trained {} steps; last checkpoint after step {step}: {}",
@@ -174,6 +195,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             rosetta_coordinator::manifest::checkpoint_dir(&run_dir, step).display()
         ),
         None => println!("trained {} steps; no checkpoint committed", progress.steps_done),
+    }
+    if let Some(dir) = evaluated {
+        println!("evaluation reports in {}", dir.display());
     }
     Ok(())
 }
@@ -183,7 +207,11 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     let config = RunConfig::load(&args.config)?;
     let token = cluster::read_token(args.token_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let running = runtime.block_on(cluster::coordinator::start(&config, args.listen, token, args.resume))?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(cluster::coordinator::server_tls(cert, key)?),
+        _ => None,
+    };
+    let running = runtime.block_on(cluster::coordinator::start(&config, args.listen, token, args.resume, tls))?;
     println!("coordinator on {}, metrics on http://{}/metrics", running.grpc_address, running.metrics_address);
     loop {
         runtime.block_on(running.job.wait_change(Duration::from_secs(5)));

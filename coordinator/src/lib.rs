@@ -4,6 +4,7 @@
 //! Builds without libtorch.
 
 pub mod error;
+pub mod eval_metrics;
 pub mod job;
 pub mod manifest;
 pub mod metrics_server;

@@ -1,0 +1,137 @@
+//! End-to-end tests of evaluation: `rosetta train` with an `evaluation:` section, `rosetta eval`
+//! with 1 and 3 worker processes (identical numbers), reports, TREC files, saved embeddings
+//! that reproduce the numbers, `rosetta report compare`, and bad inputs.
+
+mod common;
+
+use std::path::Path;
+
+use common::{rosetta, synth_small};
+use rosetta_datasets::benchmark::Benchmark;
+use rosetta_datasets::embeddings::read_embeddings;
+use rosetta_eval::rank::rank_sharded;
+use rosetta_eval::report::EvalReport;
+use rosetta_eval::task::EvalTask;
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn report(dir: &Path) -> EvalReport {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    synth_small(&root.join("data"), 40, 0, 400);
+    let config = root.join("run.yaml");
+    std::fs::write(
+        &config,
+        "data:\n  train: [data/train.parquet]\n  benchmarks: [data/benchmark]\n\
+         schedule:\n  strategy: hybrid\n  alpha: 0.5\n  global_batch_size: 12\n  seed: 3\n\
+         model:\n  preset: small\n  tokenizer: data/tokenizer.json\n  max_seq_length: 24\n  layers: 1\n  hidden_size: 32\n  heads: 4\n  intermediate_size: 64\n\
+         job:\n  steps: 4\n  workers: 1\n  checkpoint_every: 2\n  run_dir: runs/r\n\
+         evaluation:\n  every: 2\n  select_best: multilingual_map\n  trec_depth: 5\n",
+    )
+    .unwrap();
+    // A selection metric that does not exist is refused before anything starts.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let bad = root.join("bad.yaml");
+    std::fs::write(&bad, text.replace("select_best: multilingual_map", "select_best: accuracy")).unwrap();
+    let refused = rosetta(&["train", "--config", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("evaluation.select_best: unknown metric \"accuracy\""), "{err}");
+    let out = ok(rosetta(&["train", "--config", config.to_str().unwrap(), "--quiet"]));
+    assert!(out.contains("evaluation reports in"), "{out}");
+    let run = root.join("runs/r");
+    assert_eq!(std::fs::read_to_string(run.join("eval/latest")).unwrap(), "step-00000003");
+    let best: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("eval/best.json")).unwrap()).unwrap();
+    assert_eq!(best["metric"], "multilingual_map");
+    let trained = report(&run.join("eval/step-00000003/synth-lareqa"));
+    assert_eq!(trained.step, Some(3));
+    for name in ["report.md", "report.html", "heatmap.svg", "bias.svg", "trec/multilingual.run", "trec/qrels.txt"] {
+        assert!(run.join("eval/step-00000003/synth-lareqa").join(name).is_file(), "{name}");
+    }
+
+    // Offline evaluation of the run's latest checkpoint, with 1 and 3 workers: the same numbers.
+    let bench = root.join("data/benchmark");
+    let eval = |workers: &str, out: &str, extra: &[&str]| {
+        let mut args = vec!["eval", "--model", run.to_str().unwrap(), "--benchmark", bench.to_str().unwrap()];
+        args.extend(["--workers", workers, "--out", out, "--quiet", "--threads", "1"]);
+        args.extend_from_slice(extra);
+        let out_dir = root.join(out);
+        let printed = ok(std::process::Command::new(env!("CARGO_BIN_EXE_rosetta"))
+            .args(&args)
+            .current_dir(root)
+            .output()
+            .unwrap());
+        assert!(printed.trim().ends_with("synth-lareqa"), "{printed}");
+        out_dir.join("synth-lareqa")
+    };
+    let one = eval("1", "one", &["--save-embeddings", "emb"]);
+    let three = eval("3", "three", &["--trec-depth", "0"]);
+    let (a, b) = (report(&one), report(&three));
+    assert_eq!(a.lareqa, b.lareqa, "1 and 3 workers disagree");
+    assert_eq!(a.lareqa, trained.lareqa, "offline and in-training evaluation of one checkpoint disagree");
+    let lareqa = a.lareqa.as_ref().unwrap();
+    assert_eq!(lareqa.pairs.len(), a.languages.len() * a.languages.len());
+    assert!(lareqa.monolingual.map.unwrap() > 0.0 && lareqa.rank_distance.is_some());
+    assert!(one.join("trec/pairs").read_dir().unwrap().count() == a.languages.len() * a.languages.len());
+    assert!(!three.join("trec").exists());
+
+    // The saved embeddings reproduce every number.
+    let benchmark = Benchmark::load(&bench).unwrap();
+    let task = EvalTask::from_benchmark(&benchmark).unwrap();
+    let queries = read_embeddings(&root.join("emb/synth-lareqa/queries.parquet")).unwrap();
+    let corpus = read_embeddings(&root.join("emb/synth-lareqa/corpus-00000-of-00001.parquet")).unwrap();
+    assert_eq!(queries.ids, task.query_ids);
+    assert_eq!(corpus.ids, task.doc_ids);
+    let ranking = rank_sharded(&task, &queries.values, &corpus.values, queries.dim, 2, 0).unwrap();
+    assert_eq!(EvalReport::compute(&task, &ranking, "x", None).lareqa, a.lareqa);
+
+    // The exported sentence-transformers directory gives the checkpoint's numbers.
+    let exported = root.join("exported");
+    ok(rosetta(&["export", "--model", run.to_str().unwrap(), "--out", exported.to_str().unwrap()]));
+    assert!(exported.join("modules.json").is_file());
+    let printed = ok(rosetta(&[
+        "eval", "--model", exported.to_str().unwrap(), "--benchmark", bench.to_str().unwrap(),
+        "--out", root.join("st").to_str().unwrap(), "--quiet", "--trec-depth", "0",
+    ]));
+    assert!(printed.contains("synth-lareqa"), "{printed}");
+    assert_eq!(report(&root.join("st/synth-lareqa")).lareqa, a.lareqa, "exported model and checkpoint disagree");
+
+    // Side by side.
+    let table = ok(rosetta(&[
+        "report",
+        "compare",
+        one.to_str().unwrap(),
+        run.to_str().unwrap(),
+        "--label",
+        "offline",
+        "--label",
+        "in-training",
+    ]));
+    assert!(table.contains("Table 1") && table.contains("Table 2") && table.contains("| offline |"), "{table}");
+    assert!(table.contains("synth-lareqa mono"), "{table}");
+}
+
+#[test]
+fn eval_bad_inputs_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing");
+    std::fs::create_dir_all(&missing).unwrap();
+    let out = rosetta(&["eval", "--model", missing.to_str().unwrap(), "--benchmark", missing.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not a model") && err.contains("nothing"), "{err}");
+    let out = rosetta(&["report", "compare", missing.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no report.json"), "{err}");
+}
