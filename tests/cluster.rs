@@ -249,3 +249,47 @@ fn a_run_resumes_on_a_different_number_of_workers() {
     let diff = max_diff(&model_tensors(dir.path(), "whole", 5), &model_tensors(dir.path(), "shrunk", 5));
     assert!(diff < 1e-4, "resuming on 1 worker instead of 2 changed the parameters by {diff}");
 }
+
+#[test]
+fn workers_reach_a_tls_coordinator_only_with_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 2, 1, false, "tls");
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
+    let mut coordinator = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["coordinator", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()])
+        .env("ROSETTA_TOKEN", "t0ken")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = coordinator.stdout.as_mut().unwrap();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    }
+    let port = line.split_whitespace().nth(2).unwrap().trim_end_matches(',').rsplit(':').next().unwrap().to_string();
+    let worker = |address: String, ca: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rosetta"));
+        command.args(["worker", "--coordinator", &address]).env("ROSETTA_TOKEN", "t0ken");
+        if let Some(ca) = ca {
+            command.arg("--tls-ca").arg(ca);
+        }
+        command.output().unwrap()
+    };
+    // Plain-text gRPC to a TLS server, and TLS without the certificate: refused, with the reason.
+    let plain = worker(format!("http://127.0.0.1:{port}"), None);
+    assert!(!plain.status.success());
+    let no_ca = worker(format!("https://localhost:{port}"), None);
+    let err = String::from_utf8_lossy(&no_ca.stderr);
+    assert!(!no_ca.status.success() && err.contains("needs --tls-ca"), "{err}");
+    // With the certificate the worker trains the job to the end.
+    let good = worker(format!("https://localhost:{port}"), Some(&cert_path));
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    assert!(coordinator.wait().unwrap().success());
+}

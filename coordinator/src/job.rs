@@ -62,6 +62,20 @@ pub struct JobConfig {
     /// committed checkpoint with freshly registered workers.
     #[serde(default = "default_restarts")]
     pub max_restarts: u32,
+    /// Elastic membership: continue with fewer workers when not all of them come back.
+    #[serde(default)]
+    pub elastic: ElasticConfig,
+}
+
+/// `job.elastic`: how few workers a generation may form with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticConfig {
+    /// When the rendezvous timeout passes with at least this many (and fewer than `workers`)
+    /// registered, the generation starts with them: same global batch, cut into fewer
+    /// micro-batches. Unset (the default): every generation needs all `workers`.
+    #[serde(default)]
+    pub min_workers: Option<usize>,
 }
 
 impl JobConfig {
@@ -84,6 +98,12 @@ impl JobConfig {
         }
         if self.checkpoint_every == 0 {
             problems.push("job.checkpoint_every: must be at least 1".to_string());
+        }
+        if let Some(min) = self.elastic.min_workers
+            && (min == 0 || min > self.workers)
+        {
+            problems
+                .push(format!("job.elastic.min_workers: {min} must be between 1 and job.workers ({})", self.workers));
         }
         if self.keep_checkpoints == 0 {
             problems.push("job.keep_checkpoints: must be at least 1".to_string());

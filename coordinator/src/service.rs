@@ -249,6 +249,26 @@ impl Job {
         state.released.len() >= state.workers.len()
     }
 
+    /// Elastic start: the generation begins with the workers registered so far (fewer than
+    /// `job.workers`, at least `job.elastic.min_workers`); plans are cut for that world.
+    fn start_with_registered(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.phase != Phase::Waiting {
+            return;
+        }
+        let world = state.workers.len();
+        tracing::warn!(
+            world,
+            wanted = self.config.workers,
+            generation = state.generation,
+            "rendezvous timed out; continuing with fewer workers (elastic)"
+        );
+        state.phase = Phase::Running;
+        metrics::gauge!("rosetta_workers", "state" => "running").set(world as f64);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
     /// The current generation (it grows by one at each restart).
     pub fn generation(&self) -> u64 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).generation
@@ -419,6 +439,11 @@ impl Coordinator for CoordinatorService {
                 }
                 if Instant::now() >= deadline {
                     let have = state.workers.len();
+                    if job.config.elastic.min_workers.is_some_and(|min| have >= min.max(1)) {
+                        drop(state);
+                        job.start_with_registered();
+                        continue;
+                    }
                     drop(state);
                     let reason = format!(
                         "rendezvous waited {:?} for {} workers; {have} registered",

@@ -55,6 +55,7 @@ fn job_config(run_dir: &std::path::Path, heartbeat: f64) -> JobConfig {
         run_dir: run_dir.to_path_buf(),
         metrics_address: "127.0.0.1:0".into(),
         max_restarts: 0,
+        elastic: Default::default(),
     }
 }
 
@@ -86,6 +87,25 @@ fn register_request(port: u16) -> RegisterRequest {
         device: "cpu".into(),
         ring_address: format!("127.0.0.1:{port}"),
     }
+}
+
+/// A two-language report with known numbers: query q (en) ranks its en answer first and its
+/// de answer third in the pool of four candidates.
+fn tiny_eval_report() -> rosetta_eval::report::EvalReport {
+    use rosetta_eval::task::{EvalTask, Relevant};
+    let task = EvalTask {
+        name: "tiny".into(),
+        protocol: rosetta_datasets::benchmark::Protocol::Lareqa,
+        languages: vec!["en".into(), "de".into()],
+        query_ids: vec!["q".into()],
+        query_lang: vec![0],
+        doc_ids: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+        doc_lang: vec![0, 1, 0, 1],
+        relevant: vec![vec![Relevant { doc: 0, relevance: 1 }, Relevant { doc: 3, relevance: 1 }]],
+    };
+    // Scores: a 0.9, b 0.8, c 0.1, d 0.7 (1-d embeddings).
+    let ranking = rosetta_eval::rank::rank_sharded(&task, &[1.0], &[0.9, 0.8, 0.1, 0.7], 1, 2, 0).unwrap();
+    rosetta_eval::report::EvalReport::compute(&task, &ranking, "model", Some(3))
 }
 
 async fn scrape(address: std::net::SocketAddr) -> String {
@@ -209,8 +229,17 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
     let status = c.job_status(authed(JobStatusRequest {})).await.unwrap().into_inner();
     assert_eq!((status.state.as_str(), status.step, status.last_checkpoint_step), ("finished", 4, 3));
 
+    // Evaluation results reach the same endpoint (as `rosetta train` exports them).
+    rosetta_coordinator::eval_metrics::export_eval_report(&tiny_eval_report());
     let metrics = scrape(metrics_address).await;
     for series in [
+        "rosetta_eval_map{benchmark=\"tiny\",setting=\"monolingual\",query_lang=\"en\",corpus_lang=\"en\"} 1",
+        "rosetta_eval_map{benchmark=\"tiny\",setting=\"cross-lingual\",query_lang=\"en\",corpus_lang=\"de\"} 0.5",
+        "rosetta_eval_map{benchmark=\"tiny\",setting=\"multilingual\",query_lang=\"en\",corpus_lang=\"all\"}",
+        "rosetta_eval_rank_distance{benchmark=\"tiny\",query_lang=\"en\"} 2",
+        "rosetta_eval_map_macro{benchmark=\"tiny\",setting=\"monolingual\"}",
+        "rosetta_eval_rank_distance_macro{benchmark=\"tiny\"}",
+        "rosetta_eval_step{benchmark=\"tiny\"} 3",
         "rosetta_step 4",
         "rosetta_loss 1.7",
         "rosetta_learning_rate",
@@ -325,4 +354,38 @@ async fn a_failed_generation_restarts_and_stale_workers_are_stopped() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     job.check_heartbeats();
     assert!(matches!(job.progress().phase, Phase::Failed(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elastic_job_starts_with_fewer_workers_after_the_rendezvous_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = job_config(dir.path(), 30.0);
+    config.rendezvous_timeout_secs = 0.5;
+    config.elastic.min_workers = Some(1);
+    let job = Job::new(config, "run: config".into(), Scheduler::new(schedule(), index()).unwrap(), false).unwrap();
+    let address = serve(job.clone()).await;
+    let mut c = client(&address).await;
+    let w0 = c.register(authed(register_request(1001))).await.unwrap().into_inner();
+    // One of two workers came: after the timeout the generation forms with it alone.
+    let r0 = c.rendezvous(authed(RendezvousRequest { worker_id: w0.worker_id.clone() })).await.unwrap().into_inner();
+    assert_eq!((r0.rank, r0.world_size), (0, 1));
+    assert_eq!(job.progress().phase, Phase::Running);
+    // The whole global batch goes to the one rank.
+    let plan = c
+        .get_plan(authed(GetPlanRequest { worker_id: w0.worker_id.clone(), generation: r0.generation, step: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(plan.examples.len(), 10, "{plan:?}");
+
+    // Without elasticity the same situation fails the job, naming what it waited for.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = job_config(dir.path(), 30.0);
+    config.rendezvous_timeout_secs = 0.5;
+    let job = Job::new(config, "run: config".into(), Scheduler::new(schedule(), index()).unwrap(), false).unwrap();
+    let address = serve(job.clone()).await;
+    let mut c = client(&address).await;
+    let w0 = c.register(authed(register_request(1001))).await.unwrap().into_inner();
+    let err = c.rendezvous(authed(RendezvousRequest { worker_id: w0.worker_id })).await.unwrap_err();
+    assert!(err.message().contains("for 2 workers; 1 registered"), "{err:?}");
 }

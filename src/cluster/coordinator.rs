@@ -28,6 +28,7 @@ pub async fn start(
     listen: SocketAddr,
     token: String,
     resume: bool,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> anyhow::Result<RunningCoordinator> {
     let (_, job_config) = config.training_sections()?;
     let job_config = job_config.clone();
@@ -45,10 +46,13 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let grpc_address = listener.local_addr()?;
     let service = CoordinatorService::new(job.clone()).into_server(token);
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).context("TLS configuration of the gRPC server")?;
+    }
     tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        if let Err(error) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
-        {
+        if let Err(error) = server.add_service(service).serve_with_incoming(incoming).await {
             tracing::error!(%error, "grpc server stopped");
         }
     });
@@ -61,4 +65,17 @@ pub async fn start(
     });
     tracing::info!(%grpc_address, %metrics_address, "coordinator listening");
     Ok(RunningCoordinator { job, grpc_address, metrics_address })
+}
+
+/// The server TLS identity from a PEM certificate (chain) and private key.
+pub fn server_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let cert_pem = std::fs::read(cert).with_context(|| format!("reading --tls-cert {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
+    if !String::from_utf8_lossy(&cert_pem).contains("BEGIN CERTIFICATE") {
+        anyhow::bail!("--tls-cert {}: not a PEM certificate", cert.display());
+    }
+    if !String::from_utf8_lossy(&key_pem).contains("PRIVATE KEY") {
+        anyhow::bail!("--tls-key {}: not a PEM private key", key.display());
+    }
+    Ok(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert_pem, key_pem)))
 }

@@ -45,6 +45,13 @@ pub struct WorkerArgs {
     /// among its local workers).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// PEM certificate of the authority that signed the coordinator's TLS certificate (with an
+    /// `https://` coordinator address).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Server name to verify in the coordinator's certificate [default: the address's host].
+    #[arg(long, requires = "tls_ca")]
+    pub tls_domain: Option<String>,
 }
 
 type Client = CoordinatorClient<InterceptedService<Channel, Auth>>;
@@ -60,14 +67,52 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
-/// Connects to the coordinator with the token.
-pub async fn connect(address: &str, token: &str) -> anyhow::Result<Client> {
-    let channel = Channel::from_shared(address.to_string())
+/// Trust settings for a TLS connection to the coordinator.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// PEM of the certificate authority.
+    pub ca_pem: Vec<u8>,
+    /// Name to verify (default: the address's host).
+    pub domain: Option<String>,
+}
+
+impl ClientTls {
+    /// Reads `--tls-ca` (and `--tls-domain`) when given.
+    pub fn from_args(ca: Option<&std::path::Path>, domain: Option<&str>) -> anyhow::Result<Option<Self>> {
+        let Some(ca) = ca else { return Ok(None) };
+        let ca_pem = std::fs::read(ca).with_context(|| format!("reading --tls-ca {}", ca.display()))?;
+        if !String::from_utf8_lossy(&ca_pem).contains("BEGIN CERTIFICATE") {
+            anyhow::bail!("--tls-ca {}: not a PEM certificate", ca.display());
+        }
+        Ok(Some(Self { ca_pem, domain: domain.map(str::to_string) }))
+    }
+}
+
+/// Connects to the coordinator with the token (over TLS when `tls` is given).
+pub async fn connect(address: &str, token: &str, tls: Option<&ClientTls>) -> anyhow::Result<Client> {
+    let mut endpoint = Channel::from_shared(address.to_string())
         .with_context(|| format!("coordinator address {address:?}"))?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the coordinator at {address}"))?;
+        .connect_timeout(Duration::from_secs(10));
+    match tls {
+        Some(tls) => {
+            if !address.starts_with("https://") {
+                anyhow::bail!("--tls-ca needs an https:// coordinator address, got {address:?}");
+            }
+            let mut config = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem));
+            if let Some(domain) = &tls.domain {
+                config = config.domain_name(domain.clone());
+            }
+            endpoint = endpoint.tls_config(config).context("TLS configuration of the coordinator connection")?;
+        }
+        None if address.starts_with("https://") => {
+            anyhow::bail!(
+                "an https:// coordinator address needs --tls-ca (the certificate that signed the coordinator's)"
+            );
+        }
+        None => {}
+    }
+    let channel = endpoint.connect().await.with_context(|| format!("connecting to the coordinator at {address}"))?;
     let value: MetadataValue<_> = format!("Bearer {token}").parse().context("token is not valid header text")?;
     Ok(CoordinatorClient::with_interceptor(channel, Auth(value)))
 }
@@ -86,7 +131,8 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(&args.ring_listen).with_context(|| format!("binding the ring port {}", args.ring_listen))?;
     let ring_address = listener.local_addr()?;
-    let mut client = runtime.block_on(connect(&args.coordinator, &token))?;
+    let tls = ClientTls::from_args(args.tls_ca.as_deref(), args.tls_domain.as_deref())?;
+    let mut client = runtime.block_on(connect(&args.coordinator, &token, tls.as_ref()))?;
     let host = args.host.clone().unwrap_or_else(|| ring_address.ip().to_string());
     let registered = runtime
         .block_on(client.register(RegisterRequest {
@@ -146,8 +192,17 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs_f64(job.heartbeat_timeout_secs.max(1.0) * 6.0);
     let outcome = (|| -> anyhow::Result<()> {
         let ring = TcpRing::connect(rank, listener, peers, timeout)?;
+        // CUDA: NCCL carries the tensors; the ring stays for the bootstrap and barriers.
+        let nccl = match device {
+            tch::Device::Cuda(_) => Some(nccl_over_ring(&ring, rank, world as usize, device, timeout)?),
+            _ => None,
+        };
+        let collective: &dyn Collective = match &nccl {
+            Some(nccl) => nccl,
+            None => &ring,
+        };
         if rendezvous.checkpoint_path.is_empty() {
-            trainer.broadcast_parameters(&ring)?;
+            trainer.broadcast_parameters(collective)?;
         } else {
             trainer.load_checkpoint(std::path::Path::new(&rendezvous.checkpoint_path))?;
             ring.barrier()?;
@@ -171,7 +226,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 rosetta_datasets::rng::mix_seed(&[config.schedule.seed, step, rank as u64]) as i64 & i64::MAX,
             );
             let started = Instant::now();
-            let outcome = trainer.step(&batch, &ring)?;
+            let outcome = trainer.step(&batch, collective)?;
             let seconds = started.elapsed().as_secs_f64();
             runtime
                 .block_on(client.report_step(ReportStepRequest {
@@ -215,4 +270,31 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             runtime.block_on(client.heartbeat(HeartbeatRequest { worker_id, generation, error: format!("{error:#}") }));
     }
     outcome
+}
+
+/// Joins an NCCL communicator: rank 0 makes the unique id and sends it to every rank over the
+/// already-connected TCP ring (a CPU broadcast of its 128 bytes), then all ranks initialise.
+fn nccl_over_ring(
+    ring: &TcpRing,
+    rank: usize,
+    world: usize,
+    device: tch::Device,
+    timeout: Duration,
+) -> anyhow::Result<rosetta_worker::nccl::NcclCollective> {
+    use rosetta_worker::nccl::{NcclCollective, NcclLibrary, UNIQUE_ID_BYTES, UniqueId};
+    let library = Arc::new(NcclLibrary::load(None).context("NCCL for CUDA training (set ROSETTA_NCCL_LIB)")?);
+    let mut bytes = [0u8; UNIQUE_ID_BYTES];
+    if rank == 0 {
+        bytes = library.unique_id()?.0;
+    }
+    // Bytes travel as exact small floats (the ring reduces and broadcasts float tensors).
+    let values: Vec<f32> = bytes.iter().map(|&b| f32::from(b)).collect();
+    let mut tensor = tch::Tensor::from_slice(&values);
+    ring.broadcast(&mut tensor, 0).context("sending the NCCL unique id over the ring")?;
+    let received = Vec::<f32>::try_from(&tensor)?;
+    for (byte, value) in bytes.iter_mut().zip(received) {
+        *byte = value as u8;
+    }
+    tracing::info!(rank, world, version = library.version()?, "joining the NCCL communicator");
+    Ok(NcclCollective::new(library, UniqueId(bytes), rank, world, device, timeout)?)
 }
