@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo test bench-data bench-train bench-plan bench-collectives lint
+.PHONY: setup demo test bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval lint
 
 setup:
 	@scripts/setup.sh
@@ -44,3 +44,13 @@ bench-plan:
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## Evaluation benchmark: exact ranks + metrics on a pooled 13k x 13k benchmark, Rosetta vs numpy.
+bench-eval: setup
+	cargo build --release -p rosetta-eval --example eval_bench
+	bench/eval
+
+## End-to-end 2-worker training throughput: rosetta train vs PyTorch DDP (gloo), same batches.
+bench-cluster: setup
+	cargo build --release --bin rosetta
+	bench/cluster-train

@@ -14,7 +14,7 @@ use rosetta_datasets::embeddings::{Embeddings, write_embeddings};
 use rosetta_eval::output::{write_report, write_trec};
 use rosetta_eval::rank::{ShardEngine, merge_counts, merge_thresholds};
 use rosetta_eval::report::EvalReport;
-use rosetta_eval::task::EvalTask;
+use rosetta_eval::task::{EvalTask, aligned_range};
 use rosetta_eval::wire;
 use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 
@@ -56,6 +56,16 @@ pub struct EvalArgs {
     /// Print only the report paths.
     #[arg(long)]
     pub quiet: bool,
+    /// Also send each report to this coordinator (e.g. `http://HOST:50051`), which exports it
+    /// as `rosetta_eval_*` on its Prometheus endpoint.
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Token file for `--coordinator` (default: `$ROSETTA_TOKEN`).
+    #[arg(long, requires = "coordinator")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate for an `https://` `--coordinator`.
+    #[arg(long, requires = "coordinator")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// One shard of an evaluation (started by `rosetta eval`; speaks the binary protocol of
@@ -204,6 +214,9 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Vec<PathBuf>> {
         if depth > 0 {
             write_trec(&dir.join("trec"), &task, &ranking, depth)?;
         }
+        if let Some(address) = &args.coordinator {
+            send_report(address, args, &report)?;
+        }
         if !args.quiet {
             eprintln!("{}", summary_line(&report));
             eprintln!("evaluated in {:.1}s; report in {}", started.elapsed().as_secs_f64(), dir.display());
@@ -211,6 +224,22 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Vec<PathBuf>> {
         written.push(dir);
     }
     Ok(written)
+}
+
+/// Sends a report to a coordinator's `ReportEvaluation`.
+fn send_report(address: &str, args: &EvalArgs, report: &EvalReport) -> anyhow::Result<()> {
+    let token = crate::cluster::read_token(args.token_file.as_deref())?;
+    let tls = crate::cluster::worker::ClientTls::from_args(args.tls_ca.as_deref(), None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut client = crate::cluster::worker::connect(address, &token, tls.as_ref()).await?;
+        let report_json = serde_json::to_string(report)?;
+        client
+            .report_evaluation(rosetta_proto::v1::ReportEvaluationRequest { report_json })
+            .await
+            .map_err(|s| anyhow::anyhow!("sending the report to {address}: {} ({:?})", s.message(), s.code()))?;
+        anyhow::Ok(())
+    })
 }
 
 /// One line with the headline numbers of a report.
@@ -285,6 +314,20 @@ fn drive(task: &EvalTask, children: &mut [Child], depth: usize) -> anyhow::Resul
         .iter_mut()
         .map(|c| c.stdout.take().map(BufReader::new).context("worker stdout"))
         .collect::<anyhow::Result<_>>()?;
+    // Round 0: each worker encoded its share of the queries; every worker gets them all.
+    let mut queries = Vec::new();
+    for (shard, reader) in readers.iter_mut().enumerate() {
+        let peer = format!("evaluation worker {shard}");
+        queries.extend(
+            wire::receive_query_vectors(reader, &peer)
+                .with_context(|| format!("{peer} ended early (see its error above)"))?,
+        );
+    }
+    for (shard, child) in children.iter_mut().enumerate() {
+        let stdin = child.stdin.as_mut().context("worker stdin")?;
+        wire::send_query_vectors(&mut BufWriter::new(stdin), &queries)
+            .with_context(|| format!("sending query embeddings to evaluation worker {shard}"))?;
+    }
     let mut thresholds = Vec::with_capacity(children.len());
     for (shard, reader) in readers.iter_mut().enumerate() {
         let peer = format!("evaluation worker {shard}");
@@ -309,7 +352,7 @@ fn drive(task: &EvalTask, children: &mut [Child], depth: usize) -> anyhow::Resul
     Ok(merge_counts(task, &counts, depth)?)
 }
 
-/// Runs one shard: encode, round 1, round 2.
+/// Runs one shard: encode its share of the queries (round 0), its corpus shard, round 1, round 2.
 pub fn run_shard(args: EvalShardArgs) -> anyhow::Result<()> {
     tch::set_num_threads(args.threads.max(1) as i32);
     let started = Instant::now();
@@ -317,13 +360,25 @@ pub fn run_shard(args: EvalShardArgs) -> anyhow::Result<()> {
     let task = EvalTask::from_benchmark(&benchmark)?;
     let device = rosetta_worker::device::parse_device(&args.device)?;
     let model = load_model(&resolve_model(&args.model)?, device)?;
-    let range = task.shard_range(args.shard, args.shards.max(1));
+    // Shard boundaries on multiples of the batch size: every text is encoded in the same batch
+    // whatever the number of workers, so 1 and N workers give the same embeddings.
+    let shards = args.shards.max(1);
+    let query_range = aligned_range(task.num_queries(), args.shard, shards, args.batch_size);
+    let range = aligned_range(task.num_docs(), args.shard, shards, args.batch_size);
     let settings = model.settings().clone();
-    let queries: Vec<&str> = benchmark.queries.iter().map(|q| q.text.as_str()).collect();
-    let docs: Vec<&str> = benchmark.corpus[range.clone()].iter().map(|d| d.text.as_str()).collect();
-    let query_vectors = to_vec(&model.encode(&queries, &settings.query_prefix, args.batch_size)?)?;
-    let doc_vectors = to_vec(&model.encode(&docs, &settings.passage_prefix, args.batch_size)?)?;
     let dim = model.embedding_width() as usize;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut input = BufReader::new(std::io::stdin().lock());
+    let queries: Vec<&str> = benchmark.queries[query_range].iter().map(|q| q.text.as_str()).collect();
+    let own_queries = to_vec(&model.encode(&queries, &settings.query_prefix, args.batch_size)?)?;
+    wire::send_query_vectors(&mut out, &own_queries).context("sending query embeddings")?;
+    let query_vectors = wire::receive_query_vectors(&mut input, "rosetta eval")?;
+    if query_vectors.len() != task.num_queries() * dim {
+        bail!("received {} query values, expected {} × {dim}", query_vectors.len(), task.num_queries());
+    }
+    let docs: Vec<&str> = benchmark.corpus[range.clone()].iter().map(|d| d.text.as_str()).collect();
+    let doc_vectors = to_vec(&model.encode(&docs, &settings.passage_prefix, args.batch_size)?)?;
     tracing::info!(
         shard = args.shard,
         queries = queries.len(),
@@ -347,13 +402,10 @@ pub fn run_shard(args: EvalShardArgs) -> anyhow::Result<()> {
             dim,
             values: doc_vectors.clone(),
         };
-        write_embeddings(&dir.join(format!("corpus-{:05}-of-{:05}.parquet", args.shard, args.shards)), &rows)?;
+        write_embeddings(&dir.join(format!("corpus-{:05}-of-{:05}.parquet", args.shard, shards)), &rows)?;
     }
     let engine = ShardEngine::new(&task, &query_vectors, &doc_vectors, dim, range)?;
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
     wire::send_thresholds(&mut out, &engine.thresholds()).context("sending thresholds")?;
-    let mut input = BufReader::new(std::io::stdin().lock());
     let scores = wire::receive_scores(&mut input, "rosetta eval")?;
     let counts = engine.count(&scores, args.depth)?;
     wire::send_counts(&mut out, &counts).context("sending counts")?;

@@ -1,10 +1,12 @@
 //! `rosetta schedule preview`: the realised mix of a schedule over the run's data.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use rosetta_coordinator::schedule::{BatchKind, PairIndex, Scheduler};
 use serde::Serialize;
@@ -31,6 +33,11 @@ pub struct PreviewArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Also write every planned global batch as a JSON line (`step`, `kind`, `dataset`,
+    /// `examples` as [pair_id, query_lang, passage_lang]) — what peers need to train on the
+    /// very same batches (bench/ddp_train.py).
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
 }
 
 /// What a preview reports.
@@ -68,6 +75,12 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<()> {
     let mut report = Preview { steps: args.steps, ..Preview::default() };
     let mut cursor = scheduler.start();
     let mut dataset_batches: BTreeMap<String, u64> = BTreeMap::new();
+    let mut dump = match &args.dump {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
     let started = Instant::now();
     for step in 0..args.steps {
         let (plan, next) = scheduler.plan(step, &cursor)?;
@@ -77,6 +90,15 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<()> {
             BatchKind::CrossLingual => "cross-lingual",
             BatchKind::MixedMonolingual => "mixed-monolingual",
         };
+        if let Some(out) = dump.as_mut() {
+            let examples: Vec<[&str; 3]> = plan
+                .examples
+                .iter()
+                .map(|e| [e.pair_id.as_str(), e.query_lang.as_str(), e.passage_lang.as_str()])
+                .collect();
+            let line = serde_json::json!({"step": step, "kind": kind, "dataset": plan.dataset, "examples": examples});
+            writeln!(out, "{line}")?;
+        }
         *report.batches_by_kind.entry(kind.to_string()).or_default() += 1;
         *dataset_batches.entry(plan.dataset.clone()).or_default() += 1;
         match plan.kind {
@@ -95,6 +117,9 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<()> {
         }
     }
     report.plans_per_second = args.steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    if let Some(mut out) = dump {
+        out.flush()?;
+    }
     let steps = args.steps.max(1) as f64;
     report.monolingual_fraction = *report.batches_by_kind.get("monolingual").unwrap_or(&0) as f64 / steps;
     report.dataset_share = dataset_batches.into_iter().map(|(d, n)| (d, n as f64 / steps)).collect();

@@ -102,11 +102,60 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
     ok(rosetta(&["export", "--model", run.to_str().unwrap(), "--out", exported.to_str().unwrap()]));
     assert!(exported.join("modules.json").is_file());
     let printed = ok(rosetta(&[
-        "eval", "--model", exported.to_str().unwrap(), "--benchmark", bench.to_str().unwrap(),
-        "--out", root.join("st").to_str().unwrap(), "--quiet", "--trec-depth", "0",
+        "eval",
+        "--model",
+        exported.to_str().unwrap(),
+        "--benchmark",
+        bench.to_str().unwrap(),
+        "--out",
+        root.join("st").to_str().unwrap(),
+        "--quiet",
+        "--trec-depth",
+        "0",
     ]));
     assert!(printed.contains("synth-lareqa"), "{printed}");
     assert_eq!(report(&root.join("st/synth-lareqa")).lareqa, a.lareqa, "exported model and checkpoint disagree");
+
+    // A coordinator (of another job, waiting for workers) receives the report and serves it to Prometheus.
+    let waiting = root.join("waiting.yaml");
+    std::fs::write(
+        &waiting,
+        text.replace("run_dir: runs/r", "run_dir: runs/w\n  metrics_address: 127.0.0.1:0")
+            .replace("steps: 4", "steps: 100"),
+    )
+    .unwrap();
+    let (mut coordinator, grpc, metrics) = common::start_coordinator(&waiting, &[], "tok");
+    let grpc = format!("http://{grpc}");
+    // The standard health service answers without a token.
+    let serving = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let channel = tonic::transport::Channel::from_shared(grpc.clone()).unwrap().connect().await.unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let request = tonic_health::pb::HealthCheckRequest { service: "rosetta.v1.Coordinator".into() };
+        health.check(request).await.unwrap().into_inner().status
+    });
+    assert_eq!(serving, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    let sent = std::process::Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["eval", "--model", exported.to_str().unwrap(), "--benchmark", bench.to_str().unwrap()])
+        .args(["--out", root.join("pushed").to_str().unwrap(), "--quiet", "--trec-depth", "0", "--coordinator", &grpc])
+        .env("ROSETTA_TOKEN", "tok")
+        .output()
+        .unwrap();
+    let scraped = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&metrics).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        body
+    };
+    let _ = coordinator.kill();
+    let _ = coordinator.wait();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    assert!(
+        scraped.contains("rosetta_eval_map{benchmark=\"synth-lareqa\",setting=\"monolingual\",query_lang=\"qaa\",corpus_lang=\"qaa\"}"),
+        "{scraped}"
+    );
+    assert!(scraped.contains("rosetta_eval_rank_distance_macro{benchmark=\"synth-lareqa\"}"), "{scraped}");
 
     // Side by side.
     let table = ok(rosetta(&[

@@ -160,20 +160,8 @@ fn a_worker_with_the_wrong_token_is_refused_and_the_coordinator_survives() {
     let config = setup(dir.path(), 2, 1, false, "auth");
     let token = dir.path().join("token");
     std::fs::write(&token, "right-token\n").unwrap();
-    let mut coordinator = Command::new(env!("CARGO_BIN_EXE_rosetta"))
-        .args(["coordinator", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(["--token-file", token.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let stdout = coordinator.stdout.as_mut().unwrap();
-        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
-    }
-    let address = line.split_whitespace().nth(2).unwrap().trim_end_matches(',').to_string();
+    let (mut coordinator, address, _) =
+        common::start_coordinator(&config, &["--token-file", token.to_str().unwrap()], "unused");
     let wrong = Command::new(env!("CARGO_BIN_EXE_rosetta"))
         .args(["worker", "--coordinator", &format!("http://{address}")])
         .env("ROSETTA_TOKEN", "wrong-token")
@@ -259,21 +247,9 @@ fn workers_reach_a_tls_coordinator_only_with_its_certificate() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
-    let mut coordinator = Command::new(env!("CARGO_BIN_EXE_rosetta"))
-        .args(["coordinator", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()])
-        .env("ROSETTA_TOKEN", "t0ken")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let stdout = coordinator.stdout.as_mut().unwrap();
-        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
-    }
-    let port = line.split_whitespace().nth(2).unwrap().trim_end_matches(',').rsplit(':').next().unwrap().to_string();
+    let tls_args = ["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()];
+    let (mut coordinator, address, _) = common::start_coordinator(&config, &tls_args, "t0ken");
+    let port = address.rsplit(':').next().unwrap().to_string();
     let worker = |address: String, ca: Option<&Path>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rosetta"));
         command.args(["worker", "--coordinator", &address]).env("ROSETTA_TOKEN", "t0ken");

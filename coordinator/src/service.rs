@@ -651,4 +651,19 @@ impl Coordinator for CoordinatorService {
             message,
         }))
     }
+
+    async fn report_evaluation(
+        &self,
+        request: Request<ReportEvaluationRequest>,
+    ) -> Result<Response<ReportEvaluationResponse>, Status> {
+        let text = request.into_inner().report_json;
+        let report: rosetta_eval::report::EvalReport = serde_json::from_str(&text)
+            .map_err(|e| Status::invalid_argument(format!("report_json is not a rosetta-eval report: {e}")))?;
+        if report.benchmark.is_empty() {
+            return Err(Status::invalid_argument("report_json: benchmark name is empty"));
+        }
+        tracing::info!(benchmark = %report.benchmark, step = ?report.step, "evaluation reported");
+        crate::eval_metrics::export_eval_report(&report);
+        Ok(Response::new(ReportEvaluationResponse { benchmark: report.benchmark }))
+    }
 }

@@ -229,8 +229,12 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
     let status = c.job_status(authed(JobStatusRequest {})).await.unwrap().into_inner();
     assert_eq!((status.state.as_str(), status.step, status.last_checkpoint_step), ("finished", 4, 3));
 
-    // Evaluation results reach the same endpoint (as `rosetta train` exports them).
-    rosetta_coordinator::eval_metrics::export_eval_report(&tiny_eval_report());
+    // Evaluation results reach the same endpoint, over the ReportEvaluation RPC.
+    let err = c.report_evaluation(authed(ReportEvaluationRequest { report_json: "{}".into() })).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let report_json = serde_json::to_string(&tiny_eval_report()).unwrap();
+    let recorded = c.report_evaluation(authed(ReportEvaluationRequest { report_json })).await.unwrap().into_inner();
+    assert_eq!(recorded.benchmark, "tiny");
     let metrics = scrape(metrics_address).await;
     for series in [
         "rosetta_eval_map{benchmark=\"tiny\",setting=\"monolingual\",query_lang=\"en\",corpus_lang=\"en\"} 1",

@@ -55,11 +55,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut query_lang, mut doc_lang) = (Vec::new(), Vec::new());
     for lang in 0..LANGUAGES {
         for group in 0..GROUPS {
-            queries.extend(make(group, lang, 0.5));
+            queries.extend(make(group, lang, 0.8));
             query_lang.push(lang as u16);
         }
         for group in 0..GROUPS {
-            docs.extend(make(group, lang, 0.5));
+            docs.extend(make(group, lang, 0.8));
             doc_lang.push(lang as u16);
         }
     }

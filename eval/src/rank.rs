@@ -100,13 +100,7 @@ impl<'a> ShardEngine<'a> {
                 _ => segments.push((lang, row..row + 1)),
             }
         }
-        let mut pair_offsets = Vec::with_capacity(task.num_queries() + 1);
-        let mut total = 0;
-        for list in &task.relevant {
-            pair_offsets.push(total);
-            total += list.len();
-        }
-        pair_offsets.push(total);
+        let pair_offsets = task.pair_offsets();
         Ok(Self { task, queries, dim, docs: grouped, order, segments, grouped_row, range, pair_offsets })
     }
 

@@ -185,21 +185,9 @@ pub const METRICS: &[(&str, bool)] = &[
     ("map", true),
 ];
 
-/// First relevant-pair index of every query.
-fn pair_offsets(task: &EvalTask) -> Vec<usize> {
-    let mut offsets = Vec::with_capacity(task.num_queries() + 1);
-    let mut total = 0;
-    for list in &task.relevant {
-        offsets.push(total);
-        total += list.len();
-    }
-    offsets.push(total);
-    offsets
-}
-
 fn lareqa_results(task: &EvalTask, ranking: &Ranking) -> LareqaResults {
     let languages = task.languages.len();
-    let offsets = pair_offsets(task);
+    let offsets = task.pair_offsets();
     // Per (query language, corpus language): AP and R@1 of each evaluated query, and skips.
     let mut ap = vec![Vec::new(); languages * languages];
     let mut r1 = vec![Vec::new(); languages * languages];
@@ -300,7 +288,7 @@ fn lareqa_results(task: &EvalTask, ranking: &Ranking) -> LareqaResults {
 
 fn qrels_results(task: &EvalTask, ranking: &Ranking) -> QrelsResults {
     let languages = task.languages.len();
-    let offsets = pair_offsets(task);
+    let offsets = task.pair_offsets();
     let mut ndcg = vec![Vec::new(); languages];
     let mut recall = vec![Vec::new(); languages];
     let mut ap = vec![Vec::new(); languages];

@@ -113,6 +113,18 @@ impl EvalTask {
         self.relevant.iter().enumerate().flat_map(|(q, list)| list.iter().map(move |r| (q, *r)))
     }
 
+    /// Index of each query's first relevant pair, plus the total at the end (`num_queries + 1` entries).
+    pub fn pair_offsets(&self) -> Vec<usize> {
+        let mut offsets = Vec::with_capacity(self.num_queries() + 1);
+        let mut total = 0;
+        for list in &self.relevant {
+            offsets.push(total);
+            total += list.len();
+        }
+        offsets.push(total);
+        offsets
+    }
+
     /// Total number of (query, relevant) pairs.
     pub fn num_relevant_pairs(&self) -> usize {
         self.relevant.iter().map(Vec::len).sum()
@@ -120,7 +132,38 @@ impl EvalTask {
 
     /// The contiguous corpus range of shard `index` of `count` (balanced by candidates).
     pub fn shard_range(&self, index: usize, count: usize) -> std::ops::Range<usize> {
-        let n = self.num_docs();
-        (n * index / count)..(n * (index + 1) / count)
+        aligned_range(self.num_docs(), index, count, 1)
+    }
+}
+
+/// Part `index` of `count` contiguous parts of `0..len`, balanced, with inner boundaries on
+/// multiples of `align` (so that encoding batches are the same whatever the number of parts).
+pub fn aligned_range(len: usize, index: usize, count: usize, align: usize) -> std::ops::Range<usize> {
+    let align = align.max(1);
+    let count = count.max(1);
+    let boundary = |i: usize| if i >= count { len } else { ((len * i / count) / align * align).min(len) };
+    boundary(index)..boundary(index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned_range;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn aligned_parts_partition_the_range(len in 0usize..5000, count in 1usize..9, align in 1usize..130) {
+            let mut next = 0;
+            for index in 0..count {
+                let part = aligned_range(len, index, count, align);
+                prop_assert_eq!(part.start, next);
+                prop_assert!(part.start <= part.end);
+                if index + 1 < count {
+                    prop_assert_eq!(part.end % align, 0);
+                }
+                next = part.end;
+            }
+            prop_assert_eq!(next, len);
+        }
     }
 }

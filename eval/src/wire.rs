@@ -9,6 +9,7 @@ use crate::rank::{Hit, ShardCounts, ShardThresholds};
 const THRESHOLDS: u8 = 1;
 const COUNTS: u8 = 2;
 const SCORES: u8 = 3;
+const QUERY_VECTORS: u8 = 4;
 
 fn io(peer: &str, e: std::io::Error) -> EvalError {
     EvalError::invalid(peer, format!("pipe: {e}"))
@@ -90,20 +91,38 @@ pub fn receive_thresholds(input: &mut impl Read, peer: &str) -> Result<ShardThre
     Ok(ShardThresholds { scores })
 }
 
+fn send_floats(out: &mut impl Write, tag: u8, values: &[f32]) -> std::io::Result<()> {
+    let mut body = Vec::with_capacity(8 + values.len() * 4);
+    put_u64(&mut body, values.len() as u64);
+    values.iter().for_each(|s| body.extend_from_slice(&s.to_le_bytes()));
+    send(out, tag, &body)
+}
+
+fn receive_floats(input: &mut impl Read, tag: u8, peer: &str) -> Result<Vec<f32>> {
+    let bytes = receive(input, tag, peer)?;
+    let mut body = Body { bytes: &bytes, peer };
+    let n = body.len(bytes.len() / 4)?;
+    (0..n).map(|_| body.f32()).collect()
+}
+
 /// Sends every relevant pair's score (the merged thresholds) to a shard.
 pub fn send_scores(out: &mut impl Write, scores: &[f32]) -> std::io::Result<()> {
-    let mut body = Vec::with_capacity(8 + scores.len() * 4);
-    put_u64(&mut body, scores.len() as u64);
-    scores.iter().for_each(|s| body.extend_from_slice(&s.to_le_bytes()));
-    send(out, SCORES, &body)
+    send_floats(out, SCORES, scores)
 }
 
 /// Receives the merged thresholds.
 pub fn receive_scores(input: &mut impl Read, peer: &str) -> Result<Vec<f32>> {
-    let bytes = receive(input, SCORES, peer)?;
-    let mut body = Body { bytes: &bytes, peer };
-    let n = body.len(bytes.len() / 4)?;
-    (0..n).map(|_| body.f32()).collect()
+    receive_floats(input, SCORES, peer)
+}
+
+/// Sends query embeddings (row-major): a worker's share, or every query's.
+pub fn send_query_vectors(out: &mut impl Write, values: &[f32]) -> std::io::Result<()> {
+    send_floats(out, QUERY_VECTORS, values)
+}
+
+/// Receives query embeddings.
+pub fn receive_query_vectors(input: &mut impl Read, peer: &str) -> Result<Vec<f32>> {
+    receive_floats(input, QUERY_VECTORS, peer)
 }
 
 /// Sends round 2 of a shard.

@@ -46,13 +46,17 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let grpc_address = listener.local_addr()?;
     let service = CoordinatorService::new(job.clone()).into_server(token);
+    // grpc.health.v1 for load balancers and probes (no token needed to ask whether we serve).
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("rosetta.v1.Coordinator", tonic_health::ServingStatus::Serving).await;
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         server = server.tls_config(tls).context("TLS configuration of the gRPC server")?;
     }
     tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        if let Err(error) = server.add_service(service).serve_with_incoming(incoming).await {
+        if let Err(error) = server.add_service(health_service).add_service(service).serve_with_incoming(incoming).await
+        {
             tracing::error!(%error, "grpc server stopped");
         }
     });

@@ -28,3 +28,25 @@ pub fn synth_small(out: &Path, train_people: usize, mono_people: usize, vocab_si
     ]);
     assert!(out.status.success(), "data synth failed: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Starts `rosetta coordinator` with `args` and `ROSETTA_TOKEN=token`; returns the process, its
+/// gRPC address (`host:port`) and its metrics address, read from its first line of output.
+pub fn start_coordinator(config: &Path, args: &[&str], token: &str) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["coordinator", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("ROSETTA_TOKEN", token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("rosetta coordinator starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    // "coordinator on ADDR, metrics on http://ADDR/metrics"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert!(words.len() >= 6, "unexpected first line of the coordinator: {line:?}");
+    let grpc = words[2].trim_end_matches(',').to_string();
+    let metrics = words[5].trim_start_matches("http://").trim_end_matches("/metrics").to_string();
+    (child, grpc, metrics)
+}

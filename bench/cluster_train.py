@@ -1,0 +1,121 @@
+"""End-to-end 2-worker training throughput (issue 5): `rosetta train` (coordinator + 2 worker
+processes, TCP ring) next to a PyTorch DistributedDataParallel script on the gloo backend, with
+the same XLM-R-shaped encoder (6 layers, 384 wide, passages cut at 128 tokens), the very same
+global batches (dumped from Rosetta's hybrid schedule by `rosetta schedule preview --dump`), cut
+into the same per-rank halves, the same InfoNCE over the global batch (embeddings all-gathered
+with gradients) and AdamW with clipping. Each side runs N and 2N steps from launch to exit; the
+throughput is N x batch / (time(2N) - time(N)), so start-up costs cancel out.
+
+usage: cluster_train.py --rosetta BIN [--steps N] [--batch 32] [--workers 2]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pyarrow.parquet as pq
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_step import build_model  # noqa: E402  (the same model builder as bench-train)
+
+
+def ddp_worker(rank, world, st_dir, train, plan_path, steps, port):
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    rows = {}
+    for r in pq.read_table(train, columns=["dataset", "pair_id", "lang", "query", "positive"]).to_pylist():
+        rows[(r["dataset"], r["pair_id"], r["lang"])] = r
+    with open(plan_path) as f:
+        plans = [json.loads(line) for line in f][:steps]
+    model = SentenceTransformer(st_dir, device="cpu", local_files_only=True)
+    model.train()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    decay = [p for n, p in model.named_parameters() if not (n.endswith(".bias") or "LayerNorm" in n)]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith(".bias") or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=3e-5)
+    for plan in plans:
+        examples = plan["examples"]
+        lo, hi = len(examples) * rank // world, len(examples) * (rank + 1) // world
+        mine = examples[lo:hi]
+        queries = [rows[(plan["dataset"], pid, ql)]["query"] for pid, ql, _ in mine]
+        passages = [rows[(plan["dataset"], pid, pl)]["positive"] for pid, _, pl in mine]
+        # One forward per step (DDP expects each parameter used once before backward).
+        both = ddp(model.tokenize(queries + passages))["sentence_embedding"]
+        q, p = both[: len(queries)], both[len(queries):]
+        all_q = torch.cat(torch.distributed.nn.functional.all_gather(q))
+        all_p = torch.cat(torch.distributed.nn.functional.all_gather(p))
+        logits = all_q @ all_p.T * 20.0
+        loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(all_q)))
+        # Every rank holds the whole loss; DDP averages gradients, which equals the global gradient.
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    dist.destroy_process_group()
+
+
+def run_ddp(st_dir, train, plan_path, steps, world):
+    port = 29500 + os.getpid() % 1000
+    started = time.perf_counter()
+    mp.spawn(ddp_worker, args=(world, st_dir, train, plan_path, steps, port), nprocs=world, join=True)
+    return time.perf_counter() - started
+
+
+def run_rosetta(rosetta, work, st_dir, steps, batch, world, name):
+    config = os.path.join(work, f"{name}.yaml")
+    with open(config, "w") as f:
+        f.write(
+            "data:\n  train: [data/train.parquet]\n"
+            f"schedule:\n  strategy: hybrid\n  alpha: 0.5\n  global_batch_size: {batch}\n  seed: 7\n"
+            f"model:\n  path: {st_dir}\n  max_seq_length: 128\n"
+            "training:\n  hard_negatives: 0\n  optimizer:\n    lr: 3.0e-5\n  loss:\n    temperature: 0.05\n"
+            f"job:\n  steps: {steps}\n  workers: {world}\n  checkpoint_every: {steps}\n  run_dir: runs/{name}\n"
+        )
+    started = time.perf_counter()
+    subprocess.run([rosetta, "train", "--config", config, "--quiet"], check=True, capture_output=True, cwd=work)
+    return time.perf_counter() - started, config
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rosetta", required=True)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rosetta-cluster-bench-") as work:
+        subprocess.run([args.rosetta, "data", "synth", "--out", os.path.join(work, "data"), "--mono-people", "0"],
+                       check=True, capture_output=True)
+        st_dir = build_model(work, os.path.join(work, "data", "tokenizer.json"))
+        train = os.path.join(work, "data", "train.parquet")
+        results = {}
+        for steps in (args.steps, 2 * args.steps):
+            seconds, config = run_rosetta(args.rosetta, work, st_dir, steps, args.batch, args.workers, f"r{steps}")
+            plan = os.path.join(work, f"plan{steps}.jsonl")
+            subprocess.run([args.rosetta, "schedule", "preview", "--config", config, "--steps", str(steps),
+                            "--dump", plan], check=True, capture_output=True)
+            results[("rosetta", steps)] = seconds
+            results[("ddp", steps)] = run_ddp(st_dir, train, plan, steps, args.workers)
+    n = args.steps * args.batch
+    ours = n / (results[("rosetta", 2 * args.steps)] - results[("rosetta", args.steps)])
+    theirs = n / (results[("ddp", 2 * args.steps)] - results[("ddp", args.steps)])
+    print(f"2-worker training, XLM-R-shaped 6x384, global batch {args.batch}, {args.steps} vs {2 * args.steps} steps, "
+          f"{os.cpu_count()} cores")
+    for impl in ("rosetta", "ddp"):
+        print(f"  {impl:<8}: {results[(impl, args.steps)]:6.1f} s / {results[(impl, 2 * args.steps)]:6.1f} s  "
+              f"-> {ours if impl == 'rosetta' else theirs:6.2f} samples/s")
+    print(f"  ratio   : {ours / theirs:.2f}x (rosetta / pytorch DDP gloo)")
+
+
+if __name__ == "__main__":
+    main()
