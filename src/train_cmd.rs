@@ -127,9 +127,18 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let first_step = running.job.progress().steps_done;
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last_printed = (u64::MAX, Instant::now());
+    // Steady-state speed: timed from the moment the first two steps of this launch are done.
+    let mut warm: Option<(Instant, u64)> = None;
+    let (mut seen_steps, mut last_step_at) = (first_step, Instant::now());
     let verdict = loop {
         runtime.block_on(running.job.wait_change(Duration::from_millis(500)));
         let progress = running.job.progress();
+        if progress.steps_done > seen_steps {
+            (seen_steps, last_step_at) = (progress.steps_done, Instant::now());
+        }
+        if warm.is_none() && progress.steps_done >= first_step + 2 {
+            warm = Some((Instant::now(), progress.steps_done));
+        }
         if !args.quiet && progress.steps_done > first_step {
             if terminal {
                 eprint!("\r{}", render(&progress, started, first_step));
@@ -184,6 +193,11 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let progress = running.job.progress();
     verdict?;
+    if let Some((since, steps)) = warm.filter(|(_, steps)| progress.steps_done > *steps) {
+        let per_step = last_step_at.duration_since(since).as_secs_f64() / (progress.steps_done - steps) as f64;
+        let batch = config.schedule.global_batch_size as f64;
+        println!("steady state: {per_step:.3} s/step, {:.1} examples/s (after the first 2 steps)", batch / per_step);
+    }
     let evaluated = match evaluator.as_mut() {
         Some(evaluator) => evaluator.finish(progress.last_checkpoint)?,
         None => None,
