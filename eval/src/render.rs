@@ -153,16 +153,18 @@ pub fn heatmap_svg(r: &LareqaResults, title: &str) -> String {
     let languages = matrix_languages(r);
     let cell = 44.0;
     let left = 60.0;
-    let top = 60.0;
+    let top = 84.0;
     let size = languages.len() as f64 * cell;
+    // Wide enough for the title (about 8 px a character at 14 px).
+    let width = (left + size + 20.0).max(20.0 + 8.0 * title.chars().count() as f64);
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#,
-        w = left + size + 20.0,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}" font-family="sans-serif" font-size="12">"#,
         h = top + size + 40.0
     );
-    let _ = write!(svg, r#"<text x="{left}" y="20" font-size="14">{}</text>"#, escape(title));
+    let _ = write!(svg, r#"<text x="10" y="20" font-size="14">{}</text>"#, escape(title));
+    svg.push_str(r##"<text x="10" y="38" font-size="11" fill="#555555">cells: mAP × 100</text>"##);
     let _ = write!(
         svg,
         r#"<text x="{}" y="{}" text-anchor="middle">corpus language</text>"#,
