@@ -309,46 +309,50 @@ fn run_shards(
     outcome
 }
 
+type Reader = BufReader<std::process::ChildStdout>;
+
+/// One message from every worker, in rank order.
+fn from_each<T>(
+    readers: &mut [Reader],
+    receive: impl Fn(&mut Reader, &str) -> rosetta_eval::Result<T>,
+) -> anyhow::Result<Vec<T>> {
+    readers
+        .iter_mut()
+        .enumerate()
+        .map(|(shard, reader)| {
+            let peer = format!("evaluation worker {shard}");
+            receive(reader, &peer).with_context(|| format!("{peer} ended early (see its error above)"))
+        })
+        .collect()
+}
+
+/// The same message to every worker.
+fn to_each(
+    children: &mut [Child],
+    what: &str,
+    send: impl Fn(&mut BufWriter<&mut std::process::ChildStdin>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    for (shard, child) in children.iter_mut().enumerate() {
+        let stdin = child.stdin.as_mut().context("worker stdin")?;
+        send(&mut BufWriter::new(stdin)).with_context(|| format!("sending {what} to evaluation worker {shard}"))?;
+    }
+    Ok(())
+}
+
 fn drive(task: &EvalTask, children: &mut [Child], depth: usize) -> anyhow::Result<rosetta_eval::rank::Ranking> {
-    let mut readers: Vec<BufReader<std::process::ChildStdout>> = children
+    let mut readers: Vec<Reader> = children
         .iter_mut()
         .map(|c| c.stdout.take().map(BufReader::new).context("worker stdout"))
         .collect::<anyhow::Result<_>>()?;
     // Round 0: each worker encoded its share of the queries; every worker gets them all.
-    let mut queries = Vec::new();
-    for (shard, reader) in readers.iter_mut().enumerate() {
-        let peer = format!("evaluation worker {shard}");
-        queries.extend(
-            wire::receive_query_vectors(reader, &peer)
-                .with_context(|| format!("{peer} ended early (see its error above)"))?,
-        );
-    }
-    for (shard, child) in children.iter_mut().enumerate() {
-        let stdin = child.stdin.as_mut().context("worker stdin")?;
-        wire::send_query_vectors(&mut BufWriter::new(stdin), &queries)
-            .with_context(|| format!("sending query embeddings to evaluation worker {shard}"))?;
-    }
-    let mut thresholds = Vec::with_capacity(children.len());
-    for (shard, reader) in readers.iter_mut().enumerate() {
-        let peer = format!("evaluation worker {shard}");
-        thresholds.push(
-            wire::receive_thresholds(reader, &peer)
-                .with_context(|| format!("{peer} ended early (see its error above)"))?,
-        );
-    }
+    let queries = from_each(&mut readers, wire::receive_query_vectors)?.concat();
+    to_each(children, "query embeddings", |w| wire::send_query_vectors(w, &queries))?;
+    // Round 1: scores of the relevant candidates each shard holds.
+    let thresholds = from_each(&mut readers, wire::receive_thresholds)?;
     let scores = merge_thresholds(task, &thresholds)?;
-    for (shard, child) in children.iter_mut().enumerate() {
-        let stdin = child.stdin.as_mut().context("worker stdin")?;
-        wire::send_scores(&mut BufWriter::new(stdin), &scores)
-            .with_context(|| format!("sending scores to evaluation worker {shard}"))?;
-    }
-    let mut counts = Vec::with_capacity(children.len());
-    for (shard, reader) in readers.iter_mut().enumerate() {
-        let peer = format!("evaluation worker {shard}");
-        counts.push(
-            wire::receive_counts(reader, &peer).with_context(|| format!("{peer} ended early (see its error above)"))?,
-        );
-    }
+    to_each(children, "scores", |w| wire::send_scores(w, &scores))?;
+    // Round 2: beaters per relevant candidate and language.
+    let counts = from_each(&mut readers, wire::receive_counts)?;
     Ok(merge_counts(task, &counts, depth)?)
 }
 
