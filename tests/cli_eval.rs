@@ -39,7 +39,7 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
          schedule:\n  strategy: hybrid\n  alpha: 0.5\n  global_batch_size: 12\n  seed: 3\n\
          model:\n  preset: small\n  tokenizer: data/tokenizer.json\n  max_seq_length: 24\n  layers: 1\n  hidden_size: 32\n  heads: 4\n  intermediate_size: 64\n\
          job:\n  steps: 4\n  workers: 1\n  checkpoint_every: 2\n  run_dir: runs/r\n\
-         evaluation:\n  every: 2\n  select_best: multilingual_map\n  trec_depth: 5\n",
+         evaluation:\n  every: 2\n  batch_size: 16\n  select_best: multilingual_map\n  trec_depth: 5\n",
     )
     .unwrap();
     // A selection metric that does not exist is refused before anything starts.
@@ -65,7 +65,8 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
     let bench = root.join("data/benchmark");
     let eval = |workers: &str, out: &str, extra: &[&str]| {
         let mut args = vec!["eval", "--model", run.to_str().unwrap(), "--benchmark", bench.to_str().unwrap()];
-        args.extend(["--workers", workers, "--out", out, "--quiet", "--threads", "1"]);
+        // Batches of 16: with 3 workers every query and corpus shard is non-empty.
+        args.extend(["--workers", workers, "--out", out, "--quiet", "--threads", "1", "--batch-size", "16"]);
         args.extend_from_slice(extra);
         let out_dir = root.join(out);
         let printed = ok(std::process::Command::new(env!("CARGO_BIN_EXE_rosetta"))
@@ -112,6 +113,8 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
         "--quiet",
         "--trec-depth",
         "0",
+        "--batch-size",
+        "16",
     ]));
     assert!(printed.contains("synth-lareqa"), "{printed}");
     assert_eq!(report(&root.join("st/synth-lareqa")).lareqa, a.lareqa, "exported model and checkpoint disagree");
@@ -136,7 +139,8 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
     assert_eq!(serving, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
     let sent = std::process::Command::new(env!("CARGO_BIN_EXE_rosetta"))
         .args(["eval", "--model", exported.to_str().unwrap(), "--benchmark", bench.to_str().unwrap()])
-        .args(["--out", root.join("pushed").to_str().unwrap(), "--quiet", "--trec-depth", "0", "--coordinator", &grpc])
+        .args(["--out", root.join("pushed").to_str().unwrap(), "--quiet", "--trec-depth", "0", "--batch-size", "16"])
+        .args(["--coordinator", &grpc])
         .env("ROSETTA_TOKEN", "tok")
         .output()
         .unwrap();
