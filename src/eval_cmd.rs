@@ -43,6 +43,10 @@ pub struct EvalArgs {
     /// Device of the workers (`cpu`, `cuda`, `cuda:N`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Encoder precision: `auto` (bf16 on CUDA, fp32 on CPU), `fp32` or `bf16`. Scores and ranks
+    /// are always computed in fp32.
+    #[arg(long, value_enum, default_value_t = Precision::Auto)]
+    pub precision: Precision,
     /// Torch threads per worker [default: CPU cores / workers].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -68,6 +72,36 @@ pub struct EvalArgs {
     pub tls_ca: Option<PathBuf>,
 }
 
+/// Number format of the encoder's weights and activations during evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// bf16 on CUDA, fp32 on CPU.
+    Auto,
+    /// 32-bit floats.
+    Fp32,
+    /// bfloat16.
+    Bf16,
+}
+
+impl Precision {
+    /// The flag value.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+        }
+    }
+
+    fn bf16_on(self, device: tch::Device) -> bool {
+        match self {
+            Self::Auto => matches!(device, tch::Device::Cuda(_)),
+            Self::Fp32 => false,
+            Self::Bf16 => true,
+        }
+    }
+}
+
 /// One shard of an evaluation (started by `rosetta eval`; speaks the binary protocol of
 /// rosetta_eval::wire on stdin/stdout).
 #[derive(Debug, Args)]
@@ -88,6 +122,8 @@ pub struct EvalShardArgs {
     threads: usize,
     #[arg(long)]
     depth: usize,
+    #[arg(long, value_enum)]
+    precision: Precision,
     #[arg(long)]
     save_embeddings: Option<PathBuf>,
 }
@@ -287,6 +323,7 @@ fn run_shards(
             .args(["--shard", &shard.to_string(), "--shards", &args.workers.to_string()])
             .args(["--batch-size", &args.batch_size.to_string(), "--device", &args.device])
             .args(["--threads", &threads.to_string(), "--depth", &depth.to_string()])
+            .args(["--precision", args.precision.name()])
             .env("OMP_NUM_THREADS", threads.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
@@ -363,7 +400,10 @@ pub fn run_shard(args: EvalShardArgs) -> anyhow::Result<()> {
     let benchmark = Benchmark::load(&args.benchmark)?;
     let task = EvalTask::from_benchmark(&benchmark)?;
     let device = rosetta_worker::device::parse_device(&args.device)?;
-    let model = load_model(&resolve_model(&args.model)?, device)?;
+    let mut model = load_model(&resolve_model(&args.model)?, device)?;
+    if args.precision.bf16_on(device) {
+        model.var_store_mut().bfloat16();
+    }
     // Shard boundaries on multiples of the batch size: every text is encoded in the same batch
     // whatever the number of workers, so 1 and N workers give the same embeddings.
     let shards = args.shards.max(1);

@@ -88,6 +88,12 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
     assert!(one.join("trec/pairs").read_dir().unwrap().count() == a.languages.len() * a.languages.len());
     assert!(!three.join("trec").exists());
 
+    // bf16 encoding (the default on CUDA) runs on CPU too, close to fp32.
+    let bf16 = eval("1", "bf16", &["--trec-depth", "0", "--precision", "bf16"]);
+    let (fp32, half) = (a.lareqa.as_ref().unwrap(), report(&bf16).lareqa.unwrap());
+    let gap = (fp32.monolingual.map.unwrap() - half.monolingual.map.unwrap()).abs();
+    assert!(gap < 0.05, "bf16 monolingual mAP {:?} vs fp32 {:?}", half.monolingual.map, fp32.monolingual.map);
+
     // The saved embeddings reproduce every number.
     let benchmark = Benchmark::load(&bench).unwrap();
     let task = EvalTask::from_benchmark(&benchmark).unwrap();
