@@ -34,7 +34,7 @@ pub struct EvalArgs {
     /// whatever the number (the corpus is never gathered in one place).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// Report directory; one sub-directory per benchmark [default: CHECKPOINT/eval, or ./eval].
+    /// Report directory; one sub-directory per benchmark [default: RUN/eval/step-N for a checkpoint, ./runs/eval for a model directory].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Texts per encoder forward pass.
@@ -150,7 +150,12 @@ fn resolve_model(path: &Path) -> anyhow::Result<ModelSource> {
             path.display()
         );
     };
-    let run_yaml = checkpoint_dir.join("../../run.yaml");
+    let run_dir = checkpoint_dir
+        .parent()
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| checkpoint_dir.join("../.."), Path::to_path_buf);
+    let run_yaml = run_dir.join("run.yaml");
     if !run_yaml.exists() {
         bail!("{}: a checkpoint needs its run's run.yaml at {}", checkpoint_dir.display(), run_yaml.display());
     }
@@ -215,10 +220,14 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Vec<PathBuf>> {
     }
     let source = resolve_model(&args.model)?;
     let (model_name, step, default_out) = match &source {
-        ModelSource::Pretrained(dir) => (dir.display().to_string(), None, PathBuf::from("eval")),
-        ModelSource::Checkpoint { file, step, .. } => {
+        ModelSource::Pretrained(dir) => (dir.display().to_string(), None, PathBuf::from("runs/eval")),
+        ModelSource::Checkpoint { file, run_yaml, step } => {
+            // RUN/eval/step-N, where in-training evaluation writes too (a checkpoint directory
+            // may be pruned later; its reports should not go with it).
             let dir = file.parent().unwrap_or(Path::new("."));
-            (dir.display().to_string(), *step, dir.join("eval"))
+            let run = run_yaml.parent().unwrap_or(Path::new("."));
+            let name = dir.file_name().map(PathBuf::from).unwrap_or_default();
+            (dir.display().to_string(), *step, run.join("eval").join(name))
         }
     };
     let out = args.out.clone().unwrap_or(default_out);

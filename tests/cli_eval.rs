@@ -104,6 +104,23 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
     let ranking = rank_sharded(&task, &queries.values, &corpus.values, queries.dim, 2, 0).unwrap();
     assert_eq!(EvalReport::compute(&task, &ranking, "x", None).lareqa, a.lareqa);
 
+    // Without --out, a checkpoint's reports go to RUN/eval/step-N (not into the checkpoint, which may be pruned).
+    let checkpoint = run.join("checkpoints/step-00000001");
+    let printed = ok(rosetta(&[
+        "eval",
+        "--model",
+        checkpoint.to_str().unwrap(),
+        "--benchmark",
+        bench.to_str().unwrap(),
+        "--quiet",
+        "--trec-depth",
+        "0",
+        "--batch-size",
+        "16",
+    ]));
+    assert!(printed.trim().ends_with("runs/r/eval/step-00000001/synth-lareqa"), "{printed}");
+    assert!(!checkpoint.join("eval").exists());
+
     // The exported sentence-transformers directory gives the checkpoint's numbers.
     let exported = root.join("exported");
     ok(rosetta(&["export", "--model", run.to_str().unwrap(), "--out", exported.to_str().unwrap()]));
