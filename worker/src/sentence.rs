@@ -326,6 +326,43 @@ impl SentenceEncoder {
         }
     }
 
+    /// Embeddings of several batches (with gradients; dropout when `train`), one tensor per
+    /// batch. Short batches of similar length go through the encoder as one padded batch: with
+    /// small sequences the per-operation cost dominates, and one pass over 2B rows is cheaper
+    /// than two over B (measured: 15% of a training step). Batches are kept apart when padding
+    /// them together would cost more than a quarter more tokens.
+    pub fn embed_many(&self, batches: &[&TokenBatch], train: bool) -> Vec<Tensor> {
+        if !Self::merges(batches) {
+            return batches.iter().map(|b| self.embed(b, train)).collect();
+        }
+        let rows: Vec<i64> = batches.iter().map(|b| b.input_ids.size2().unwrap_or((0, 0)).0).collect();
+        let longest = batches.iter().map(|b| b.input_ids.size2().unwrap_or((0, 0)).1).max().unwrap_or(0);
+        let pad = self.encoder.config().pad_token_id;
+        let widen = |t: &Tensor, value: i64| {
+            let (b, l) = t.size2().unwrap_or((0, 0));
+            if l == longest {
+                t.shallow_clone()
+            } else {
+                Tensor::cat(&[t.shallow_clone(), Tensor::full([b, longest - l], value, (Kind::Int64, t.device()))], 1)
+            }
+        };
+        let merged = TokenBatch {
+            input_ids: Tensor::cat(&batches.iter().map(|b| widen(&b.input_ids, pad)).collect::<Vec<_>>(), 0),
+            attention_mask: Tensor::cat(&batches.iter().map(|b| widen(&b.attention_mask, 0)).collect::<Vec<_>>(), 0),
+        };
+        self.embed(&merged, train).split_with_sizes(&rows, 0)
+    }
+
+    /// Whether [`SentenceEncoder::embed_many`] runs `batches` as one padded pass: at least two
+    /// non-empty batches, and padding them together costs at most a quarter more tokens.
+    pub fn merges(batches: &[&TokenBatch]) -> bool {
+        let shapes: Vec<(i64, i64)> = batches.iter().map(|b| b.input_ids.size2().unwrap_or((0, 0))).collect();
+        let longest = shapes.iter().map(|s| s.1).max().unwrap_or(0);
+        let separate: i64 = shapes.iter().map(|(b, l)| b * l).sum();
+        let together = shapes.iter().map(|s| s.0).sum::<i64>() * longest;
+        shapes.len() >= 2 && shapes.iter().all(|s| s.0 > 0) && together * 4 <= separate * 5
+    }
+
     /// Embeddings of `texts` for inference (no gradient, no dropout), in batches of `batch_size`.
     pub fn encode(&self, texts: &[&str], prefix: &str, batch_size: usize) -> Result<Tensor> {
         let mut parts = Vec::new();

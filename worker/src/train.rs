@@ -169,16 +169,28 @@ impl Trainer {
             let width = self.model.embedding_width();
             let device = self.model.var_store().device();
             let kind = if autocast { Kind::Float } else { self.model.var_store().kind() };
-            let embed = |b: Option<&crate::sentence::TokenBatch>| match b {
-                // bf16 autocast on CUDA; the loss is computed in f32 there.
-                Some(b) if b.input_ids.size()[0] > 0 && autocast => {
-                    tch::autocast(true, || self.model.embed(b, train)).to_kind(Kind::Float)
-                }
-                Some(b) if b.input_ids.size()[0] > 0 => self.model.embed(b, train),
-                _ => Tensor::zeros([0, width], (kind, device)),
+            // Every non-empty batch of the chunk in one call (merged when that is cheaper);
+            // bf16 autocast on CUDA, with the loss computed in f32 there.
+            let parts: Vec<&crate::sentence::TokenBatch> = [Some(&queries), Some(&positives), negatives.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter(|b| b.input_ids.size()[0] > 0)
+                .collect();
+            let embedded = if autocast {
+                tch::autocast(true, || self.model.embed_many(&parts, train))
+                    .into_iter()
+                    .map(|t| t.to_kind(Kind::Float))
+                    .collect()
+            } else {
+                self.model.embed_many(&parts, train)
             };
-            let (q, p) = (embed(Some(&queries)), embed(Some(&positives)));
-            let n = negatives.as_ref().map(|n| embed(Some(n)));
+            let mut embedded = embedded.into_iter();
+            let mut next = |b: &crate::sentence::TokenBatch| match b.input_ids.size()[0] {
+                0 => Tensor::zeros([0, width], (kind, device)),
+                _ => embedded.next().unwrap_or_else(|| Tensor::zeros([0, width], (kind, device))),
+            };
+            let (q, p) = (next(&queries), next(&positives));
+            let n = negatives.as_ref().map(&mut next);
             let has_negatives = collective_any(collective, n.is_some())?;
             let n =
                 if has_negatives { Some(n.unwrap_or_else(|| Tensor::zeros([0, width], (kind, device)))) } else { None };

@@ -189,3 +189,28 @@ fn training_lowers_the_loss() {
     assert!(last.loss < first.loss * 0.5, "loss went from {} to {}", first.loss, last.loss);
     assert!(first.grad_norm > 0.0 && last.lr < 1e-3);
 }
+
+#[test]
+fn merged_forward_gives_each_batch_its_own_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = trainer(dir.path(), false, 1);
+    let model = trainer.model();
+    let settings = model.settings().clone();
+    let all = corpus();
+    let queries: Vec<&str> = all.iter().map(|r| r.0.as_str()).collect();
+    // Passages one word longer than the queries: similar lengths, so one padded pass.
+    let longer: Vec<String> = all.iter().map(|r| format!("{} today", r.0)).collect();
+    let positives: Vec<&str> = longer.iter().map(String::as_str).collect();
+    let q = model.tokenize(&queries, &settings.query_prefix).unwrap();
+    let p = model.tokenize(&positives, &settings.passage_prefix).unwrap();
+    // Merged into one padded pass; the result must not depend on it.
+    assert!(q.input_ids.size()[1] != p.input_ids.size()[1], "the test needs different padded lengths");
+    assert!(SentenceEncoder::merges(&[&q, &p]));
+    let merged = model.embed_many(&[&q, &p], false);
+    let apart = [model.embed(&q, false), model.embed(&p, false)];
+    for (m, a) in merged.iter().zip(&apart) {
+        assert_eq!(m.size(), a.size());
+        let diff = (m - a).abs().max().double_value(&[]);
+        assert!(diff < 1e-12, "merged and separate embeddings differ by {diff}");
+    }
+}
