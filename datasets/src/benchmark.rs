@@ -314,29 +314,18 @@ fn read_rows<T>(
 ) -> Result<Vec<T>> {
     let reader = TableReader::open(path)?;
     let mut rows = Vec::with_capacity(reader.num_rows());
-    let mut bad = None;
-    reader.scan(
-        columns,
-        ROWS_PER_BATCH,
-        |first, batch| {
-            for i in 0..batch.num_rows() {
-                rows.push(make(path, batch, i).map_err(|e| match e {
-                    DatasetError::Format { path, message, .. } => {
-                        DatasetError::Format { path, location: format!("row {}: ", first + i), message }
-                    }
-                    other => other,
-                })?);
-            }
-            Ok(())
-        },
-        |row, column, message| {
-            bad.get_or_insert_with(|| DatasetError::at_cell(path, row, column, message));
-        },
-    )?;
-    match bad {
-        Some(error) => Err(error),
-        None => Ok(rows),
-    }
+    reader.scan_strict(columns, ROWS_PER_BATCH, |first, batch| {
+        for i in 0..batch.num_rows() {
+            rows.push(make(path, batch, i).map_err(|e| match e {
+                DatasetError::Format { path, message, .. } => {
+                    DatasetError::Format { path, location: format!("row {}: ", first + i), message }
+                }
+                other => other,
+            })?);
+        }
+        Ok(())
+    })?;
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -71,43 +71,32 @@ pub fn write_embeddings(path: &Path, embeddings: &Embeddings) -> Result<usize> {
 pub fn read_embeddings(path: &Path) -> Result<Embeddings> {
     let reader = TableReader::open(path)?;
     let mut out = Embeddings { ids: Vec::new(), langs: Vec::new(), dim: 0, values: Vec::new() };
-    let mut bad = None;
-    reader.scan(
-        &["id", "lang", "embedding"],
-        ROWS_PER_GROUP,
-        |_, batch| {
-            let ids =
-                text_column(batch, "id").ok_or_else(|| DatasetError::format(path, "column \"id\" must be utf8"))?;
-            let langs =
-                text_column(batch, "lang").ok_or_else(|| DatasetError::format(path, "column \"lang\" must be utf8"))?;
-            let list = batch
-                .column_by_name("embedding")
-                .and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>())
-                .ok_or_else(|| {
-                    DatasetError::format(path, "column \"embedding\" must be a fixed-size list of float32")
-                })?;
-            let values = list
-                .values()
-                .as_any()
-                .downcast_ref::<Float32Array>()
-                .ok_or_else(|| DatasetError::format(path, "column \"embedding\" must hold float32"))?;
-            out.dim = list.value_length() as usize;
-            for row in 0..batch.num_rows() {
-                out.ids.push(ids.get(row).unwrap_or_default().to_string());
-                out.langs.push(langs.get(row).unwrap_or_default().to_string());
-            }
-            let offset = list.offset() * out.dim;
-            out.values.extend_from_slice(&values.values()[offset..offset + batch.num_rows() * out.dim]);
-            Ok(())
-        },
-        |row, column, message| {
-            bad.get_or_insert_with(|| DatasetError::at_cell(path, row, column, message));
-        },
-    )?;
-    match bad {
-        Some(error) => Err(error),
-        None => Ok(out),
-    }
+    reader.scan_strict(&["id", "lang", "embedding"], ROWS_PER_GROUP, |first, batch| {
+        let ids = text_column(batch, "id").ok_or_else(|| DatasetError::format(path, "column \"id\" must be utf8"))?;
+        let langs =
+            text_column(batch, "lang").ok_or_else(|| DatasetError::format(path, "column \"lang\" must be utf8"))?;
+        let list = batch
+            .column_by_name("embedding")
+            .and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>())
+            .ok_or_else(|| DatasetError::format(path, "column \"embedding\" must be a fixed-size list of float32"))?;
+        let values = list
+            .values()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .ok_or_else(|| DatasetError::format(path, "column \"embedding\" must hold float32"))?;
+        out.dim = list.value_length() as usize;
+        for row in 0..batch.num_rows() {
+            let cell = |column: &str, value: Option<&str>| {
+                value.map(str::to_string).ok_or_else(|| DatasetError::at_cell(path, first + row, column, "null value"))
+            };
+            out.ids.push(cell("id", ids.get(row))?);
+            out.langs.push(cell("lang", langs.get(row))?);
+        }
+        let offset = list.offset() * out.dim;
+        out.values.extend_from_slice(&values.values()[offset..offset + batch.num_rows() * out.dim]);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -245,22 +245,13 @@ pub fn pair_columns_of(reader: &TableReader) -> Vec<&'static str> {
 pub fn for_each_pair(path: &Path, mut on_pair: impl FnMut(TrainingPair)) -> Result<()> {
     let reader = TableReader::open(path)?;
     let columns = pair_columns_of(&reader);
-    let mut bad = None;
-    reader.scan(
-        &columns,
-        8192,
-        |first, batch| {
-            let view = PairColumns::new(path, batch, first)?;
-            for i in 0..batch.num_rows() {
-                on_pair(view.pair(path, i)?);
-            }
-            Ok(())
-        },
-        |row, column, message| {
-            bad.get_or_insert_with(|| DatasetError::at_cell(path, row, column, message));
-        },
-    )?;
-    bad.map_or(Ok(()), Err)
+    reader.scan_strict(&columns, 8192, |first, batch| {
+        let view = PairColumns::new(path, batch, first)?;
+        for i in 0..batch.num_rows() {
+            on_pair(view.pair(path, i)?);
+        }
+        Ok(())
+    })
 }
 
 /// Reads a whole pairs file into memory (see [`for_each_pair`]).

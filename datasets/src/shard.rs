@@ -117,36 +117,28 @@ fn check_groups_within_row_groups(reader: &TableReader, row_group_rows: &[usize]
     }
     let mut group_of: HashMap<String, usize> = HashMap::new();
     let mut failure = None;
-    let mut bad_cell = None;
-    reader.scan(
-        &["pair_id"],
-        8192,
-        |first, batch| {
-            let ids = text_column(batch, "pair_id")
-                .ok_or_else(|| DatasetError::format(path, "column \"pair_id\" is missing or not utf8"))?;
-            for i in 0..batch.num_rows() {
-                let row = first + i;
-                let Some(id) = ids.get(i) else {
-                    return Err(DatasetError::at_cell(path, row, "pair_id", "null value"));
-                };
-                let row_group = ends.partition_point(|&end| end <= row);
-                let first_group = *group_of.entry(id.to_string()).or_insert(row_group);
-                if first_group != row_group && failure.is_none() {
-                    failure = Some(DatasetError::at_cell(
-                        path,
-                        row,
-                        "pair_id",
-                        format!("parallel group {id:?} spans row groups {first_group} and {row_group}"),
-                    ));
-                }
+    reader.scan_strict(&["pair_id"], 8192, |first, batch| {
+        let ids = text_column(batch, "pair_id")
+            .ok_or_else(|| DatasetError::format(path, "column \"pair_id\" is missing or not utf8"))?;
+        for i in 0..batch.num_rows() {
+            let row = first + i;
+            let Some(id) = ids.get(i) else {
+                return Err(DatasetError::at_cell(path, row, "pair_id", "null value"));
+            };
+            let row_group = ends.partition_point(|&end| end <= row);
+            let first_group = *group_of.entry(id.to_string()).or_insert(row_group);
+            if first_group != row_group && failure.is_none() {
+                failure = Some(DatasetError::at_cell(
+                    path,
+                    row,
+                    "pair_id",
+                    format!("parallel group {id:?} spans row groups {first_group} and {row_group}"),
+                ));
             }
-            Ok(())
-        },
-        |row, column, message| {
-            bad_cell.get_or_insert_with(|| DatasetError::at_cell(path, row, column, message));
-        },
-    )?;
-    bad_cell.or(failure).map_or(Ok(()), Err)
+        }
+        Ok(())
+    })?;
+    failure.map_or(Ok(()), Err)
 }
 
 impl ShardIndex {

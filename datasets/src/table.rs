@@ -214,6 +214,21 @@ impl TableReader {
         Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone()))
     }
 
+    /// [`TableReader::scan`] for readers that need every cell: the first bad cell (file, row,
+    /// column) is the error, reported once the scan is over.
+    pub fn scan_strict(
+        &self,
+        columns: &[&str],
+        batch_size: usize,
+        on_batch: impl FnMut(usize, &RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let mut bad = None;
+        self.scan(columns, batch_size, on_batch, |row, column, message| {
+            bad.get_or_insert_with(|| DatasetError::at_cell(&self.path, row, column, message));
+        })?;
+        bad.map_or(Ok(()), Err)
+    }
+
     /// Reads `columns` in batches. `on_batch` gets each batch with the index of its first row.
     /// A batch the reader rejects is re-read row by row and cell by cell: every bad cell goes to
     /// `on_bad_cell(row, column, message)`, every good row to `on_batch`.

@@ -108,7 +108,7 @@ impl<'a> ShardEngine<'a> {
     pub fn thresholds(&self) -> ShardThresholds {
         let mut scores = Vec::new();
         self.for_each_block(|first, block| {
-            for (i, row) in block.chunks_exact(self.order.len().max(1)).enumerate() {
+            for (i, row) in block.chunks_exact(self.order.len()).enumerate() {
                 let query = first + i;
                 for (j, relevant) in self.task.relevant[query].iter().enumerate() {
                     if self.range.contains(&(relevant.doc as usize)) {
@@ -133,7 +133,7 @@ impl<'a> ShardEngine<'a> {
         }
         let mut beaters = vec![0u32; self.task.num_relevant_pairs() * languages];
         let mut top = if depth > 0 { vec![Vec::new(); self.task.num_queries() * languages] } else { Vec::new() };
-        let width = self.order.len().max(1);
+        let width = self.order.len();
         self.for_each_block(|first, block| {
             let rows = block.len() / width;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(rows.max(1));
@@ -179,7 +179,7 @@ impl<'a> ShardEngine<'a> {
         top: &mut [Vec<Hit>],
     ) {
         let languages = self.task.languages.len();
-        let width = self.order.len().max(1);
+        let width = self.order.len();
         let base_pair = self.pair_offsets[queries.start];
         for (i, query) in queries.enumerate() {
             let row = &scores[i * width..(i + 1) * width];
@@ -209,12 +209,7 @@ impl<'a> ShardEngine<'a> {
         let n = self.order.len();
         let nq = self.task.num_queries();
         if n == 0 {
-            // No candidates: every count is zero; still visit so callers see every query.
-            let empty = vec![0f32; QUERY_BLOCK];
-            for first in (0..nq).step_by(QUERY_BLOCK) {
-                let rows = QUERY_BLOCK.min(nq - first);
-                visit(first, &empty[..rows]);
-            }
+            // No candidates: nothing to score, every count stays zero.
             return;
         }
         let mut block = vec![0f32; QUERY_BLOCK.min(nq) * n];

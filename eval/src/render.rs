@@ -39,27 +39,19 @@ pub fn markdown(report: &EvalReport) -> String {
 fn lareqa_markdown(out: &mut String, r: &LareqaResults) {
     let _ = writeln!(out, "## Summary\n");
     let _ = writeln!(out, "| setting | mAP | R@k | settings |\n|---|---|---|---|");
-    let _ = writeln!(
-        out,
-        "| monolingual | {} | R@1 {} | {} |",
-        fmt3(r.monolingual.map),
-        fmt3(r.monolingual.recall),
-        r.monolingual.settings
-    );
-    let _ = writeln!(
-        out,
-        "| cross-lingual | {} | R@1 {} | {} |",
-        fmt3(r.cross_lingual.map),
-        fmt3(r.cross_lingual.recall),
-        r.cross_lingual.settings
-    );
-    let _ = writeln!(
-        out,
-        "| multilingual | {} | R@10 {} | {} |",
-        fmt3(r.multilingual.map),
-        fmt3(r.multilingual.recall),
-        r.multilingual.settings
-    );
+    for (setting, recall, average) in [
+        ("monolingual", "R@1", r.monolingual),
+        ("cross-lingual", "R@1", r.cross_lingual),
+        ("multilingual", "R@10", r.multilingual),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {setting} | {} | {recall} {} | {} |",
+            fmt3(average.map),
+            fmt3(average.recall),
+            average.settings
+        );
+    }
     let _ = writeln!(out, "\nRank distance (language bias, lower is better): {}\n", fmt1(r.rank_distance));
     let _ = writeln!(out, "## Per query language\n");
     let _ = writeln!(
