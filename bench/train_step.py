@@ -3,7 +3,9 @@ the same batches (32 pairs, passages truncated at 128 tokens), the same optimise
 wd 0.01, clip 1.0), trained by Rosetta and by PyTorch with sentence-transformers'
 MultipleNegativesRankingLoss (scale 20 = temperature 0.05), in one run on the same cores.
 
-usage: train_step.py --rosetta-example PATH [--steps N] [--batch 32]
+On CUDA (--device cuda:N) both sides run under bf16 autocast, as Rosetta's trainer does there.
+
+usage: train_step.py --rosetta-example PATH [--steps N] [--batch 32] [--device cpu|cuda:N]
 """
 
 import argparse
@@ -50,8 +52,9 @@ def batches_from_synth(train: str, batch: int, count: int) -> list:
     return out
 
 
-def python_train(st_dir: str, batches: list, steps: int) -> dict:
-    model = SentenceTransformer(st_dir, device="cpu", local_files_only=True)
+def python_train(st_dir: str, batches: list, steps: int, device: str = "cpu") -> dict:
+    model = SentenceTransformer(st_dir, device=device, local_files_only=True)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
     model.train()
     loss_fn = losses.MultipleNegativesRankingLoss(model, scale=20.0)
     decay = [p for n, p in model.named_parameters() if not (n.endswith(".bias") or "LayerNorm" in n)]
@@ -61,8 +64,9 @@ def python_train(st_dir: str, batches: list, steps: int) -> dict:
 
     def step(i: int) -> float:
         queries, passages = batches[i % len(batches)]
-        features = [model.tokenize(queries), model.tokenize(passages)]
-        loss = loss_fn(features, None)
+        features = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in model.tokenize(texts).items()} for texts in (queries, passages)]
+        with autocast:
+            loss = loss_fn(features, None)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -89,6 +93,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--python-only", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda:N (both sides)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rosetta-train-bench-") as work:
         subprocess.run([args.rosetta, "data", "synth", "--out", os.path.join(work, "data")], check=True,
@@ -98,11 +103,11 @@ def main() -> None:
         batches_path = os.path.join(work, "batches.json")
         with open(batches_path, "w") as f:
             json.dump(batches, f)
-        ours = json.loads(subprocess.run([args.rosetta_example, st_dir, batches_path, str(args.steps)], check=True,
+        ours = json.loads(subprocess.run([args.rosetta_example, st_dir, batches_path, str(args.steps), args.device], check=True,
                                          capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        theirs = python_train(st_dir, batches, args.steps)
+        theirs = python_train(st_dir, batches, args.steps, args.device)
     print(f"train step: XLM-R-shaped 6x384, batch {args.batch}, passages at 128 tokens, {args.steps} timed steps, "
-          f"{os.cpu_count()} cores, libtorch threads {ours['threads']} / {theirs['threads']}")
+          f"{args.device}, {os.cpu_count()} cores, libtorch threads {ours['threads']} / {theirs['threads']}")
     for r in (ours, theirs):
         print(f"  {r['impl']:<8}: {r['samples_per_second']:7.2f} samples/s  peak RSS {r['peak_rss_mib']:6.0f} MiB  "
               f"last loss {r['last_loss']:.4f}")

@@ -3,6 +3,7 @@
 mod cluster;
 mod data_cmd;
 mod demo;
+mod doctor;
 mod eval_cmd;
 mod report_cmd;
 mod run_config;
@@ -45,6 +46,9 @@ enum Command {
     /// Evaluate a model or checkpoint on benchmarks: per language-pair mAP, language bias,
     /// nDCG@10 / Recall@100, with reports (JSON, Markdown, SVG/HTML) and TREC run files.
     Eval(eval_cmd::EvalArgs),
+    /// Check this machine for training: libtorch, CUDA devices and NCCL, with a one-rank NCCL
+    /// smoke test (every collective checked, an all-reduce timed) on each GPU.
+    Doctor(doctor::DoctorArgs),
     /// Export a checkpoint as a sentence-transformers directory.
     Export(eval_cmd::ExportArgs),
     /// One shard of `rosetta eval` (started by it; binary protocol on stdin/stdout).
@@ -70,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => eval_cmd::run(args),
         Command::EvalShard(args) => eval_cmd::run_shard(args),
         Command::Export(args) => eval_cmd::export(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Report(command) => report_cmd::run(command),
     };
     match outcome {

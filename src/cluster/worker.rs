@@ -138,7 +138,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .block_on(client.register(RegisterRequest {
             protocol_version: PROTOCOL_VERSION,
             host: host.clone(),
-            device: args.device.clone().unwrap_or_default(),
+            device: args.device.clone().unwrap_or_else(|| "from the run config".to_string()),
             ring_address: ring_address.to_string(),
         }))
         .map_err(status("register"))?

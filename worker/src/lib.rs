@@ -8,6 +8,7 @@ pub mod error;
 pub mod sentence;
 
 pub use error::{Result, WorkerError};
+pub mod autocast;
 pub mod checkpoint;
 pub mod collective;
 pub mod device;

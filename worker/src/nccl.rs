@@ -74,9 +74,27 @@ fn nccl_error(operation: &str, message: impl Into<String>) -> WorkerError {
     WorkerError::invalid(format!("nccl {operation}"), message)
 }
 
+/// The file the loader actually mapped for `candidate` (a bare soname resolves to a full path).
+fn loaded_path(candidate: &Path) -> PathBuf {
+    if candidate.is_absolute() {
+        return candidate.to_path_buf();
+    }
+    let name = candidate.file_name().unwrap_or_default();
+    std::fs::read_to_string("/proc/self/maps")
+        .ok()
+        .and_then(|maps| {
+            maps.lines()
+                .filter_map(|line| line.split_whitespace().nth(5))
+                .find(|path| Path::new(path).file_name() == Some(name))
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| candidate.to_path_buf())
+}
+
 impl NcclLibrary {
     /// Loads `path`, or when `None` the first of `$ROSETTA_NCCL_LIB`, `libnccl.so.2` and
-    /// `libnccl.so` that the dynamic loader finds. The error lists every place tried.
+    /// `libnccl.so` that the dynamic loader finds, and the `nvidia-nccl` wheel's library beside
+    /// a pip libtorch. The error lists every place tried.
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let candidates: Vec<PathBuf> = match path {
             Some(p) => vec![p.to_path_buf()],
@@ -84,13 +102,14 @@ impl NcclLibrary {
                 .map(PathBuf::from)
                 .into_iter()
                 .chain(["libnccl.so.2", "libnccl.so"].map(PathBuf::from))
+                .chain(crate::device::libtorch_dir().map(|dir| dir.join("../../nvidia/nccl/lib/libnccl.so.2")))
                 .collect(),
         };
         let mut tried = Vec::new();
         for candidate in &candidates {
             // SAFETY: loading NCCL runs its (trusted, vendor) initialisers only.
             match unsafe { libloading::Library::new(candidate) } {
-                Ok(library) => return Self::bind(candidate.clone(), library),
+                Ok(library) => return Self::bind(loaded_path(candidate), library),
                 Err(e) => tried.push(format!("{}: {e}", candidate.display())),
             }
         }
@@ -210,12 +229,22 @@ impl NcclCollective {
         }
     }
 
+    /// The tensor NCCL works on: `tensor` itself when it is contiguous on this device, else a
+    /// contiguous copy there (small control values such as flags live on the CPU).
+    fn staged(&self, tensor: &Tensor) -> (Tensor, bool) {
+        if tensor.device() == self.device && tensor.is_contiguous() {
+            (tensor.shallow_clone(), false)
+        } else {
+            (tensor.to_device(self.device).contiguous(), true)
+        }
+    }
+
     fn dtype(&self, tensor: &Tensor, operation: &'static str) -> Result<c_int> {
         if tensor.device() != self.device || !tensor.is_contiguous() {
             return Err(WorkerError::Collective {
                 operation,
                 rank: self.rank,
-                message: format!("tensor must be contiguous on {:?}", self.device),
+                message: format!("tensor on {:?} must be contiguous on {:?}", tensor.device(), self.device),
             });
         }
         match tensor.kind() {
@@ -247,6 +276,10 @@ impl Collective for NcclCollective {
         self.world
     }
     fn all_gather(&self, tensor: &Tensor) -> Result<Vec<Tensor>> {
+        if tensor.device() != self.device {
+            let gathered = self.all_gather(&tensor.to_device(self.device))?;
+            return Ok(gathered.into_iter().map(|t| t.to_device(tensor.device())).collect());
+        }
         // NCCL gathers equal sizes: exchange first dimensions, pad to the largest, then trim.
         let mut rows = Tensor::zeros([self.world as i64], (Kind::Int64, self.device));
         let _ = rows.get(self.rank as i64).fill_(tensor.size().first().copied().unwrap_or(1));
@@ -285,14 +318,15 @@ impl Collective for NcclCollective {
         Ok(rows.iter().enumerate().map(|(r, &n)| gathered.narrow(0, r as i64 * longest, n)).collect())
     }
     fn all_reduce_sum(&self, tensor: &mut Tensor) -> Result<()> {
-        let dtype = self.dtype(tensor, "all_reduce")?;
-        let pointer = tensor.data_ptr();
+        let (staged, copy_back) = self.staged(tensor);
+        let dtype = self.dtype(&staged, "all_reduce")?;
+        let pointer = staged.data_ptr();
         // SAFETY: in-place all-reduce on a contiguous CUDA tensor of `numel` elements; stream 0.
         let code = unsafe {
             (self.library.all_reduce)(
                 pointer,
                 pointer,
-                tensor.numel(),
+                staged.numel(),
                 dtype,
                 NCCL_SUM,
                 self.comm,
@@ -300,17 +334,22 @@ impl Collective for NcclCollective {
             )
         };
         self.library.check("all_reduce", code)?;
-        self.wait("all_reduce")
+        self.wait("all_reduce")?;
+        if copy_back {
+            tensor.copy_(&staged);
+        }
+        Ok(())
     }
     fn broadcast(&self, tensor: &mut Tensor, root: usize) -> Result<()> {
-        let dtype = self.dtype(tensor, "broadcast")?;
-        let pointer = tensor.data_ptr();
+        let (staged, copy_back) = self.staged(tensor);
+        let dtype = self.dtype(&staged, "broadcast")?;
+        let pointer = staged.data_ptr();
         // SAFETY: in-place broadcast on a contiguous CUDA tensor; stream 0.
         let code = unsafe {
             (self.library.broadcast)(
                 pointer,
                 pointer,
-                tensor.numel(),
+                staged.numel(),
                 dtype,
                 root as c_int,
                 self.comm,
@@ -318,7 +357,11 @@ impl Collective for NcclCollective {
             )
         };
         self.library.check("broadcast", code)?;
-        self.wait("broadcast")
+        self.wait("broadcast")?;
+        if copy_back {
+            tensor.copy_(&staged);
+        }
+        Ok(())
     }
     fn barrier(&self) -> Result<()> {
         let mut token = Tensor::zeros([1], (Kind::Float, self.device));

@@ -177,10 +177,12 @@ impl Trainer {
                 .filter(|b| b.input_ids.size()[0] > 0)
                 .collect();
             let embedded = if autocast {
-                tch::autocast(true, || self.model.embed_many(&parts, train))
-                    .into_iter()
-                    .map(|t| t.to_kind(Kind::Float))
-                    .collect()
+                crate::autocast::with_bf16_autocast(crate::autocast::AutocastDevice::Cuda, || {
+                    self.model.embed_many(&parts, train)
+                })
+                .into_iter()
+                .map(|t| t.to_kind(Kind::Float))
+                .collect()
             } else {
                 self.model.embed_many(&parts, train)
             };

@@ -36,6 +36,16 @@ fn the_wheel_library_loads_and_makes_unique_ids() {
 }
 
 #[test]
+fn the_default_search_finds_the_library_beside_a_pip_libtorch() {
+    // No $ROSETTA_NCCL_LIB and no LD_LIBRARY_PATH entry: the wheel beside libtorch is found.
+    if std::env::var_os("ROSETTA_NCCL_LIB").is_some() {
+        return;
+    }
+    let library = NcclLibrary::load(None).unwrap();
+    assert!(library.version().unwrap() >= 22000);
+}
+
+#[test]
 fn missing_or_wrong_libraries_are_errors() {
     let err = NcclLibrary::load(Some(std::path::Path::new("/nonexistent/libnccl.so.2"))).unwrap_err().to_string();
     assert!(err.contains("could not load the NCCL library") && err.contains("/nonexistent/libnccl.so.2"), "{err}");
@@ -50,7 +60,7 @@ fn a_communicator_needs_a_cuda_device() {
     let err =
         NcclCollective::new(library.clone(), id, 0, 1, Device::Cpu, Duration::from_secs(5)).err().unwrap().to_string();
     assert!(err.contains("needs a CUDA device"), "{err}");
-    if !tch::Cuda::is_available() {
+    if !rosetta_worker::device::cuda_available() {
         // NCCL itself must refuse (with its message) rather than crash the process.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
