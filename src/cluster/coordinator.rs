@@ -54,7 +54,9 @@ pub async fn start(
         server = server.tls_config(tls).context("TLS configuration of the gRPC server")?;
     }
     tokio::spawn(async move {
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        // Without TCP_NODELAY a reply's second small write waits for the client's delayed ACK:
+        // every plan request took 40 ms more than it should.
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         if let Err(error) = server.add_service(health_service).add_service(service).serve_with_incoming(incoming).await
         {
             tracing::error!(%error, "grpc server stopped");

@@ -213,6 +213,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             if abort.load(Ordering::SeqCst) {
                 bail!("stopped by the coordinator: {}", abort_reason.lock().unwrap_or_else(|p| p.into_inner()));
             }
+            let asked = Instant::now();
             let plan = runtime
                 .block_on(client.get_plan(GetPlanRequest { worker_id: worker_id.clone(), generation, step }))
                 .map_err(status("get plan"))?
@@ -226,8 +227,19 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 rosetta_datasets::rng::mix_seed(&[config.schedule.seed, step, rank as u64]) as i64 & i64::MAX,
             );
             let started = Instant::now();
+            let plan_seconds = (started - asked).as_secs_f64();
             let outcome = trainer.step(&batch, collective)?;
             let seconds = started.elapsed().as_secs_f64();
+            tracing::debug!(
+                step,
+                total = seconds,
+                forward = outcome.forward_seconds,
+                backward = outcome.backward_seconds,
+                collective = outcome.collective_seconds,
+                optimizer = outcome.optimizer_seconds,
+                plan = plan_seconds,
+                "step timings"
+            );
             runtime
                 .block_on(client.report_step(ReportStepRequest {
                     worker_id: worker_id.clone(),

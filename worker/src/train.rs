@@ -53,6 +53,12 @@ pub struct StepOutcome {
     pub tokens: u64,
     /// Seconds this rank spent in the gradient all-reduce.
     pub collective_seconds: f64,
+    /// Seconds of tokenisation, forward pass and loss (the loss's all-gathers included).
+    pub forward_seconds: f64,
+    /// Seconds of the backward pass (not counting all-reduce time that it does not overlap).
+    pub backward_seconds: f64,
+    /// Seconds of clipping and the optimiser step.
+    pub optimizer_seconds: f64,
 }
 
 /// A model with its optimiser and schedule.
@@ -63,6 +69,8 @@ pub struct Trainer {
     config: StepConfig,
     last_tokens: u64,
     last_collective_seconds: f64,
+    last_forward_seconds: f64,
+    last_backward_seconds: f64,
 }
 
 impl Trainer {
@@ -80,7 +88,16 @@ impl Trainer {
             warmup_steps: config.warmup_steps,
             total_steps: config.total_steps,
         };
-        Ok(Self { model, optimizer, schedule, config, last_tokens: 0, last_collective_seconds: 0.0 })
+        Ok(Self {
+            model,
+            optimizer,
+            schedule,
+            config,
+            last_tokens: 0,
+            last_collective_seconds: 0.0,
+            last_forward_seconds: 0.0,
+            last_backward_seconds: 0.0,
+        })
     }
 
     /// The model.
@@ -121,6 +138,7 @@ impl Trainer {
     /// One optimiser step on this rank's micro-batch: [`Trainer::backward`] then [`Trainer::apply`].
     pub fn step(&mut self, batch: &MicroBatch, collective: &dyn Collective) -> Result<StepOutcome> {
         let loss = self.backward(batch, collective)?;
+        let started = std::time::Instant::now();
         let (grad_norm, lr) = self.apply();
         Ok(StepOutcome {
             loss,
@@ -128,6 +146,9 @@ impl Trainer {
             lr,
             tokens: self.last_tokens,
             collective_seconds: self.last_collective_seconds,
+            forward_seconds: self.last_forward_seconds,
+            backward_seconds: self.last_backward_seconds,
+            optimizer_seconds: started.elapsed().as_secs_f64(),
         })
     }
 
@@ -151,7 +172,9 @@ impl Trainer {
         let autocast = self.model.var_store().device() != Device::Cpu;
         let mut total_loss = 0.0;
         let mut tokens = 0u64;
+        let (mut forward_seconds, mut backward_seconds) = (0.0, 0.0);
         for chunk in 0..chunks {
+            let started = std::time::Instant::now();
             let cut = |len: usize| (len * chunk / chunks, len * (chunk + 1) / chunks);
             let (qs, qe) = cut(batch.queries.len());
             let (ns, ne) = cut(batch.negatives.len());
@@ -198,8 +221,13 @@ impl Trainer {
                 if has_negatives { Some(n.unwrap_or_else(|| Tensor::zeros([0, width], (kind, device)))) } else { None };
             let loss = distributed_info_nce(&q, &p, n.as_ref(), collective, &self.config.loss)? / chunks as f64;
             total_loss += loss.double_value(&[]);
+            let forwarded = std::time::Instant::now();
+            forward_seconds += (forwarded - started).as_secs_f64();
             loss.backward();
+            backward_seconds += forwarded.elapsed().as_secs_f64();
         }
+        self.last_forward_seconds = forward_seconds;
+        self.last_backward_seconds = backward_seconds;
         let started = std::time::Instant::now();
         self.all_reduce_gradients(collective)?;
         self.last_collective_seconds = started.elapsed().as_secs_f64();
