@@ -7,12 +7,14 @@ with gradients) and AdamW with clipping. Each side runs N and 2N steps from laun
 throughput is the steady state after the first 2 steps (timed by `rosetta train` itself and by
 rank 0 of the DDP script), and launch-to-exit times are printed too.
 
-usage: cluster_train.py --rosetta BIN [--steps N] [--batch 32] [--workers 2]
+usage: cluster_train.py --rosetta BIN [--steps N] [--batch 32] [--workers 2] [--repeat R]
 """
 
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,31 +115,50 @@ def main():
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds, alternating which side runs first; medians are reported (a shared or "
+                             "virtual machine drifts by 10%% and more between minutes)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rosetta-cluster-bench-") as work:
         subprocess.run([args.rosetta, "data", "synth", "--out", os.path.join(work, "data"), "--mono-people", "0"],
                        check=True, capture_output=True)
         st_dir = build_model(work, os.path.join(work, "data", "tokenizer.json"))
         train = os.path.join(work, "data", "train.parquet")
-        results = {}
+        results = {}  # (impl, steps) -> [(launch-to-exit seconds, steady s/step) per round]
+        configs = {}
         for steps in (args.steps, 2 * args.steps):
             config = write_config(work, st_dir, steps, args.batch, args.workers, f"r{steps}")
             plan = os.path.join(work, f"plan{steps}.jsonl")
             subprocess.run([args.rosetta, "schedule", "preview", "--config", config, "--steps", str(steps),
                             "--dump", plan], check=True, capture_output=True)
-            results[("ddp", steps)] = run_ddp(st_dir, train, plan, steps, args.workers)
-            results[("rosetta", steps)] = run_rosetta(args.rosetta, work, config)
-    print(f"2-worker training, XLM-R-shaped 6x384, global batch {args.batch}, {os.cpu_count()} cores; "
-          f"steady state = after the first 2 steps (rosetta train reports it; the DDP script times rank 0)")
-    rates = {}
+            configs[steps] = (config, plan)
+        for round_index in range(max(1, args.repeat)):
+            order = ("ddp", "rosetta") if round_index % 2 == 0 else ("rosetta", "ddp")
+            for steps, (config, plan) in configs.items():
+                for impl in order:
+                    if impl == "ddp":
+                        outcome = run_ddp(st_dir, train, plan, steps, args.workers)
+                    else:
+                        shutil.rmtree(os.path.join(work, "runs", f"r{steps}"), ignore_errors=True)
+                        outcome = run_rosetta(args.rosetta, work, config)
+                    results.setdefault((impl, steps), []).append(outcome)
+    print(f"2-worker training, XLM-R-shaped 6x384, global batch {args.batch}, {os.cpu_count()} cores, "
+          f"{max(1, args.repeat)} round(s), medians; steady state = after the first 2 steps (rosetta train "
+          f"reports it; the DDP script times rank 0)")
+    rates, exits = {}, {}
     for impl in ("rosetta", "ddp"):
-        (short, _), (long, per_step) = results[(impl, args.steps)], results[(impl, 2 * args.steps)]
-        rates[impl] = args.batch / per_step
+        short = statistics.median(r[0] for r in results[(impl, args.steps)])
+        long = statistics.median(r[0] for r in results[(impl, 2 * args.steps)])
+        per_step = statistics.median(r[1] for r in results[(impl, 2 * args.steps)])
+        rates[impl], exits[impl] = args.batch / per_step, long
+        rounds = " ".join(f"{r[1]:.3f}" for r in results[(impl, 2 * args.steps)])
         print(f"  {impl:<8}: launch to exit {short:6.1f} s ({args.steps} steps) / {long:6.1f} s ({2 * args.steps} steps); "
-              f"steady state {per_step:.3f} s/step = {rates[impl]:6.2f} samples/s")
-    print(f"  ratio   : {rates['rosetta'] / rates['ddp']:.2f}x steady state, "
-          f"{results[('ddp', 2 * args.steps)][0] / results[('rosetta', 2 * args.steps)][0]:.2f}x launch to exit "
-          f"({2 * args.steps} steps) (rosetta / pytorch DDP gloo)")
+              f"steady state {per_step:.3f} s/step = {rates[impl]:6.2f} samples/s (rounds: {rounds})")
+    per_round = " ".join(f"{d[1] / r[1]:.2f}" for r, d in zip(results[("rosetta", 2 * args.steps)],
+                                                            results[("ddp", 2 * args.steps)]))
+    print(f"  ratio   : {rates['rosetta'] / rates['ddp']:.2f}x steady state (rounds: {per_round}), "
+          f"{exits['ddp'] / exits['rosetta']:.2f}x launch to exit ({2 * args.steps} steps) "
+          f"(rosetta / pytorch DDP gloo)")
 
 
 if __name__ == "__main__":

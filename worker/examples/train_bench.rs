@@ -49,17 +49,26 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut samples = 0;
     let mut loss = 0.0;
+    let mut phases = [0.0f64; 3];
     for i in 0..steps {
         let batch = micro(i + 2);
         samples += batch.queries.len();
-        loss = trainer.step(&batch, &SingleRank)?.loss;
+        let outcome = trainer.step(&batch, &SingleRank)?;
+        loss = outcome.loss;
+        for (total, seconds) in
+            phases.iter_mut().zip([outcome.forward_seconds, outcome.backward_seconds, outcome.optimizer_seconds])
+        {
+            *total += seconds / steps as f64;
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "{}",
         serde_json::json!({"impl": "rosetta", "samples_per_second": samples as f64 / seconds, "seconds": seconds,
                            "steps": steps, "last_loss": loss, "peak_rss_mib": peak_rss_mib(),
-                           "threads": tch::get_num_threads(), "device": format!("{device:?}")})
+                           "threads": tch::get_num_threads(), "device": format!("{device:?}"),
+                           "forward_seconds": phases[0], "backward_seconds": phases[1],
+                           "optimizer_seconds": phases[2]})
     );
     Ok(())
 }

@@ -114,10 +114,23 @@ impl AdamW {
         let bias_correction2 = 1.0 - c.beta2.powi(self.step as i32);
         let step_size = lr / bias_correction1;
         let bias_correction2_sqrt = bias_correction2.sqrt();
+        let hyper = FusedAdamW {
+            decay_factor: (1.0 - lr * c.weight_decay) as f32,
+            one_minus_beta1: (1.0 - c.beta1) as f32,
+            beta2: c.beta2 as f32,
+            one_minus_beta2: (1.0 - c.beta2) as f32,
+            bias_correction2_sqrt: bias_correction2_sqrt as f32,
+            eps: c.eps as f32,
+            neg_step_size: (-step_size) as f32,
+        };
         tch::no_grad(|| {
             for slot in &mut self.slots {
                 let grad = slot.param.grad();
                 if !grad.defined() {
+                    continue;
+                }
+                let decay = slot.decay && c.weight_decay != 0.0;
+                if hyper.update(&slot.param, &grad, &slot.exp_avg, &slot.exp_avg_sq, decay) {
                     continue;
                 }
                 if slot.decay && c.weight_decay != 0.0 {
@@ -178,6 +191,62 @@ impl AdamW {
     }
 }
 
+/// One AdamW update's constants in f32, for the fused CPU loop.
+struct FusedAdamW {
+    decay_factor: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias_correction2_sqrt: f32,
+    eps: f32,
+    neg_step_size: f32,
+}
+
+/// The f32 values of a contiguous CPU tensor (None for any other tensor).
+fn f32_values(tensor: &Tensor) -> Option<(*mut f32, usize)> {
+    (tensor.device() == tch::Device::Cpu && tensor.kind() == Kind::Float && tensor.is_contiguous())
+        .then(|| (tensor.data_ptr() as *mut f32, tensor.numel()))
+}
+
+impl FusedAdamW {
+    /// The update of one parameter in a single pass over its four arrays (libtorch's
+    /// element-wise ops take ten passes and five temporaries), with torch's operation order:
+    /// decay, `lerp`, `mul`+`addcmul`, `sqrt`/bias correction + eps, `addcdiv`. Returns false
+    /// (nothing done) unless all four are contiguous f32 CPU tensors of one size.
+    fn update(&self, param: &Tensor, grad: &Tensor, exp_avg: &Tensor, exp_avg_sq: &Tensor, decay: bool) -> bool {
+        let (Some(p), Some(g), Some(m), Some(v)) =
+            (f32_values(param), f32_values(grad), f32_values(exp_avg), f32_values(exp_avg_sq))
+        else {
+            return false;
+        };
+        let len = p.1;
+        if g.1 != len || m.1 != len || v.1 != len || len == 0 {
+            return false;
+        }
+        // SAFETY: four distinct contiguous f32 CPU tensors of `len` elements (parameter, its
+        // gradient, and the optimiser's two state tensors); nothing else touches them while the
+        // optimiser steps (no autograd graph holds them after the backward pass).
+        let (p, g, m, v) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(p.0, len),
+                std::slice::from_raw_parts(g.0 as *const f32, len),
+                std::slice::from_raw_parts_mut(m.0, len),
+                std::slice::from_raw_parts_mut(v.0, len),
+            )
+        };
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            if decay {
+                *p *= self.decay_factor;
+            }
+            *m += self.one_minus_beta1 * (g - *m);
+            *v = *v * self.beta2 + self.one_minus_beta2 * g * g;
+            let denom = v.sqrt() / self.bias_correction2_sqrt + self.eps;
+            *p += self.neg_step_size * (*m / denom);
+        }
+        true
+    }
+}
+
 /// Linear warm-up to the peak over `warmup_steps`, then linear decay to 0 at `total_steps`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinearSchedule {
@@ -208,8 +277,15 @@ pub fn clip_grad_norm<'a>(params: impl Iterator<Item = &'a Tensor>, max_norm: f6
         return 0.0;
     }
     let total = tch::no_grad(|| {
-        let squares: Vec<Tensor> = grads.iter().map(|g| g.to_kind(Kind::Double).square().sum(Kind::Double)).collect();
-        Tensor::stack(&squares, 0).sum(Kind::Double).sqrt().double_value(&[])
+        let mut sum = 0.0f64;
+        for g in &grads {
+            sum += match f32_values(g) {
+                // SAFETY: a contiguous f32 CPU tensor of `len` elements, only read here.
+                Some((pointer, len)) => squares_f64(unsafe { std::slice::from_raw_parts(pointer as *const f32, len) }),
+                None => g.to_kind(Kind::Double).square().sum(Kind::Double).double_value(&[]),
+            };
+        }
+        sum.sqrt()
     });
     let coefficient = max_norm / (total + 1e-6);
     if coefficient < 1.0 {
@@ -222,9 +298,60 @@ pub fn clip_grad_norm<'a>(params: impl Iterator<Item = &'a Tensor>, max_norm: f6
     total
 }
 
+/// Sum of squares in f64, in one pass (eight running sums, so the loop vectorises).
+fn squares_f64(values: &[f32]) -> f64 {
+    let mut sums = [0.0f64; 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (sum, &x) in sums.iter_mut().zip(chunk) {
+            let x = f64::from(x);
+            *sum += x * x;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    sums.iter().sum::<f64>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fused_update_matches_the_tensor_ops() {
+        let hyper = FusedAdamW {
+            decay_factor: 0.999,
+            one_minus_beta1: 0.1,
+            beta2: 0.999,
+            one_minus_beta2: 0.001,
+            bias_correction2_sqrt: 0.05,
+            eps: 1e-8,
+            neg_step_size: -0.01,
+        };
+        let param = Tensor::randn([1000], (Kind::Float, tch::Device::Cpu));
+        let grad = Tensor::randn([1000], (Kind::Float, tch::Device::Cpu));
+        let exp_avg = Tensor::randn([1000], (Kind::Float, tch::Device::Cpu)) * 0.1;
+        let exp_avg_sq = Tensor::rand([1000], (Kind::Float, tch::Device::Cpu)) * 0.01;
+        let mut expected = &param * 0.999;
+        let m = &exp_avg + (&grad - &exp_avg) * 0.1;
+        let v = &exp_avg_sq * 0.999 + &grad * &grad * 0.001;
+        expected += (&m / (v.sqrt() / 0.05 + 1e-8)) * -0.01;
+        assert!(hyper.update(&param, &grad, &exp_avg, &exp_avg_sq, true));
+        let difference = (&param - &expected).abs().max().double_value(&[]);
+        // A few f32 ulps at most (values up to ~4, moments up to ~0.5 and ~0.02).
+        assert!(difference < 2e-6, "{difference}");
+        assert!((&exp_avg - &m).abs().max().double_value(&[]) < 2e-7);
+        assert!((&exp_avg_sq - &v).abs().max().double_value(&[]) < 1e-8);
+        // Anything but contiguous f32 CPU tensors goes the tensor-op way.
+        let transposed = Tensor::randn([10, 10], (Kind::Float, tch::Device::Cpu)).tr();
+        assert!(!hyper.update(&transposed, &transposed.contiguous(), &exp_avg, &exp_avg_sq, true));
+    }
+
+    #[test]
+    fn squares_sum_in_f64() {
+        let values: Vec<f32> = (0..1003).map(|i| i as f32 * 0.5 - 200.0).collect();
+        let expected: f64 = values.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        assert!((squares_f64(&values) - expected).abs() < 1e-6 * expected);
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {
