@@ -67,6 +67,18 @@ struct Layer {
     output_norm: LayerNorm,
 }
 
+/// A cut in a training forward pass, in front of one layer: the layer reads `input`, a leaf
+/// that holds `output`'s value without its history, so the backward pass can stop there, hand
+/// over the finished gradients of the layers above, and carry on from `output` (see
+/// [`TransformerEncoder::forward_cut`]).
+#[derive(Debug)]
+pub struct GraphCut {
+    /// The hidden states as the layers below produced them (with their history).
+    pub output: Tensor,
+    /// The leaf the next layer reads; its gradient continues the backward pass below.
+    pub input: Tensor,
+}
+
 /// A BERT / XLM-R encoder; `forward` gives the last hidden states.
 #[derive(Debug)]
 pub struct TransformerEncoder {
@@ -144,6 +156,18 @@ impl TransformerEncoder {
     /// Last hidden states `[B, L, H]` of `input_ids` `[B, L]` with `attention_mask` `[B, L]`
     /// (1 = token, 0 = padding). Dropout applies only when `train` is true.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        self.forward_cut(input_ids, attention_mask, train, None)
+    }
+
+    /// [`TransformerEncoder::forward`], with the graph cut in front of every layer when `cuts`
+    /// is given: one [`GraphCut`] per layer is appended, in layer order.
+    pub fn forward_cut(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+        mut cuts: Option<&mut Vec<GraphCut>>,
+    ) -> Tensor {
         let c = &self.config;
         let (batch, length) = input_ids.size2().unwrap_or((1, 1));
         let positions = self.position_ids(input_ids);
@@ -158,6 +182,10 @@ impl TransformerEncoder {
         let keep = attention_mask.ne(0).view([batch, 1, 1, length]);
         let attention_dropout = if train { c.attention_probs_dropout_prob } else { 0.0 };
         for layer in &self.layers {
+            if let Some(cuts) = cuts.as_deref_mut() {
+                let input = hidden.detach().set_requires_grad(true);
+                cuts.push(GraphCut { output: std::mem::replace(&mut hidden, input.shallow_clone()), input });
+            }
             let split = |x: Tensor| x.view([batch, length, heads, head_width]).transpose(1, 2);
             let q = split(layer.query.forward(&hidden));
             let k = split(layer.key.forward(&hidden));

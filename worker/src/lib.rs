@@ -16,6 +16,7 @@ pub mod export;
 pub mod loss;
 pub mod nccl;
 pub mod optim;
+pub mod overlap;
 pub mod ring;
 pub mod spec;
 pub mod train;

@@ -10,7 +10,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::config::EncoderConfig;
-use crate::encoder::{Linear, TransformerEncoder};
+use crate::encoder::{GraphCut, Linear, TransformerEncoder};
 use crate::error::{Result, WorkerError};
 
 /// How token states become one vector.
@@ -298,7 +298,13 @@ impl SentenceEncoder {
 
     /// Sentence embeddings `[B, D]` of a batch (with gradients; dropout when `train`).
     pub fn embed(&self, batch: &TokenBatch, train: bool) -> Tensor {
-        let hidden = self.encoder.forward(&batch.input_ids, &batch.attention_mask, train);
+        self.embed_cut(batch, train, None)
+    }
+
+    /// [`SentenceEncoder::embed`] with the graph cut in front of every layer when `cuts` is
+    /// given (see [`crate::encoder::GraphCut`]).
+    pub fn embed_cut(&self, batch: &TokenBatch, train: bool, cuts: Option<&mut Vec<GraphCut>>) -> Tensor {
+        let hidden = self.encoder.forward_cut(&batch.input_ids, &batch.attention_mask, train, cuts);
         let pooled = match self.settings.pooling {
             Pooling::Cls => hidden.select(1, 0),
             Pooling::Mean => {
@@ -332,8 +338,19 @@ impl SentenceEncoder {
     /// than two over B (measured: 15% of a training step). Batches are kept apart when padding
     /// them together would cost more than a quarter more tokens.
     pub fn embed_many(&self, batches: &[&TokenBatch], train: bool) -> Vec<Tensor> {
+        self.embed_many_cut(batches, train, None)
+    }
+
+    /// [`SentenceEncoder::embed_many`] with the graph cut in front of every layer of every
+    /// forward pass when `cuts` is given: `layers` cuts per pass, passes in order.
+    pub fn embed_many_cut(
+        &self,
+        batches: &[&TokenBatch],
+        train: bool,
+        mut cuts: Option<&mut Vec<GraphCut>>,
+    ) -> Vec<Tensor> {
         if !Self::merges(batches) {
-            return batches.iter().map(|b| self.embed(b, train)).collect();
+            return batches.iter().map(|b| self.embed_cut(b, train, cuts.as_deref_mut())).collect();
         }
         let rows: Vec<i64> = batches.iter().map(|b| b.input_ids.size2().unwrap_or((0, 0)).0).collect();
         let longest = batches.iter().map(|b| b.input_ids.size2().unwrap_or((0, 0)).1).max().unwrap_or(0);
@@ -350,7 +367,7 @@ impl SentenceEncoder {
             input_ids: Tensor::cat(&batches.iter().map(|b| widen(&b.input_ids, pad)).collect::<Vec<_>>(), 0),
             attention_mask: Tensor::cat(&batches.iter().map(|b| widen(&b.attention_mask, 0)).collect::<Vec<_>>(), 0),
         };
-        self.embed(&merged, train).split_with_sizes(&rows, 0)
+        self.embed_cut(&merged, train, cuts).split_with_sizes(&rows, 0)
     }
 
     /// Whether [`SentenceEncoder::embed_many`] runs `batches` as one padded pass: at least two

@@ -1,5 +1,6 @@
 //! One training step of a rank: encode its micro-batch, compute the global-batch InfoNCE,
-//! backpropagate, all-reduce the gradients (one flat bucket), clip, and take an AdamW step.
+//! backpropagate while the gradients of finished layers are summed over ranks (see
+//! [`crate::overlap`]), clip, and take an AdamW step.
 
 use tch::{Device, Kind, Tensor};
 
@@ -7,6 +8,7 @@ use crate::collective::Collective;
 use crate::error::{Result, WorkerError};
 use crate::loss::{LossConfig, distributed_info_nce};
 use crate::optim::{AdamW, AdamWConfig, LinearSchedule, clip_grad_norm};
+use crate::overlap::{DEFAULT_BUCKET_BYTES, GradientBuckets, backward_overlapped, staged_backward};
 use crate::sentence::SentenceEncoder;
 
 /// What a worker's step needs: the `training:` section (see [`crate::spec::TrainingConfig`])
@@ -51,11 +53,12 @@ pub struct StepOutcome {
     pub lr: f64,
     /// Tokens encoded by this rank (queries, positives, negatives; padding excluded).
     pub tokens: u64,
-    /// Seconds this rank spent in the gradient all-reduce.
+    /// Seconds this rank spent in gradient all-reduce calls (on the CPU mostly overlapped with
+    /// the backward pass).
     pub collective_seconds: f64,
     /// Seconds of tokenisation, forward pass and loss (the loss's all-gathers included).
     pub forward_seconds: f64,
-    /// Seconds of the backward pass (not counting all-reduce time that it does not overlap).
+    /// Seconds from the end of the forward pass until every gradient is summed over ranks.
     pub backward_seconds: f64,
     /// Seconds of clipping and the optimiser step.
     pub optimizer_seconds: f64,
@@ -71,6 +74,10 @@ pub struct Trainer {
     last_collective_seconds: f64,
     last_forward_seconds: f64,
     last_backward_seconds: f64,
+    /// Parameters by backward stage (CPU: all-reduce overlapped with the backward pass).
+    staged: GradientBuckets,
+    /// Every parameter in one bucket (CUDA: all-reduce after the backward pass).
+    whole: GradientBuckets,
 }
 
 impl Trainer {
@@ -83,6 +90,9 @@ impl Trainer {
             return Err(WorkerError::invalid("training.loss.temperature", "must be positive"));
         }
         let optimizer = AdamW::new(model.var_store(), config.optimizer.clone());
+        let layers = model.encoder().config().num_hidden_layers.max(0) as usize;
+        let staged = GradientBuckets::new(optimizer.parameters(), layers, DEFAULT_BUCKET_BYTES);
+        let whole = GradientBuckets::single(optimizer.parameters());
         let schedule = LinearSchedule {
             peak: config.optimizer.lr,
             warmup_steps: config.warmup_steps,
@@ -97,6 +107,8 @@ impl Trainer {
             last_collective_seconds: 0.0,
             last_forward_seconds: 0.0,
             last_backward_seconds: 0.0,
+            staged,
+            whole,
         })
     }
 
@@ -170,6 +182,13 @@ impl Trainer {
         let chunks = self.config.accumulation_steps;
         let settings = self.model.settings().clone();
         let autocast = self.model.var_store().device() != Device::Cpu;
+        // With several ranks on the CPU the backward pass runs layer by layer and the all-reduce
+        // of finished buckets overlaps it (see `crate::overlap`; the gradients are the same bits
+        // as a plain backward pass); on CUDA, NCCL sums one bucket afterwards.
+        let communicate = collective.world_size() > 1;
+        let staged = !autocast && communicate;
+        let layers = self.staged.len() - 1;
+        let mut collective_seconds = 0.0;
         let mut total_loss = 0.0;
         let mut tokens = 0u64;
         let (mut forward_seconds, mut backward_seconds) = (0.0, 0.0);
@@ -199,6 +218,7 @@ impl Trainer {
                 .flatten()
                 .filter(|b| b.input_ids.size()[0] > 0)
                 .collect();
+            let mut cuts = Vec::new();
             let embedded = if autocast {
                 crate::autocast::with_bf16_autocast(crate::autocast::AutocastDevice::Cuda, || {
                     self.model.embed_many(&parts, train)
@@ -207,7 +227,7 @@ impl Trainer {
                 .map(|t| t.to_kind(Kind::Float))
                 .collect()
             } else {
-                self.model.embed_many(&parts, train)
+                self.model.embed_many_cut(&parts, train, staged.then_some(&mut cuts))
             };
             let mut embedded = embedded.into_iter();
             let mut next = |b: &crate::sentence::TokenBatch| match b.input_ids.size()[0] {
@@ -223,14 +243,28 @@ impl Trainer {
             total_loss += loss.double_value(&[]);
             let forwarded = std::time::Instant::now();
             forward_seconds += (forwarded - started).as_secs_f64();
-            loss.backward();
+            let last_chunk = chunk + 1 == chunks;
+            if staged && last_chunk {
+                collective_seconds += backward_overlapped(loss, cuts, layers, &self.staged, collective)?;
+            } else if staged {
+                staged_backward(&loss, &cuts, layers, |_| {});
+            } else {
+                loss.backward();
+            }
             backward_seconds += forwarded.elapsed().as_secs_f64();
+        }
+        if !staged && communicate {
+            let started = std::time::Instant::now();
+            let mut missing = Vec::new();
+            self.whole.all_reduce(0, collective, &mut missing)?;
+            GradientBuckets::give_missing(missing);
+            let seconds = started.elapsed().as_secs_f64();
+            collective_seconds += seconds;
+            backward_seconds += seconds;
         }
         self.last_forward_seconds = forward_seconds;
         self.last_backward_seconds = backward_seconds;
-        let started = std::time::Instant::now();
-        self.all_reduce_gradients(collective)?;
-        self.last_collective_seconds = started.elapsed().as_secs_f64();
+        self.last_collective_seconds = collective_seconds;
         self.last_tokens = tokens;
         Ok(total_loss)
     }
@@ -247,35 +281,6 @@ impl Trainer {
         self.optimizer.step(lr);
         self.optimizer.zero_grad();
         (grad_norm, lr)
-    }
-
-    /// Sums gradients over ranks in one flat bucket (a parameter without a gradient counts as 0).
-    fn all_reduce_gradients(&mut self, collective: &dyn Collective) -> Result<()> {
-        if collective.world_size() == 1 {
-            return Ok(());
-        }
-        let params: Vec<Tensor> = self.optimizer.parameters().map(|(_, t)| t.shallow_clone()).collect();
-        let grads: Vec<Tensor> =
-            params.iter().map(|p| if p.grad().defined() { p.grad() } else { p.zeros_like() }).collect();
-        let mut flat = flatten(grads.iter().map(Tensor::shallow_clone));
-        collective.all_reduce_sum(&mut flat)?;
-        let mut offset = 0;
-        tch::no_grad(|| {
-            for p in &params {
-                let numel = p.numel() as i64;
-                let summed = flat.narrow(0, offset, numel).view(p.size().as_slice());
-                let mut grad = p.grad();
-                if grad.defined() {
-                    grad.copy_(&summed);
-                } else {
-                    // Give the parameter a gradient through a zero-valued backward.
-                    (p * 0.0).sum(Kind::Float).backward();
-                    p.grad().copy_(&summed);
-                }
-                offset += numel;
-            }
-        });
-        Ok(())
     }
 }
 

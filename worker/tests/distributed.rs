@@ -214,3 +214,45 @@ fn merged_forward_gives_each_batch_its_own_embeddings() {
         assert!(diff < 1e-12, "merged and separate embeddings differ by {diff}");
     }
 }
+
+#[test]
+fn the_staged_backward_gives_the_plain_backward_bit_for_bit() {
+    use rosetta_worker::loss::distributed_info_nce;
+    use rosetta_worker::overlap::staged_backward;
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = trainer(dir.path(), true, 1);
+    let model = trainer.model();
+    let settings = model.settings().clone();
+    let all = corpus();
+    let queries: Vec<&str> = all.iter().map(|r| r.0.as_str()).collect();
+    let passages: Vec<&str> = all.iter().map(|r| r.1.as_str()).collect();
+    let q = model.tokenize(&queries, &settings.query_prefix).unwrap();
+    let p = model.tokenize(&passages, &settings.passage_prefix).unwrap();
+    let layers = model.encoder().config().num_hidden_layers as usize;
+    let loss_config = LossConfig { temperature: 0.05, symmetric: true };
+    let gradients = |staged: bool| -> Vec<Tensor> {
+        let mut cuts = Vec::new();
+        let e = model.embed_many_cut(&[&q, &p], false, staged.then_some(&mut cuts));
+        let loss = distributed_info_nce(&e[0], &e[1], None, &SingleRank, &loss_config).unwrap();
+        if staged {
+            let passes = if SentenceEncoder::merges(&[&q, &p]) { 1 } else { 2 };
+            assert_eq!(cuts.len(), passes * layers, "one cut per layer per pass");
+            let mut finished = Vec::new();
+            staged_backward(&loss, &cuts, layers, |stage| finished.push(stage));
+            assert_eq!(finished, (0..=layers).rev().collect::<Vec<_>>(), "stages finish top down");
+        } else {
+            loss.backward();
+        }
+        let grads: Vec<Tensor> = trainer.optimizer().parameters().map(|(_, t)| t.grad().copy()).collect();
+        for (_, t) in trainer.optimizer().parameters() {
+            let _ = t.grad().zero_();
+        }
+        grads
+    };
+    let plain = gradients(false);
+    let staged = gradients(true);
+    for (a, b) in plain.iter().zip(&staged) {
+        assert!(a.defined() && b.defined());
+        assert!(a.equal(b), "gradients differ by {}", (a - b).abs().max().double_value(&[]));
+    }
+}
