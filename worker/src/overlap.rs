@@ -29,8 +29,8 @@ pub struct GradientBuckets {
 
 /// Bucket size: 8 MiB, about one layer of a 384-wide encoder. DDP's default is 25 MiB; on the
 /// 2-core benchmark per-layer buckets gave 0.96× DDP's throughput (rounds 1.07, 0.94, 0.98) and
-/// 25 MiB ones 0.97× (1.01, 0.95, 0.85), against 0.90× without overlap: equal within the noise,
-/// the smaller ones steadier.
+/// two buckets of ~21 MB 0.97× (1.01, 0.95, 0.85), against 0.90× without overlap: equal within
+/// the noise, the smaller ones steadier.
 pub const DEFAULT_BUCKET_BYTES: usize = 8 << 20;
 
 impl GradientBuckets {
