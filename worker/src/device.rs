@@ -38,13 +38,19 @@ pub fn parse_device(text: &str) -> Result<Device> {
     }
 }
 
-/// Directory of the libtorch shared libraries this process runs on (read from `/proc/self/maps`).
-pub fn libtorch_dir() -> Option<PathBuf> {
+/// Where the shared library with file name `file_name` that this process has mapped lives
+/// (read from `/proc/self/maps`).
+pub fn mapped_library(file_name: &str) -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| path.ends_with("/libtorch_cpu.so"))
-        .and_then(|path| std::path::Path::new(path).parent().map(PathBuf::from))
+        .find(|path| std::path::Path::new(path).file_name().is_some_and(|name| name == file_name))
+        .map(PathBuf::from)
+}
+
+/// Directory of the libtorch shared libraries this process runs on.
+pub fn libtorch_dir() -> Option<PathBuf> {
+    mapped_library("libtorch_cpu.so").and_then(|path| path.parent().map(PathBuf::from))
 }
 
 /// How libtorch's CUDA backend was loaded: the library's path, or why it was not.

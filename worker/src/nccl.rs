@@ -79,15 +79,9 @@ fn loaded_path(candidate: &Path) -> PathBuf {
     if candidate.is_absolute() {
         return candidate.to_path_buf();
     }
-    let name = candidate.file_name().unwrap_or_default();
-    std::fs::read_to_string("/proc/self/maps")
-        .ok()
-        .and_then(|maps| {
-            maps.lines()
-                .filter_map(|line| line.split_whitespace().nth(5))
-                .find(|path| Path::new(path).file_name() == Some(name))
-                .map(PathBuf::from)
-        })
+    candidate
+        .file_name()
+        .and_then(|name| crate::device::mapped_library(&name.to_string_lossy()))
         .unwrap_or_else(|| candidate.to_path_buf())
 }
 
