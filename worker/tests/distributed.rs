@@ -89,7 +89,7 @@ type Named = Vec<(String, Tensor)>;
 
 /// Runs `world` ranks in threads; returns rank 0's (loss, gradients, parameters after `steps`).
 fn run_ranks(world: usize, symmetric: bool, steps: usize) -> (f64, Named, Named) {
-    run_ranks_over(local_group(world, Duration::from_secs(60)), symmetric, steps)
+    run_ranks_over(local_group(world, Duration::from_secs(60)), symmetric, steps, 1)
 }
 
 /// The TCP ring on loopback as the collective.
@@ -107,12 +107,17 @@ fn tcp_ring(world: usize) -> Vec<TcpRing> {
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
-fn run_ranks_over<C: Collective + 'static>(group: Vec<C>, symmetric: bool, steps: usize) -> (f64, Named, Named) {
+fn run_ranks_over<C: Collective + 'static>(
+    group: Vec<C>,
+    symmetric: bool,
+    steps: usize,
+    accumulation: usize,
+) -> (f64, Named, Named) {
     let world = group.len();
     // Models are built on this thread (libtorch's generator is global, so seeding in
     // parallel threads would race); only rank 0's initial values matter after the broadcast.
     let dir = tempfile::tempdir().unwrap();
-    let trainers: Vec<Trainer> = (0..world).map(|_| trainer(dir.path(), symmetric, 1)).collect();
+    let trainers: Vec<Trainer> = (0..world).map(|_| trainer(dir.path(), symmetric, accumulation)).collect();
     let handles: Vec<_> = group
         .into_iter()
         .zip(trainers)
@@ -162,7 +167,7 @@ fn the_tcp_ring_gives_the_single_process_gradient_too() {
     let mut single = trainer(dir.path(), false, 1);
     let loss = single.backward(&micro_batch(0, 1), &SingleRank).unwrap();
     let gradients = single.gradients();
-    let (ring_loss, ring_gradients, _) = run_ranks_over(tcp_ring(3), false, 2);
+    let (ring_loss, ring_gradients, _) = run_ranks_over(tcp_ring(3), false, 2, 1);
     assert!((ring_loss - loss).abs() < 1e-6, "{ring_loss} vs {loss}");
     let diff = max_diff(&ring_gradients, &gradients);
     assert!(diff < 1e-6, "TCP ring gradients differ by {diff}");
@@ -255,4 +260,32 @@ fn the_staged_backward_gives_the_plain_backward_bit_for_bit() {
         assert!(a.defined() && b.defined());
         assert!(a.equal(b), "gradients differ by {}", (a - b).abs().max().double_value(&[]));
     }
+}
+
+#[test]
+fn accumulation_across_ranks_gives_the_single_process_gradient() {
+    // Chunk c of every rank forms one contrastive batch; the single process gets the same
+    // batches by seeing chunk c of every rank together. On the ring the last chunk's backward
+    // overlaps the all-reduce, the first one's does not.
+    let (world, chunks) = (2, 2);
+    let cut = |len: usize, c: usize| (len * c / chunks, len * (c + 1) / chunks);
+    let mut together = MicroBatch::default();
+    for c in 0..chunks {
+        for rank in 0..world {
+            let b = micro_batch(rank, world);
+            let (qs, qe) = cut(b.queries.len(), c);
+            let (ns, ne) = cut(b.negatives.len(), c);
+            together.queries.extend_from_slice(&b.queries[qs..qe]);
+            together.positives.extend_from_slice(&b.positives[qs..qe]);
+            together.negatives.extend_from_slice(&b.negatives[ns..ne]);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut single = trainer(dir.path(), true, chunks);
+    let loss = single.backward(&together, &SingleRank).unwrap();
+    let gradients = single.gradients();
+    let (ring_loss, ring_gradients, _) = run_ranks_over(tcp_ring(world), true, 1, chunks);
+    assert!((ring_loss - loss).abs() < 1e-9, "{ring_loss} vs {loss}");
+    let diff = max_diff(&ring_gradients, &gradients);
+    assert!(diff < 1e-9, "accumulated gradients differ by {diff}");
 }
