@@ -223,14 +223,24 @@ impl NcclCollective {
         }
     }
 
-    /// The tensor NCCL works on: `tensor` itself when it is contiguous on this device, else a
-    /// contiguous copy there (small control values such as flags live on the CPU).
-    fn staged(&self, tensor: &Tensor) -> (Tensor, bool) {
-        if tensor.device() == self.device && tensor.is_contiguous() {
-            (tensor.shallow_clone(), false)
-        } else {
-            (tensor.to_device(self.device).contiguous(), true)
+    /// Runs an in-place NCCL call on `tensor` and waits for it. A tensor that is not contiguous
+    /// on this device (small control values such as flags live on the CPU) goes through a
+    /// contiguous copy there and takes the result back.
+    fn in_place(
+        &self,
+        tensor: &mut Tensor,
+        operation: &'static str,
+        call: impl FnOnce(*mut c_void, usize, c_int) -> NcclResult,
+    ) -> Result<()> {
+        let direct = tensor.device() == self.device && tensor.is_contiguous();
+        let staged = if direct { tensor.shallow_clone() } else { tensor.to_device(self.device).contiguous() };
+        let dtype = self.dtype(&staged, operation)?;
+        self.library.check(operation, call(staged.data_ptr(), staged.numel(), dtype))?;
+        self.wait(operation)?;
+        if !direct {
+            tensor.copy_(&staged);
         }
+        Ok(())
     }
 
     fn dtype(&self, tensor: &Tensor, operation: &'static str) -> Result<c_int> {
@@ -312,50 +322,18 @@ impl Collective for NcclCollective {
         Ok(rows.iter().enumerate().map(|(r, &n)| gathered.narrow(0, r as i64 * longest, n)).collect())
     }
     fn all_reduce_sum(&self, tensor: &mut Tensor) -> Result<()> {
-        let (staged, copy_back) = self.staged(tensor);
-        let dtype = self.dtype(&staged, "all_reduce")?;
-        let pointer = staged.data_ptr();
-        // SAFETY: in-place all-reduce on a contiguous CUDA tensor of `numel` elements; stream 0.
-        let code = unsafe {
-            (self.library.all_reduce)(
-                pointer,
-                pointer,
-                staged.numel(),
-                dtype,
-                NCCL_SUM,
-                self.comm,
-                std::ptr::null_mut(),
-            )
-        };
-        self.library.check("all_reduce", code)?;
-        self.wait("all_reduce")?;
-        if copy_back {
-            tensor.copy_(&staged);
-        }
-        Ok(())
+        let (library, comm) = (&self.library, self.comm);
+        self.in_place(tensor, "all_reduce", |pointer, count, dtype| {
+            // SAFETY: in-place all-reduce on a contiguous CUDA tensor of `count` elements; stream 0.
+            unsafe { (library.all_reduce)(pointer, pointer, count, dtype, NCCL_SUM, comm, std::ptr::null_mut()) }
+        })
     }
     fn broadcast(&self, tensor: &mut Tensor, root: usize) -> Result<()> {
-        let (staged, copy_back) = self.staged(tensor);
-        let dtype = self.dtype(&staged, "broadcast")?;
-        let pointer = staged.data_ptr();
-        // SAFETY: in-place broadcast on a contiguous CUDA tensor; stream 0.
-        let code = unsafe {
-            (self.library.broadcast)(
-                pointer,
-                pointer,
-                staged.numel(),
-                dtype,
-                root as c_int,
-                self.comm,
-                std::ptr::null_mut(),
-            )
-        };
-        self.library.check("broadcast", code)?;
-        self.wait("broadcast")?;
-        if copy_back {
-            tensor.copy_(&staged);
-        }
-        Ok(())
+        let (library, comm) = (&self.library, self.comm);
+        self.in_place(tensor, "broadcast", |pointer, count, dtype| {
+            // SAFETY: in-place broadcast on a contiguous CUDA tensor of `count` elements; stream 0.
+            unsafe { (library.broadcast)(pointer, pointer, count, dtype, root as c_int, comm, std::ptr::null_mut()) }
+        })
     }
     fn barrier(&self) -> Result<()> {
         let mut token = Tensor::zeros([1], (Kind::Float, self.device));

@@ -66,25 +66,25 @@ impl GradientBuckets {
         Self { stages: vec![parameters.map(|(_, p)| p.shallow_clone()).collect()] }
     }
 
-    /// Number of stages (layers + 1).
-    pub fn len(&self) -> usize {
-        self.stages.len()
+    /// Layers of the model the buckets were made for (stages are 0..=layers).
+    pub fn layers(&self) -> usize {
+        self.stages.len().saturating_sub(1)
     }
 
-    /// True when there are no stages.
-    pub fn is_empty(&self) -> bool {
-        self.stages.is_empty()
+    /// Sums every bucket over ranks, one after the other (no overlap).
+    pub fn sum_over_ranks(&self, collective: &dyn Collective) -> Result<()> {
+        let mut missing = Vec::new();
+        for stage in 0..self.stages.len() {
+            self.all_reduce(stage, collective, &mut missing)?;
+        }
+        give_missing(missing);
+        Ok(())
     }
 
     /// Sums the gradients of `stage`'s parameters over ranks, in one flat buffer (a missing
     /// gradient counts as zeros). Parameters without a gradient get theirs later, from
-    /// [`GradientBuckets::give_missing`].
-    pub fn all_reduce(
-        &self,
-        stage: usize,
-        collective: &dyn Collective,
-        missing: &mut Vec<(Tensor, Tensor)>,
-    ) -> Result<()> {
+    /// [`give_missing`].
+    fn all_reduce(&self, stage: usize, collective: &dyn Collective, missing: &mut Vec<(Tensor, Tensor)>) -> Result<()> {
         let parameters = &self.stages[stage];
         if parameters.is_empty() {
             return Ok(());
@@ -111,17 +111,17 @@ impl GradientBuckets {
         });
         Ok(())
     }
+}
 
-    /// Gives each parameter that had no gradient its summed one (on the training thread, after
-    /// the backward pass).
-    pub fn give_missing(missing: Vec<(Tensor, Tensor)>) {
-        for (parameter, summed) in missing {
-            // A zero-valued backward creates the gradient tensor; then it takes the sum.
-            (&parameter * 0.0).sum(Kind::Float).backward();
-            tch::no_grad(|| {
-                parameter.grad().copy_(&summed);
-            });
-        }
+/// Gives each parameter that had no gradient its summed one (on the training thread, after
+/// the backward pass).
+fn give_missing(missing: Vec<(Tensor, Tensor)>) {
+    for (parameter, summed) in missing {
+        // A zero-valued backward creates the gradient tensor; then it takes the sum.
+        (&parameter * 0.0).sum(Kind::Float).backward();
+        tch::no_grad(|| {
+            parameter.grad().copy_(&summed);
+        });
     }
 }
 
@@ -165,22 +165,16 @@ pub fn staged_backward(loss: &Tensor, cuts: &[GraphCut], layers: usize, mut fini
     }
 }
 
-/// Runs [`staged_backward`] on a second thread and sums each finished stage's gradients over
+/// Runs [`staged_backward`] through `cuts` (one per layer of `buckets`' model per forward pass) on a second thread and sums each finished stage's gradients over
 /// `collective`'s ranks on this one. Returns the seconds spent in all-reduce calls (mostly
 /// hidden behind the backward pass).
 pub fn backward_overlapped(
     loss: Tensor,
     cuts: Vec<GraphCut>,
-    layers: usize,
     buckets: &GradientBuckets,
     collective: &dyn Collective,
 ) -> Result<f64> {
-    if buckets.len() != layers + 1 {
-        return Err(WorkerError::invalid(
-            "gradient buckets",
-            format!("{} stages for a model of {layers} layers", buckets.len()),
-        ));
-    }
+    let layers = buckets.layers();
     let mut seconds = 0.0;
     let mut missing = Vec::new();
     std::thread::scope(|scope| -> Result<()> {
@@ -205,7 +199,7 @@ pub fn backward_overlapped(
         })?;
         outcome
     })?;
-    GradientBuckets::give_missing(missing);
+    give_missing(missing);
     Ok(seconds)
 }
 

@@ -187,7 +187,7 @@ impl Trainer {
         // as a plain backward pass); on CUDA, NCCL sums one bucket afterwards.
         let communicate = collective.world_size() > 1;
         let staged = !autocast && communicate;
-        let layers = self.staged.len() - 1;
+        let layers = self.staged.layers();
         let mut collective_seconds = 0.0;
         let mut total_loss = 0.0;
         let mut tokens = 0u64;
@@ -245,7 +245,7 @@ impl Trainer {
             forward_seconds += (forwarded - started).as_secs_f64();
             let last_chunk = chunk + 1 == chunks;
             if staged && last_chunk {
-                collective_seconds += backward_overlapped(loss, cuts, layers, &self.staged, collective)?;
+                collective_seconds += backward_overlapped(loss, cuts, &self.staged, collective)?;
             } else if staged {
                 staged_backward(&loss, &cuts, layers, |_| {});
             } else {
@@ -255,9 +255,7 @@ impl Trainer {
         }
         if !staged && communicate {
             let started = std::time::Instant::now();
-            let mut missing = Vec::new();
-            self.whole.all_reduce(0, collective, &mut missing)?;
-            GradientBuckets::give_missing(missing);
+            self.whole.sum_over_ranks(collective)?;
             let seconds = started.elapsed().as_secs_f64();
             collective_seconds += seconds;
             backward_seconds += seconds;
