@@ -90,7 +90,7 @@ def write_config(work, st_dir, steps, batch, world, name):
     config = os.path.join(work, f"{name}.yaml")
     with open(config, "w") as f:
         f.write(
-            "data:\n  train: [data/train.parquet]\n"
+            "version: 1\ndata:\n  train: [data/train.parquet]\n"
             f"schedule:\n  strategy: hybrid\n  alpha: 0.5\n  global_batch_size: {batch}\n  seed: 7\n"
             f"model:\n  path: {st_dir}\n  max_seq_length: 128\n"
             "training:\n  hard_negatives: 0\n  optimizer:\n    lr: 3.0e-5\n  loss:\n    temperature: 0.05\n"

@@ -29,6 +29,10 @@ pub enum DataCommand {
     Stats(StatsArgs),
     /// Split a training-pairs file among N workers by whole row groups, balanced by rows.
     Shard(ShardArgs),
+    /// Pack a run's training files into the row store its workers read by row number (what
+    /// `rosetta train` and `rosetta coordinator` do on first use): run it ahead on a cluster,
+    /// where the store must sit on a path every worker can read (`data.store`).
+    Pack(PackArgs),
     /// Benchmark: read a pairs file and tokenise every query and positive; prints JSON.
     #[command(hide = true)]
     BenchRead(BenchReadArgs),
@@ -168,6 +172,29 @@ pub struct ShardArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Arguments of `data pack`.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// Run config (YAML) whose `data:` section names the training files and the store.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+fn pack_cmd(args: &PackArgs) -> anyhow::Result<()> {
+    let inputs = rosetta::run_config::ScheduleInputs::load(&args.config)?;
+    let store = rosetta::prepare::open_store(&inputs.data)?;
+    let manifest = store.manifest();
+    println!(
+        "{}: {} rows, {} parallel groups, {} dataset(s), languages {}",
+        store.dir().display(),
+        manifest.rows,
+        manifest.groups,
+        manifest.datasets.len(),
+        manifest.languages.join(" ")
+    );
+    Ok(())
+}
+
 /// Arguments of the hidden `data bench-read`.
 #[derive(Debug, Args)]
 pub struct BenchReadArgs {
@@ -198,6 +225,7 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DataCommand::Shard(args) => shard_cmd(&args),
+        DataCommand::Pack(args) => pack_cmd(&args),
         DataCommand::BenchRead(args) => bench_read(&args),
     }
 }

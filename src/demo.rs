@@ -14,6 +14,8 @@ use rosetta_datasets::table::text_column;
 use rosetta_datasets::tokenize::TextTokenizer;
 use rosetta_datasets::validate::{validate_benchmark, validate_pairs};
 
+use rosetta::run_config::RawRunConfig;
+
 use crate::data_cmd::{print_stats, train_tokenizer};
 
 /// Arguments of `rosetta demo`.
@@ -99,12 +101,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     stage(7, &format!("training the small model with hybrid batches on {} local CPU workers", args.workers));
     // The embedded config refers to `../runs/demo/…` from `configs/`; here it lives in the run dir.
-    let mut config = DEFAULT_CONFIG.replace("../runs/demo/", "");
-    if let Some(steps) = args.steps {
-        config = config.replace("  steps: 200\n", &format!("  steps: {steps}\n"));
+    let mut config: RawRunConfig = serde_saphyr::from_str(&DEFAULT_CONFIG.replace("../runs/demo/", ""))?;
+    if let (Some(steps), Some(job)) = (args.steps, config.job.as_mut()) {
+        job.steps = steps;
+        config.training.warmup_steps = config.training.warmup_steps.min(steps);
     }
     let config_path = args.out.join("run.yaml");
-    std::fs::write(&config_path, config)?;
+    rosetta_common::atomic::write_atomic(&config_path, config.to_yaml().as_bytes())?;
     crate::train_cmd::train(crate::train_cmd::TrainArgs {
         config: config_path.clone(),
         workers: Some(args.workers),

@@ -1,15 +1,13 @@
-//! `rosetta`: hybrid-batch training and evaluation of multilingual dense retrievers.
+//! `rosetta`: hybrid-batch training and evaluation of multilingual dense retrievers. Each
+//! command maps its flags to a built configuration and calls the library that does the work.
 
-mod cluster;
 mod data_cmd;
 mod demo;
 mod doctor;
 mod eval_cmd;
 mod report_cmd;
-mod run_config;
 mod schedule_cmd;
 mod train_cmd;
-mod train_eval;
 
 use clap::{Parser, Subcommand};
 
@@ -42,7 +40,7 @@ enum Command {
     /// Run the coordinator alone (workers join it with `rosetta worker`).
     Coordinator(train_cmd::CoordinatorArgs),
     /// Run one worker (one per device) of a coordinator's job.
-    Worker(cluster::worker::WorkerArgs),
+    Worker(train_cmd::WorkerArgs),
     /// Evaluate a model or checkpoint on benchmarks: per language-pair mAP, language bias,
     /// nDCG@10 / Recall@100, with reports (JSON, Markdown, SVG/HTML) and TREC run files.
     Eval(eval_cmd::EvalArgs),
@@ -70,7 +68,7 @@ fn main() -> std::process::ExitCode {
         Command::Schedule(command) => schedule_cmd::run(command),
         Command::Train(args) => train_cmd::train(args),
         Command::Coordinator(args) => train_cmd::coordinator(args),
-        Command::Worker(args) => cluster::worker::run(args),
+        Command::Worker(args) => train_cmd::worker(args),
         Command::Eval(args) => eval_cmd::run(args),
         Command::EvalShard(args) => eval_cmd::run_shard(args),
         Command::Export(args) => eval_cmd::export(args),

@@ -11,7 +11,8 @@ use clap::{Args, Subcommand};
 use rosetta_coordinator::schedule::{BatchKind, PairIndex, Scheduler};
 use serde::Serialize;
 
-use crate::run_config::RunConfig;
+use rosetta::prepare::open_store;
+use rosetta::run_config::ScheduleInputs;
 
 /// The `schedule` subcommands.
 #[derive(Debug, Subcommand)]
@@ -69,8 +70,8 @@ pub fn run(command: ScheduleCommand) -> anyhow::Result<()> {
 }
 
 fn preview(args: &PreviewArgs) -> anyhow::Result<()> {
-    let config = RunConfig::load(&args.config)?;
-    let index = Arc::new(PairIndex::from_parquet(&config.data.train)?);
+    let config = ScheduleInputs::load(&args.config)?;
+    let index = Arc::new(PairIndex::from_store(&*open_store(&config.data)?)?);
     let mut scheduler = Scheduler::new(config.schedule.clone(), index.clone())?;
     let mut report = Preview { steps: args.steps, ..Preview::default() };
     let mut cursor = scheduler.start();

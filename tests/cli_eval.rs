@@ -9,6 +9,7 @@ use std::path::Path;
 use common::{rosetta, synth_small};
 use rosetta_datasets::benchmark::Benchmark;
 use rosetta_datasets::embeddings::read_embeddings;
+use rosetta_eval::config::EvaluationConfig;
 use rosetta_eval::rank::rank_sharded;
 use rosetta_eval::report::EvalReport;
 use rosetta_eval::task::EvalTask;
@@ -32,20 +33,22 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     synth_small(&root.join("data"), 40, 0, 400);
-    let config = root.join("run.yaml");
-    std::fs::write(
-        &config,
-        "data:\n  train: [data/train.parquet]\n  benchmarks: [data/benchmark]\n\
-         schedule:\n  strategy: hybrid\n  alpha: 0.5\n  global_batch_size: 12\n  seed: 3\n\
-         model:\n  preset: small\n  tokenizer: data/tokenizer.json\n  max_seq_length: 24\n  layers: 1\n  hidden_size: 32\n  heads: 4\n  intermediate_size: 64\n\
-         job:\n  steps: 4\n  workers: 1\n  checkpoint_every: 2\n  run_dir: runs/r\n\
-         evaluation:\n  every: 2\n  batch_size: 16\n  select_best: multilingual_map\n  trec_depth: 5\n",
-    )
-    .unwrap();
+    let mut typed = common::tiny_run("r", 4, 1);
+    typed.data.benchmarks = vec!["data/benchmark".into()];
+    typed.training = Default::default();
+    typed.model.as_mut().unwrap().layers = Some(1);
+    typed.evaluation = Some(EvaluationConfig {
+        every: 2,
+        batch_size: 16,
+        select_best: Some("multilingual_map".into()),
+        trec_depth: 5,
+        ..EvaluationConfig::default()
+    });
+    let config = common::write_config(root, "run", &typed);
     // A selection metric that does not exist is refused before anything starts.
-    let text = std::fs::read_to_string(&config).unwrap();
-    let bad = root.join("bad.yaml");
-    std::fs::write(&bad, text.replace("select_best: multilingual_map", "select_best: accuracy")).unwrap();
+    let mut wrong = typed.clone();
+    wrong.evaluation.as_mut().unwrap().select_best = Some("accuracy".into());
+    let bad = common::write_config(root, "bad", &wrong);
     let refused = rosetta(&["train", "--config", bad.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && err.contains("evaluation.select_best: unknown metric \"accuracy\""), "{err}");
@@ -143,15 +146,12 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
     assert_eq!(report(&root.join("st/synth-lareqa")).lareqa, a.lareqa, "exported model and checkpoint disagree");
 
     // A coordinator (of another job, waiting for workers) receives the report and serves it to Prometheus.
-    let waiting = root.join("waiting.yaml");
-    std::fs::write(
-        &waiting,
-        text.replace("run_dir: runs/r", "run_dir: runs/w\n  metrics_address: 127.0.0.1:0")
-            .replace("steps: 4", "steps: 100"),
-    )
-    .unwrap();
-    let (mut coordinator, grpc, metrics) = common::start_coordinator(&waiting, &[], "tok");
-    let grpc = format!("http://{grpc}");
+    let mut other = typed.clone();
+    other.job.as_mut().unwrap().steps = 100;
+    other.job.as_mut().unwrap().run_dir = "runs/w".into();
+    let waiting = common::write_config(root, "waiting", &other);
+    let coordinator = common::InProcessCoordinator::start(&waiting, "tok", None);
+    let (grpc, metrics) = (format!("http://{}", coordinator.grpc()), coordinator.metrics());
     // The standard health service answers without a token.
     let serving = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
         let channel = tonic::transport::Channel::from_shared(grpc.clone()).unwrap().connect().await.unwrap();
@@ -169,14 +169,13 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
         .unwrap();
     let scraped = {
         use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&metrics).unwrap();
+        let mut stream = std::net::TcpStream::connect(metrics).unwrap();
         stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
         let mut body = String::new();
         stream.read_to_string(&mut body).unwrap();
         body
     };
-    let _ = coordinator.kill();
-    let _ = coordinator.wait();
+    drop(coordinator);
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
     assert!(
         scraped.contains("rosetta_eval_map{benchmark=\"synth-lareqa\",setting=\"monolingual\",query_lang=\"qaa\",corpus_lang=\"qaa\"}"),

@@ -10,7 +10,8 @@ fn setup(dir: &Path, schedule: &str) -> String {
     let data = dir.join("data");
     synth_small(&data, 60, 30, 0);
     let config = dir.join("run.yaml");
-    std::fs::write(&config, format!("data:\n  train: [data/train.parquet]\nschedule:\n{schedule}")).unwrap();
+    std::fs::write(&config, format!("version: 1\ndata:\n  train: [data/train.parquet]\nschedule:\n{schedule}"))
+        .unwrap();
     config.to_str().unwrap().to_string()
 }
 
@@ -49,7 +50,7 @@ fn config_errors_name_the_field() {
     assert!(!out.status.success() && err.contains("cross-lingual batches") && err.contains("synth-mono"), "{err}");
 
     let missing = dir.path().join("missing.yaml");
-    std::fs::write(&missing, "data:\n  train: [nowhere.parquet]\nschedule:\n  strategy: hybrid\n").unwrap();
+    std::fs::write(&missing, "version: 1\ndata:\n  train: [nowhere.parquet]\nschedule:\n  strategy: hybrid\n").unwrap();
     let out = rosetta(&["schedule", "preview", "--config", missing.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("data.train[0]") && err.contains("nowhere.parquet"), "{err}");

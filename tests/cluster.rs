@@ -11,27 +11,20 @@ use common::{rosetta, synth_small};
 
 /// Synthetic data once per test directory, and a tiny, fast config over it.
 fn setup(dir: &Path, steps: u64, workers: usize, dropout: bool, run: &str) -> PathBuf {
-    setup_with(dir, steps, workers, dropout, run, "")
+    setup_with(dir, steps, workers, dropout, run, None)
 }
 
-fn setup_with(dir: &Path, steps: u64, workers: usize, dropout: bool, run: &str, optimizer: &str) -> PathBuf {
+fn setup_with(dir: &Path, steps: u64, workers: usize, dropout: bool, run: &str, eps: Option<f64>) -> PathBuf {
     let data = dir.join("data");
     if !data.join("train.parquet").exists() {
         synth_small(&data, 60, 20, 400);
     }
-    let config = dir.join(format!("{run}.yaml"));
-    std::fs::write(
-        &config,
-        format!(
-            "data:\n  train: [data/train.parquet]\n\
-             schedule:\n  strategy: hybrid\n  alpha: 0.5\n  global_batch_size: 12\n  seed: 3\n\
-             model:\n  preset: small\n  tokenizer: data/tokenizer.json\n  max_seq_length: 24\n  layers: 2\n  hidden_size: 32\n  heads: 4\n  intermediate_size: 64\n\
-             training:\n  dropout: {dropout}\n  hard_negatives: 1\n  optimizer:\n    lr: 1.0e-3\n{optimizer}\
-             job:\n  steps: {steps}\n  workers: {workers}\n  checkpoint_every: 2\n  keep_checkpoints: 10\n  heartbeat_timeout_secs: 20\n  run_dir: runs/{run}\n"
-        ),
-    )
-    .unwrap();
-    config
+    let mut config = common::tiny_run(run, steps, workers);
+    config.training.dropout = dropout;
+    if let Some(eps) = eps {
+        config.training.optimizer.eps = eps;
+    }
+    common::write_config(dir, run, &config)
 }
 
 fn train(config: &Path, extra: &[&str]) -> Output {
@@ -75,7 +68,7 @@ fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
 fn two_workers_train_the_same_model_as_one() {
     let dir = tempfile::tempdir().unwrap();
     // eps 1e-6 keeps AdamW from turning f32 rounding on near-zero gradients into whole steps.
-    let eps = "    eps: 1.0e-6\n";
+    let eps = Some(1e-6);
     train(&setup_with(dir.path(), 4, 1, false, "one", eps), &[]);
     train(&setup_with(dir.path(), 4, 2, false, "two", eps), &[]);
     let diff = max_diff(&model_tensors(dir.path(), "one", 3), &model_tensors(dir.path(), "two", 3));
@@ -136,18 +129,30 @@ fn bad_configs_and_resumes_are_refused_with_the_field_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), 2, 1, false, "bad");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("  steps: 2\n", "  steps: 0\n  stepz: 3\n")).unwrap();
+    // An unknown field, named with its line.
+    std::fs::write(&config, text.replace("job:\n", "job:\n  stepz: 3\n")).unwrap();
     let out = rosetta(&["train", "--config", config.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("stepz"), "{err}");
-    std::fs::write(&config, text.replace("  steps: 2\n", "  steps: 0\n")).unwrap();
-    let out = rosetta(&["train", "--config", config.to_str().unwrap()]);
+    // Every problem of every section at once, each with its path.
+    let mut bad = common::tiny_run("bad", 0, 1);
+    bad.data.train[0] = PathBuf::from("data/missing.parquet");
+    bad.training.optimizer.lr = -1.0;
+    bad.version = None;
+    let bad = common::write_config(dir.path(), "bad", &bad);
+    let out = rosetta(&["train", "--config", bad.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("job.steps: must be at least 1"), "{err}");
-    std::fs::write(&config, text.replace("data/train.parquet", "data/missing.parquet")).unwrap();
-    let out = rosetta(&["train", "--config", config.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("data.train[0]") && err.contains("missing.parquet"), "{err}");
+    assert!(!out.status.success(), "{err}");
+    for expected in [
+        "bad.yaml",
+        "job.steps: must be at least 1",
+        "data.train[0]",
+        "missing.parquet",
+        "training.optimizer.lr",
+        "version: missing",
+    ] {
+        assert!(err.contains(expected), "{expected:?} missing from {err}");
+    }
     std::fs::write(&config, &text).unwrap();
     let out = rosetta(&["train", "--config", config.to_str().unwrap(), "--resume"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -158,10 +163,8 @@ fn bad_configs_and_resumes_are_refused_with_the_field_named() {
 fn a_worker_with_the_wrong_token_is_refused_and_the_coordinator_survives() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), 2, 1, false, "auth");
-    let token = dir.path().join("token");
-    std::fs::write(&token, "right-token\n").unwrap();
-    let (mut coordinator, address, _) =
-        common::start_coordinator(&config, &["--token-file", token.to_str().unwrap()], "unused");
+    let coordinator = common::InProcessCoordinator::start(&config, "right-token", None);
+    let address = coordinator.grpc();
     let wrong = Command::new(env!("CARGO_BIN_EXE_rosetta"))
         .args(["worker", "--coordinator", &format!("http://{address}")])
         .env("ROSETTA_TOKEN", "wrong-token")
@@ -170,16 +173,22 @@ fn a_worker_with_the_wrong_token_is_refused_and_the_coordinator_survives() {
     let err = String::from_utf8_lossy(&wrong.stderr);
     assert!(!wrong.status.success() && err.contains("wrong token"), "{err}");
     // The coordinator is still up and a worker with the right token trains the job to the end.
+    let token = dir.path().join("token");
+    std::fs::write(&token, "right-token\n").unwrap();
     let right = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["worker", "--coordinator", &format!("http://{address}"), "--token-file", token.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(right.status.success(), "{}", String::from_utf8_lossy(&right.stderr));
+    coordinator.wait_finished(Duration::from_secs(30)).unwrap();
+    // A worker that comes after the job finished gets a clear refusal.
+    let late = Command::new(env!("CARGO_BIN_EXE_rosetta"))
         .args(["worker", "--coordinator", &format!("http://{address}")])
         .env("ROSETTA_TOKEN", "right-token")
         .output()
         .unwrap();
-    assert!(right.status.success(), "{}", String::from_utf8_lossy(&right.stderr));
-    let status = coordinator.wait().unwrap();
-    assert!(status.success());
-    // A worker that comes after the job finished gets a clear refusal.
-    // (The coordinator has exited; its port is closed, which the worker reports.)
+    let err = String::from_utf8_lossy(&late.stderr);
+    assert!(!late.status.success() && err.contains("the job has finished"), "{err}");
 }
 
 #[test]
@@ -223,7 +232,7 @@ fn killing_one_worker_restarts_the_generation_from_the_last_checkpoint() {
 #[test]
 fn a_run_resumes_on_a_different_number_of_workers() {
     let dir = tempfile::tempdir().unwrap();
-    let eps = "    eps: 1.0e-6\n";
+    let eps = Some(1e-6);
     train(&setup_with(dir.path(), 6, 2, false, "whole", eps), &[]);
     let config = setup_with(dir.path(), 6, 2, false, "shrunk", eps);
     train(&config, &["--stop-after", "2"]);
@@ -247,9 +256,8 @@ fn workers_reach_a_tls_coordinator_only_with_its_certificate() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
-    let tls_args = ["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()];
-    let (mut coordinator, address, _) = common::start_coordinator(&config, &tls_args, "t0ken");
-    let port = address.rsplit(':').next().unwrap().to_string();
+    let coordinator = common::InProcessCoordinator::start(&config, "t0ken", Some((&cert_path, &key_path)));
+    let port = coordinator.grpc().port().to_string();
     let worker = |address: String, ca: Option<&Path>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rosetta"));
         command.args(["worker", "--coordinator", &address]).env("ROSETTA_TOKEN", "t0ken");
@@ -267,5 +275,5 @@ fn workers_reach_a_tls_coordinator_only_with_its_certificate() {
     // With the certificate the worker trains the job to the end.
     let good = worker(format!("https://localhost:{port}"), Some(&cert_path));
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
-    assert!(coordinator.wait().unwrap().success());
+    coordinator.wait_finished(Duration::from_secs(30)).unwrap();
 }

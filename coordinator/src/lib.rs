@@ -1,14 +1,15 @@
 //! Rosetta's control plane: the hybrid batch scheduler (a pure, deterministic, resumable
-//! function from (step, cursor) to the global batch every rank trains on), the gRPC service
-//! that hands its plans to workers, checkpoint manifests and the Prometheus endpoint.
-//! Builds without libtorch.
+//! function from (step, cursor) to the global batch every rank trains on), the job state
+//! machine, the gRPC service that hands its plans to workers, checkpoint manifests, the
+//! Prometheus endpoint, and the coordinator process itself. Builds without libtorch.
 
 pub mod error;
-pub mod eval_metrics;
+pub mod grpc;
 pub mod job;
 pub mod manifest;
-pub mod metrics_server;
+pub mod metrics;
+pub mod process;
 pub mod schedule;
-pub mod service;
+pub mod settings;
 
 pub use error::{CoordinatorError, Result};

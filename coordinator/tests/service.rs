@@ -1,17 +1,22 @@
-//! The coordinator over real gRPC with virtual workers (no libtorch): registration checks,
-//! rendezvous, plans cut per rank, reports, checkpoint commits and manifests, heartbeat
-//! failure, and the Prometheus endpoint scraped over HTTP.
+//! The coordinator process over real gRPC with virtual workers (no libtorch): registration
+//! checks, rendezvous, plans cut per rank with their store rows, reports, checkpoint commits and
+//! manifests, heartbeat failure, and the Prometheus endpoint scraped over HTTP. Every
+//! coordinator is started through `process::start_coordinator`, the function `rosetta
+//! coordinator` calls, and its addresses come from the value it returns.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rosetta_coordinator::job::JobConfig;
+use rosetta_common::RunDir;
+use rosetta_common::digest::sha256_file;
+use rosetta_coordinator::job::{JobStateMachine, Phase};
 use rosetta_coordinator::manifest;
-use rosetta_coordinator::metrics_server;
-use rosetta_coordinator::schedule::{
-    CrossPairing, DatasetSampling, PairIndex, PairIndexBuilder, ScheduleConfig, Scheduler, Strategy,
-};
-use rosetta_coordinator::service::{CoordinatorService, Job, Phase};
+use rosetta_coordinator::process::{CoordinatorProcessConfig, RunningCoordinator, start_coordinator};
+use rosetta_coordinator::schedule::{CrossPairing, DatasetSampling, PairIndex, ScheduleConfig, Scheduler, Strategy};
+use rosetta_coordinator::settings::JobSettings;
+use rosetta_datasets::pairs::TrainingPair;
+use rosetta_datasets::store::{PairStore, pack_groups};
 use rosetta_proto::PROTOCOL_VERSION;
 use rosetta_proto::v1::coordinator_client::CoordinatorClient;
 use rosetta_proto::v1::*;
@@ -20,13 +25,26 @@ use tonic::Request;
 use tonic::transport::Channel;
 
 const TOKEN: &str = "secret";
+const WORKER_SPEC: &str = "{\"model\": \"as the launcher wrote it\"}";
 
-fn index() -> Arc<PairIndex> {
-    let mut builder = PairIndexBuilder::new();
-    for g in 0..200 {
-        builder.add_group("multi", &format!("g{g}"), &["en", "de", "fr"]);
-    }
-    Arc::new(builder.build())
+/// 200 parallel groups in three languages, packed into a store under `dir`.
+fn store(dir: &Path) -> Arc<PairStore> {
+    let groups: Vec<Vec<TrainingPair>> = (0..200)
+        .map(|g| {
+            ["en", "de", "fr"]
+                .iter()
+                .map(|lang| TrainingPair {
+                    dataset: "multi".into(),
+                    pair_id: format!("g{g}"),
+                    lang: lang.to_string(),
+                    query: format!("query {g} {lang}"),
+                    positive: format!("passage {g} {lang}"),
+                    negatives: None,
+                })
+                .collect()
+        })
+        .collect();
+    Arc::new(pack_groups(&groups, &dir.join("data")).unwrap())
 }
 
 fn schedule() -> ScheduleConfig {
@@ -44,34 +62,39 @@ fn schedule() -> ScheduleConfig {
     }
 }
 
-fn job_config(run_dir: &std::path::Path, heartbeat: f64) -> JobConfig {
-    JobConfig {
-        steps: 4,
-        workers: 2,
-        checkpoint_every: 2,
-        keep_checkpoints: 1,
-        heartbeat_timeout_secs: heartbeat,
-        rendezvous_timeout_secs: 20.0,
-        run_dir: run_dir.to_path_buf(),
-        metrics_address: "127.0.0.1:0".into(),
-        max_restarts: 0,
-        elastic: Default::default(),
-    }
+fn job_config(run_dir: &Path, heartbeat: f64) -> JobSettings {
+    let mut settings = JobSettings::with_defaults(4, 2, run_dir);
+    settings.checkpoint_every = 2;
+    settings.keep_checkpoints = 1;
+    settings.heartbeat_timeout = Duration::from_secs_f64(heartbeat);
+    settings.rendezvous_timeout = Duration::from_secs(20);
+    settings.max_restarts = 0;
+    settings
 }
 
-async fn serve(job: Arc<Job>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let service = CoordinatorService::new(job).into_server(TOKEN.to_string());
-    tokio::spawn(async move {
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await.unwrap();
-    });
-    format!("http://{address}")
+/// Starts a coordinator process over `store`; returns it and a client of its address.
+async fn start(store: Arc<PairStore>, settings: JobSettings) -> (RunningCoordinator, CoordinatorClient<Channel>) {
+    let running = start_coordinator(CoordinatorProcessConfig {
+        job: settings,
+        schedule: schedule(),
+        store,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        token: TOKEN.to_string(),
+        tls: None,
+        resume: false,
+        stop_after: None,
+        run_config_yaml: "version: 1".into(),
+        worker_spec_json: WORKER_SPEC.into(),
+    })
+    .await
+    .unwrap();
+    let address = format!("http://{}", running.grpc_address);
+    let client = CoordinatorClient::new(Channel::from_shared(address).unwrap().connect().await.unwrap());
+    (running, client)
 }
 
-async fn client(address: &str) -> CoordinatorClient<Channel> {
-    CoordinatorClient::new(Channel::from_shared(address.to_string()).unwrap().connect().await.unwrap())
+fn job_of(running: &RunningCoordinator) -> &JobStateMachine {
+    &running.job
 }
 
 fn authed<T>(message: T) -> Request<T> {
@@ -119,12 +142,11 @@ async fn scrape(address: std::net::SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
     let dir = tempfile::tempdir().unwrap();
-    let scheduler = Scheduler::new(schedule(), index()).unwrap();
-    let job = Job::new(job_config(dir.path(), 30.0), "run: config".into(), scheduler, false).unwrap();
-    let handle = metrics_server::install_recorder().unwrap();
-    let (metrics_address, _) = metrics_server::serve("127.0.0.1:0".parse().unwrap(), handle).await.unwrap();
-    let address = serve(job.clone()).await;
-    let mut c = client(&address).await;
+    let store = store(dir.path());
+    let run_dir = RunDir::new(dir.path().join("run"));
+    let (running, mut c) = start(store.clone(), job_config(run_dir.root(), 30.0)).await;
+    let (job, metrics_address) = (job_of(&running), running.metrics_address);
+    assert_eq!(std::fs::read_to_string(run_dir.run_config()).unwrap(), "version: 1");
 
     // No token, wrong token, wrong protocol version: refused with clear statuses.
     let err = c.register(Request::new(register_request(1))).await.unwrap_err();
@@ -139,7 +161,9 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
 
     let w0 = c.register(authed(register_request(1001))).await.unwrap().into_inner();
     let w1 = c.register(authed(register_request(1002))).await.unwrap().into_inner();
-    assert_eq!(w0.run_config_yaml, "run: config");
+    assert_eq!(w0.worker_spec_json, WORKER_SPEC);
+    assert_eq!((w0.store_dir.as_str(), w0.store_id.as_str()), (store.dir().to_str().unwrap(), store.id()));
+    assert_eq!((w0.generation, w1.generation), (1, 1));
     // A third worker finds the world full.
     let err = c.register(authed(register_request(1003))).await.unwrap_err();
     assert!(err.message().contains("already running"), "{err:?}");
@@ -149,7 +173,7 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
     assert_eq!((r0.rank, r1.rank, r0.world_size), (0, 1, 2));
     assert_eq!(r0.ring_peers, vec!["127.0.0.1:1001", "127.0.0.1:1002"]);
 
-    let mut reference = Scheduler::new(schedule(), index()).unwrap();
+    let mut reference = Scheduler::new(schedule(), Arc::new(PairIndex::from_store(&store).unwrap())).unwrap();
     let mut cursor = reference.start();
     for step in 0..4u64 {
         let (plan, next) = reference.plan(step, &cursor).unwrap();
@@ -164,6 +188,13 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
                 .into_inner();
             assert_eq!(got.examples.len(), 5);
             checkpoint = got.checkpoint_after;
+            for example in &got.examples {
+                // Every example names the store rows of its query and its passage.
+                let (query, passage) =
+                    (store.read_row(example.query_row).unwrap(), store.read_row(example.passage_row).unwrap());
+                assert_eq!((&query.pair_id, &query.lang), (&example.pair_id, &example.query_lang));
+                assert_eq!((&passage.pair_id, &passage.lang), (&example.pair_id, &example.passage_lang));
+            }
             examples.extend(got.examples.into_iter().map(|e| e.pair_id));
         }
         let want: Vec<String> = plan.examples.iter().map(|e| e.pair_id.clone()).collect();
@@ -186,10 +217,10 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
         assert_eq!(checkpoint, step == 1 || step == 3);
         if checkpoint {
             let relative = format!("checkpoints/step-{step:08}/model.safetensors");
-            let path = dir.path().join(&relative);
+            let path = run_dir.root().join(&relative);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, format!("weights after step {step}")).unwrap();
-            let sha256 = manifest::sha256_file(&path).unwrap();
+            let sha256 = sha256_file(&path).unwrap();
             let first = c
                 .commit_checkpoint(authed(CommitCheckpointRequest {
                     worker_id: w0.worker_id.clone(),
@@ -201,7 +232,7 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
                 .unwrap()
                 .into_inner();
             assert!(!first.committed, "a checkpoint counts only once every rank reported");
-            assert!(manifest::latest(dir.path()).unwrap().is_none_or(|m| m.step < step));
+            assert!(manifest::latest(&run_dir).unwrap().is_none_or(|m| m.step < step));
             let second = c
                 .commit_checkpoint(authed(CommitCheckpointRequest {
                     worker_id: w1.worker_id.clone(),
@@ -213,14 +244,14 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
                 .unwrap()
                 .into_inner();
             assert!(second.committed);
-            let latest = manifest::latest(dir.path()).unwrap().unwrap();
+            let latest = manifest::latest(&run_dir).unwrap().unwrap();
             assert_eq!((latest.step, latest.world_size), (step, 2));
             assert_eq!(latest.cursor, cursor, "the manifest holds the cursor after its step");
         }
     }
     assert_eq!(job.progress().phase, Phase::Finished);
     // keep_checkpoints = 1: only the last one is left.
-    assert!(!dir.path().join("checkpoints/step-00000001").exists());
+    assert!(!run_dir.checkpoint(1).exists());
     let finished =
         c.get_plan(authed(GetPlanRequest { worker_id: w0.worker_id.clone(), generation: 1, step: 4 })).await.unwrap();
     assert!(finished.into_inner().finished);
@@ -257,15 +288,19 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
     ] {
         assert!(metrics.contains(series), "{series} missing from /metrics:\n{metrics}");
     }
+    // Both workers were told the job is finished (worker 1 hears it now): the process may end.
+    c.get_plan(authed(GetPlanRequest { worker_id: w1.worker_id.clone(), generation: 1, step: 4 })).await.unwrap();
+    running.wait_for_end(Duration::from_secs(5)).await.unwrap();
+    assert!(job.workers_released());
+    running.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(metrics_address).await.is_err(), "the metrics server still listens");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_worker_fails_the_job_and_everyone_is_told() {
     let dir = tempfile::tempdir().unwrap();
-    let scheduler = Scheduler::new(schedule(), index()).unwrap();
-    let job = Job::new(job_config(dir.path(), 0.3), String::new(), scheduler, false).unwrap();
-    let address = serve(job.clone()).await;
-    let mut c = client(&address).await;
+    let (running, mut c) = start(store(dir.path()), job_config(&dir.path().join("run"), 0.3)).await;
+    let job = job_of(&running);
     let w0 = c.register(authed(register_request(2001))).await.unwrap().into_inner();
     let _w1 = c.register(authed(register_request(2002))).await.unwrap().into_inner();
     // Only worker 0 keeps beating.
@@ -294,19 +329,19 @@ async fn a_silent_worker_fails_the_job_and_everyone_is_told() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_whose_file_does_not_match_its_checksum_is_never_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let scheduler = Scheduler::new(schedule(), index()).unwrap();
-    let mut config = job_config(dir.path(), 30.0);
+    let run_dir = RunDir::new(dir.path().join("run"));
+    let mut config = job_config(run_dir.root(), 30.0);
     config.workers = 1;
-    let job = Job::new(config, String::new(), scheduler, false).unwrap();
-    let address = serve(job.clone()).await;
-    let mut c = client(&address).await;
+    config.min_workers = 1;
+    let (running, mut c) = start(store(dir.path()), config).await;
+    let job = job_of(&running);
     let w = c.register(authed(register_request(3001))).await.unwrap().into_inner();
     c.rendezvous(authed(RendezvousRequest { worker_id: w.worker_id.clone() })).await.unwrap();
     for step in 0..2 {
         c.get_plan(authed(GetPlanRequest { worker_id: w.worker_id.clone(), generation: 1, step })).await.unwrap();
     }
     let relative = "checkpoints/step-00000001/model.safetensors".to_string();
-    let path = dir.path().join(&relative);
+    let path = run_dir.root().join(&relative);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "torn write").unwrap();
     let err = c
@@ -319,19 +354,17 @@ async fn a_checkpoint_whose_file_does_not_match_its_checksum_is_never_committed(
         .await
         .unwrap_err();
     assert!(err.message().contains("does not match"), "{err:?}");
-    assert!(manifest::latest(dir.path()).unwrap().is_none());
+    assert!(manifest::latest(&run_dir).unwrap().is_none());
     assert!(matches!(job.progress().phase, Phase::Failed(_)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_generation_restarts_and_stale_workers_are_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let scheduler = Scheduler::new(schedule(), index()).unwrap();
-    let mut config = job_config(dir.path(), 0.3);
+    let mut config = job_config(&dir.path().join("run"), 0.3);
     config.max_restarts = 1;
-    let job = Job::new(config, String::new(), scheduler, false).unwrap();
-    let address = serve(job.clone()).await;
-    let mut c = client(&address).await;
+    let (running, mut c) = start(store(dir.path()), config).await;
+    let job = job_of(&running);
     let old = c.register(authed(register_request(4001))).await.unwrap().into_inner();
     c.register(authed(register_request(4002))).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -363,12 +396,12 @@ async fn a_failed_generation_restarts_and_stale_workers_are_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_elastic_job_starts_with_fewer_workers_after_the_rendezvous_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = job_config(dir.path(), 30.0);
-    config.rendezvous_timeout_secs = 0.5;
-    config.elastic.min_workers = Some(1);
-    let job = Job::new(config, "run: config".into(), Scheduler::new(schedule(), index()).unwrap(), false).unwrap();
-    let address = serve(job.clone()).await;
-    let mut c = client(&address).await;
+    let store = store(dir.path());
+    let mut config = job_config(&dir.path().join("run"), 30.0);
+    config.rendezvous_timeout = Duration::from_millis(500);
+    config.min_workers = 1;
+    let (running, mut c) = start(store.clone(), config).await;
+    let job = job_of(&running);
     let w0 = c.register(authed(register_request(1001))).await.unwrap().into_inner();
     // One of two workers came: after the timeout the generation forms with it alone.
     let r0 = c.rendezvous(authed(RendezvousRequest { worker_id: w0.worker_id.clone() })).await.unwrap().into_inner();
@@ -384,11 +417,9 @@ async fn an_elastic_job_starts_with_fewer_workers_after_the_rendezvous_timeout()
 
     // Without elasticity the same situation fails the job, naming what it waited for.
     let dir = tempfile::tempdir().unwrap();
-    let mut config = job_config(dir.path(), 30.0);
-    config.rendezvous_timeout_secs = 0.5;
-    let job = Job::new(config, "run: config".into(), Scheduler::new(schedule(), index()).unwrap(), false).unwrap();
-    let address = serve(job.clone()).await;
-    let mut c = client(&address).await;
+    let mut config = job_config(&dir.path().join("run2"), 30.0);
+    config.rendezvous_timeout = Duration::from_millis(500);
+    let (_running, mut c) = start(store, config).await;
     let w0 = c.register(authed(register_request(1001))).await.unwrap().into_inner();
     let err = c.rendezvous(authed(RendezvousRequest { worker_id: w0.worker_id })).await.unwrap_err();
     assert!(err.message().contains("for 2 workers; 1 registered"), "{err:?}");

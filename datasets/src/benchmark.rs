@@ -68,10 +68,9 @@ impl BenchmarkSpec {
 
     /// Writes `dir/benchmark.yaml` (creating `dir`).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| DatasetError::io(dir, e))?;
         let path = dir.join(SPEC_FILE);
         let text = serde_saphyr::to_string(self).map_err(|e| DatasetError::format(&path, e.to_string()))?;
-        std::fs::write(&path, text).map_err(|e| DatasetError::io(&path, e))
+        Ok(rosetta_common::atomic::write_atomic(&path, text.as_bytes())?)
     }
 }
 

@@ -1,50 +1,77 @@
-//! The `data:` section of a run config.
+//! The `data:` section of a run config: as written ([`DataSection`]) and built ([`DataSettings`]).
 
 use std::path::{Path, PathBuf};
 
+use rosetta_common::ConfigProblems;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DatasetError, Result};
+/// Name of the directory, beside the first training file, that holds its pair stores unless
+/// `data.store` says otherwise.
+pub const DEFAULT_STORE_DIR: &str = ".rosetta-store";
 
-/// Where the training data and benchmarks of a run are.
+/// `data:` as written: where the training data and benchmarks of a run are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DataConfig {
+pub struct DataSection {
     /// Training-pairs Parquet files (relative paths are relative to the config file).
     pub train: Vec<PathBuf>,
     /// Benchmark directories evaluated during and after training.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub benchmarks: Vec<PathBuf>,
+    /// Where the packed row stores of the training files live (one sub-directory per version of
+    /// the sources); every worker must be able to read it. Default: `.rosetta-store/` beside
+    /// the first training file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<PathBuf>,
 }
 
-impl DataConfig {
-    /// Resolves relative paths against `base` (the config file's directory) and checks that
-    /// every file exists; names the field of each missing one.
-    pub fn resolve(&self, base: &Path) -> Result<Self> {
-        let fix = |p: &PathBuf| {
-            if p.is_absolute() { p.clone() } else { base.join(p) }
-        };
-        let resolved =
-            Self { train: self.train.iter().map(fix).collect(), benchmarks: self.benchmarks.iter().map(fix).collect() };
+/// The built `data:` section: absolute paths that exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSettings {
+    /// Training-pairs files.
+    pub train: Vec<PathBuf>,
+    /// Benchmark directories.
+    pub benchmarks: Vec<PathBuf>,
+    /// Directory of the pair stores.
+    pub store_root: PathBuf,
+}
+
+fn absolute(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+}
+
+impl DataSection {
+    /// The section with every path resolved against `base` (the config file's directory).
+    pub fn resolved(&self, base: &Path) -> Self {
+        Self {
+            train: self.train.iter().map(|p| absolute(base, p)).collect(),
+            benchmarks: self.benchmarks.iter().map(|p| absolute(base, p)).collect(),
+            store: self.store.as_ref().map(|p| absolute(base, p)),
+        }
+    }
+
+    /// Builds the settings, checking that every file exists; lists every problem with its YAML path.
+    pub fn build(&self, base: &Path) -> Result<DataSettings, ConfigProblems> {
+        let resolved = self.resolved(base);
+        let mut problems = ConfigProblems::new();
         if resolved.train.is_empty() {
-            return Err(DatasetError::invalid("data.train", "list at least one training-pairs file"));
+            problems.push("data.train", "list at least one training-pairs file");
         }
         for (i, path) in resolved.train.iter().enumerate() {
             if !path.is_file() {
-                return Err(DatasetError::invalid(
-                    format!("data.train[{i}]"),
-                    format!("{} does not exist", path.display()),
-                ));
+                problems.push(format!("data.train[{i}]"), format!("{} does not exist", path.display()));
             }
         }
         for (i, path) in resolved.benchmarks.iter().enumerate() {
             if !path.is_dir() {
-                return Err(DatasetError::invalid(
-                    format!("data.benchmarks[{i}]"),
-                    format!("{} is not a benchmark directory", path.display()),
-                ));
+                problems
+                    .push(format!("data.benchmarks[{i}]"), format!("{} is not a benchmark directory", path.display()));
             }
         }
-        Ok(resolved)
+        let store_root = resolved.store.clone().unwrap_or_else(|| {
+            let first = resolved.train.first().cloned().unwrap_or_default();
+            first.parent().unwrap_or(Path::new(".")).join(DEFAULT_STORE_DIR)
+        });
+        problems.into_result(DataSettings { train: resolved.train, benchmarks: resolved.benchmarks, store_root })
     }
 }

@@ -49,6 +49,12 @@ pub enum DatasetError {
     },
 }
 
+impl From<rosetta_common::atomic::FileError> for DatasetError {
+    fn from(error: rosetta_common::atomic::FileError) -> Self {
+        Self::Io { path: error.path, source: error.source }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = DatasetError> = std::result::Result<T, E>;
 

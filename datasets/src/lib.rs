@@ -15,6 +15,7 @@ pub mod convert;
 pub mod embeddings;
 pub mod shard;
 pub mod stats;
+pub mod store;
 pub mod synth;
 pub mod tokenize;
 pub mod validate;

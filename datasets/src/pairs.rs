@@ -294,7 +294,7 @@ mod tests {
         assert_eq!(reader.key_value(crate::table::SCHEMA_KEY).as_deref(), Some(PAIRS_SCHEMA_TAG));
         // Row groups end on group boundaries: 2 groups (4 rows) fill the first, etc.
         assert_eq!(reader.row_group_rows(), vec![4, 4, 2]);
-        assert!(!dir.path().join("pairs.parquet.tmp").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary file was left behind");
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl ShardIndex {
     /// Writes the index as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| DatasetError::format(path, e.to_string()))?;
-        std::fs::write(path, text).map_err(|e| DatasetError::io(path, e))
+        Ok(rosetta_common::atomic::write_atomic(path, text.as_bytes())?)
     }
 
     /// Reads an index written by [`ShardIndex::save`].

@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use rosetta_common::atomic::StagedFile;
 
 use crate::error::{DatasetError, Result};
 
@@ -78,22 +79,20 @@ pub fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<TextColumn<
     batch.column_by_name(name).and_then(TextColumn::new)
 }
 
-/// Writes a Parquet file atomically: rows go to `<path>.tmp`, which is fsynced and renamed on `finish`.
+/// Writes a Parquet file atomically (through [`StagedFile`]): rows go to a temporary sibling that
+/// is fsynced and renamed into place on `finish`.
 /// Dropping it unfinished (an error mid-way) removes the temporary file.
 pub struct AtomicParquetWriter {
     path: PathBuf,
-    tmp_path: PathBuf,
+    staged: Option<StagedFile>,
     writer: Option<ArrowWriter<BufWriter<File>>>,
 }
 
 impl AtomicParquetWriter {
     /// Creates the writer with zstd compression and `schema_tag` stored under [`SCHEMA_KEY`].
     pub fn create(path: &Path, schema: SchemaRef, schema_tag: &str) -> Result<Self> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, e))?;
-        }
-        let tmp_path = tmp_path_for(path);
-        let file = File::create(&tmp_path).map_err(|e| DatasetError::io(&tmp_path, e))?;
+        let staged = StagedFile::new(path)?;
+        let file = staged.create()?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| DatasetError::parquet(path, e))?))
             // Row groups are cut by the caller (`flush_row_group`), never by the library.
@@ -103,7 +102,7 @@ impl AtomicParquetWriter {
             .build();
         let writer = ArrowWriter::try_new(BufWriter::new(file), schema, Some(props))
             .map_err(|e| DatasetError::parquet(path, e))?;
-        Ok(Self { path: path.to_path_buf(), tmp_path, writer: Some(writer) })
+        Ok(Self { path: path.to_path_buf(), staged: Some(staged), writer: Some(writer) })
     }
 
     fn writer(&mut self) -> Result<&mut ArrowWriter<BufWriter<File>>> {
@@ -122,32 +121,18 @@ impl AtomicParquetWriter {
         self.writer()?.flush().map_err(|e| DatasetError::parquet(path, e))
     }
 
-    /// Writes the footer, fsyncs and renames the file into place; returns the row-group count.
+    /// Writes the footer and puts the file in place atomically; returns the row-group count.
+    /// Dropping the writer unfinished (an error mid-way) removes the temporary file.
     pub fn finish(mut self) -> Result<usize> {
         let writer = self.writer.take().ok_or_else(|| DatasetError::format(&self.path, "writer already finished"))?;
-        let (path, tmp_path) = (self.path.clone(), self.tmp_path.clone());
-        let buffered = writer.into_inner().map_err(|e| DatasetError::parquet(&path, e))?;
-        let file = buffered.into_inner().map_err(|e| DatasetError::io(&tmp_path, e.into_error()))?;
-        file.sync_all().map_err(|e| DatasetError::io(&tmp_path, e))?;
+        let staged = self.staged.take().ok_or_else(|| DatasetError::format(&self.path, "writer already finished"))?;
+        let buffered = writer.into_inner().map_err(|e| DatasetError::parquet(&self.path, e))?;
+        let file = buffered.into_inner().map_err(|e| DatasetError::io(staged.temp_path(), e.into_error()))?;
         drop(file);
-        std::fs::rename(&tmp_path, &path).map_err(|e| DatasetError::io(&path, e))?;
-        let reader = TableReader::open(&path)?;
+        staged.commit()?;
+        let reader = TableReader::open(&self.path)?;
         Ok(reader.metadata.metadata().num_row_groups())
     }
-}
-
-impl Drop for AtomicParquetWriter {
-    fn drop(&mut self) {
-        if self.writer.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp_path);
-        }
-    }
-}
-
-fn tmp_path_for(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
 }
 
 /// An opened Parquet file with its parsed footer, for repeated scans.

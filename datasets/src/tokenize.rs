@@ -116,10 +116,7 @@ where
                                "rstrip": false, "normalized": false, "special": true})
         })
         .collect();
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, e))?;
-    }
-    std::fs::write(out, json.to_string()).map_err(|e| DatasetError::io(out, e))?;
+    rosetta_common::atomic::write_atomic(out, json.to_string().as_bytes())?;
     TextTokenizer::load(out)
 }
 

@@ -1,5 +1,6 @@
 //! The `evaluation:` section of a run config: which benchmarks, how often, how to pick the best checkpoint.
 
+use rosetta_common::ConfigProblems;
 use serde::{Deserialize, Serialize};
 
 use crate::report::METRICS;
@@ -46,22 +47,22 @@ impl Default for EvaluationConfig {
 }
 
 impl EvaluationConfig {
-    /// Every problem, as `evaluation.<field>: message`.
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+    /// Checks the section, listing every problem with its YAML path.
+    pub fn build(&self) -> Result<Self, ConfigProblems> {
+        let mut problems = ConfigProblems::new();
         if self.workers == 0 {
-            problems.push("evaluation.workers: must be at least 1".to_string());
+            problems.push("evaluation.workers", "must be at least 1");
         }
         if self.batch_size == 0 {
-            problems.push("evaluation.batch_size: must be at least 1".to_string());
+            problems.push("evaluation.batch_size", "must be at least 1");
         }
         if let Some(name) = &self.select_best
             && !METRICS.iter().any(|(known, _)| known == name)
         {
             let known: Vec<&str> = METRICS.iter().map(|(n, _)| *n).collect();
-            problems.push(format!("evaluation.select_best: unknown metric {name:?}; one of {}", known.join(", ")));
+            problems.push("evaluation.select_best", format!("unknown metric {name:?}; one of {}", known.join(", ")));
         }
-        problems
+        problems.into_result(self.clone())
     }
 
     /// Whether a higher value of the selection metric is better.

@@ -16,6 +16,14 @@ pub enum EvalError {
         /// The operating-system error.
         source: std::io::Error,
     },
+    /// A shard process could not start, failed or stopped talking.
+    #[error("evaluation worker {shard}: {message}")]
+    Shard {
+        /// The shard's index.
+        shard: usize,
+        /// What happened.
+        message: String,
+    },
     /// An input (benchmark, embeddings, shard result, report) breaks what evaluation expects.
     #[error("invalid {what}: {message}")]
     Invalid {
@@ -24,6 +32,12 @@ pub enum EvalError {
         /// What was found and what was expected.
         message: String,
     },
+}
+
+impl From<rosetta_common::atomic::FileError> for EvalError {
+    fn from(error: rosetta_common::atomic::FileError) -> Self {
+        Self::Io { path: error.path, source: error.source }
+    }
 }
 
 /// Result alias of this crate.

@@ -10,6 +10,7 @@ pub mod task;
 pub use error::{EvalError, Result};
 pub mod compare;
 pub mod config;
+pub mod driver;
 pub mod output;
 pub mod render;
 pub mod report;

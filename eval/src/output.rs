@@ -38,11 +38,9 @@ pub fn read_report(path: &Path) -> Result<EvalReport> {
     serde_json::from_slice(&bytes).map_err(|e| EvalError::invalid(file.display().to_string(), e.to_string()))
 }
 
-/// Writes `bytes` to `path` through a temporary sibling and a rename.
+/// Writes `bytes` to `path` atomically (rosetta_common::atomic) and returns the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| EvalError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))?;
+    rosetta_common::atomic::write_atomic(path, bytes)?;
     Ok(path.to_path_buf())
 }
 
@@ -70,9 +68,9 @@ pub fn write_trec(dir: &Path, task: &EvalTask, ranking: &Ranking, depth: usize) 
     written.push(write_atomic(&qrels_path, qrels.as_bytes())?);
     let write_run =
         |path: PathBuf, rows: &mut dyn Iterator<Item = (usize, Vec<crate::rank::Hit>)>| -> Result<PathBuf> {
-            let tmp = path.with_extension("tmp");
-            let file = std::fs::File::create(&tmp).map_err(|e| EvalError::io(&tmp, e))?;
-            let mut out = std::io::BufWriter::new(file);
+            let staged = rosetta_common::atomic::StagedFile::new(&path)?;
+            let tmp = staged.temp_path().to_path_buf();
+            let mut out = std::io::BufWriter::new(staged.create()?);
             for (query, hits) in rows {
                 for (rank, hit) in hits.iter().take(depth).enumerate() {
                     writeln!(
@@ -86,11 +84,8 @@ pub fn write_trec(dir: &Path, task: &EvalTask, ranking: &Ranking, depth: usize) 
                     .map_err(|e| EvalError::io(&tmp, e))?;
                 }
             }
-            out.into_inner()
-                .map_err(|e| EvalError::io(&tmp, e.into_error()))?
-                .sync_all()
-                .map_err(|e| EvalError::io(&tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| EvalError::io(&path, e))?;
+            drop(out.into_inner().map_err(|e| EvalError::io(&tmp, e.into_error()))?);
+            staged.commit()?;
             Ok(path)
         };
     match task.protocol {

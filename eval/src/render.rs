@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use rosetta_datasets::benchmark::Protocol;
+
 use crate::report::{EvalReport, LareqaResults, QrelsResults};
 
 /// A number with three decimals, or `–` when absent.
@@ -240,4 +242,28 @@ pub fn html(report: &EvalReport) -> String {
     }
     let _ = write!(page, "<pre>{}</pre></body></html>", escape(&markdown(report)));
     page
+}
+
+/// One line with the headline numbers of a report.
+pub fn summary_line(report: &EvalReport) -> String {
+    let f = |name: &str| fmt3(report.metric(name));
+    match report.protocol {
+        Protocol::Lareqa => format!(
+            "{}: mAP mono {} · cross {} · multi {} · rank distance {}",
+            report.benchmark,
+            f("monolingual_map"),
+            f("cross_lingual_map"),
+            f("multilingual_map"),
+            fmt1(report.metric("rank_distance"))
+        ),
+        Protocol::Qrels => {
+            format!(
+                "{}: nDCG@10 {} · R@100 {} · MAP {}",
+                report.benchmark,
+                f("ndcg_at_10"),
+                f("recall_at_100"),
+                f("map")
+            )
+        }
+    }
 }

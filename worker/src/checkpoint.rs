@@ -1,9 +1,9 @@
 //! Checkpoint files: model parameters and optimiser state in one safetensors file, written
-//! atomically (temporary file, fsync, rename, fsync of the directory), so a crash at any
-//! moment leaves either the old file or the new one, never a torn one.
+//! atomically (rosetta_common::atomic: temporary file, fsync, rename, fsync of the directory),
+//! so a crash at any moment leaves either the old file or the new one, never a torn one.
 
+use rosetta_common::atomic::StagedFile;
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 
 use tch::Tensor;
@@ -14,22 +14,12 @@ use crate::sentence::SentenceEncoder;
 
 /// Writes `tensors` to `path` atomically.
 pub fn write_tensors_atomically(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| WorkerError::io(parent, e))?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
+    let staged = StagedFile::new(path)?;
     let contiguous: Vec<(String, Tensor)> =
         tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
-    let outcome = Tensor::write_safetensors(&contiguous, &tmp)
-        .map_err(|e| WorkerError::model(&tmp, e.to_string()))
-        .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| WorkerError::io(&tmp, e)))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| WorkerError::io(path, e)))
-        .and_then(|()| File::open(parent).and_then(|d| d.sync_all()).map_err(|e| WorkerError::io(parent, e)));
-    if outcome.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    outcome
+    Tensor::write_safetensors(&contiguous, staged.temp_path())
+        .map_err(|e| WorkerError::model(staged.temp_path(), e.to_string()))?;
+    Ok(staged.commit()?)
 }
 
 /// Reads a safetensors file into a name → tensor map.

@@ -5,7 +5,7 @@
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
-use crate::config::{Architecture, EncoderConfig};
+use crate::hf_config::{Architecture, EncoderConfig};
 
 /// A dense layer `y = x Wᵀ + b` with HF names `weight`, `bias`.
 #[derive(Debug)]

@@ -42,9 +42,31 @@ pub enum WorkerError {
         /// What was expected.
         message: String,
     },
+    /// A call to the coordinator failed or was refused.
+    #[error("{call} (coordinator {address}): {message}")]
+    Coordinator {
+        /// The call: connect, register, get plan, …
+        call: &'static str,
+        /// The coordinator's address.
+        address: String,
+        /// What the coordinator (or the connection) said.
+        message: String,
+    },
+    /// The coordinator told this worker to stop (the generation ended or the job failed).
+    #[error("stopped by the coordinator: {0}")]
+    Stopped(String),
+    /// The evaluation layer failed (benchmark, ranks, the shard protocol).
+    #[error(transparent)]
+    Eval(#[from] rosetta_eval::EvalError),
     /// The data layer failed (tokenizer, files).
     #[error(transparent)]
     Data(#[from] rosetta_datasets::DatasetError),
+}
+
+impl From<rosetta_common::atomic::FileError> for WorkerError {
+    fn from(error: rosetta_common::atomic::FileError) -> Self {
+        Self::Io { path: error.path, source: error.source }
+    }
 }
 
 /// Result alias of this crate.

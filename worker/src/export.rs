@@ -4,33 +4,31 @@
 
 use std::path::Path;
 
+use rosetta_common::atomic::{replace_dir, temp_sibling, write_atomic};
 use serde_json::json;
 
 use crate::checkpoint::write_tensors_atomically;
-use crate::config::Architecture;
 use crate::error::{Result, WorkerError};
+use crate::hf_config::Architecture;
 use crate::sentence::{DenseActivation, Pooling, SentenceEncoder};
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| WorkerError::model(path, e.to_string()))?;
-    std::fs::write(path, text).map_err(|e| WorkerError::io(path, e))
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
-/// Writes `model` to `dir` (built in `<dir>.tmp`, then renamed: an existing export is replaced
-/// only once the new one is complete).
+/// Writes `model` to `dir`: built in a temporary sibling directory that replaces `dir` only once
+/// it is complete (an existing export survives a failed one).
 pub fn export_sentence_transformers(model: &SentenceEncoder, dir: &Path) -> Result<()> {
-    let mut tmp_name = dir.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.with_file_name(tmp_name);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| WorkerError::io(&tmp, e))?;
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| WorkerError::io(parent, e))?;
+    let staging = temp_sibling(dir);
+    std::fs::create_dir(&staging).map_err(|e| WorkerError::io(&staging, e))?;
+    let outcome = write_export(model, &staging).and_then(|()| Ok(replace_dir(&staging, dir)?));
+    if outcome.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| WorkerError::io(&tmp, e))?;
-    write_export(model, &tmp)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| WorkerError::io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| WorkerError::io(dir, e))
+    outcome
 }
 
 fn write_export(model: &SentenceEncoder, dir: &Path) -> Result<()> {

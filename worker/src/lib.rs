@@ -2,9 +2,11 @@
 //! sentence-transformers directories, the InfoNCE loss over a global batch split across ranks,
 //! AdamW, and checkpoints.
 
-pub mod config;
 pub mod encoder;
 pub mod error;
+pub mod eval_shard;
+pub mod hf_config;
+pub mod process;
 pub mod sentence;
 
 pub use error::{Result, WorkerError};
@@ -18,5 +20,5 @@ pub mod nccl;
 pub mod optim;
 pub mod overlap;
 pub mod ring;
-pub mod spec;
+pub mod sections;
 pub mod train;

@@ -2,16 +2,16 @@
 //! loaded from a Hugging Face or sentence-transformers directory, or created at random.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rosetta_datasets::tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::config::EncoderConfig;
 use crate::encoder::{GraphCut, Linear, TransformerEncoder};
 use crate::error::{Result, WorkerError};
+use crate::hf_config::EncoderConfig;
 
 /// How token states become one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,13 +48,6 @@ pub struct TokenBatch {
     pub input_ids: Tensor,
     /// `[B, L]` int64, 1 for tokens and 0 for padding.
     pub attention_mask: Tensor,
-}
-
-/// Where the parts of a loaded model came from (kept for export).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelSource {
-    /// Directory of the transformer (`config.json`, `model.safetensors`, `tokenizer.json`).
-    pub transformer_dir: PathBuf,
 }
 
 /// How a sentence encoder is put together.

@@ -7,7 +7,7 @@ use rosetta_datasets::tokenize::train_wordpiece;
 use std::net::TcpListener;
 
 use rosetta_worker::collective::{Collective, SingleRank, local_group};
-use rosetta_worker::config::EncoderConfig;
+use rosetta_worker::hf_config::EncoderConfig;
 use rosetta_worker::loss::LossConfig;
 use rosetta_worker::optim::AdamWConfig;
 use rosetta_worker::ring::TcpRing;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use rosetta_common::ConfigProblems;
 use serde::{Deserialize, Serialize};
 
 /// The batch-sampling strategy (DESIGN.md §1).
@@ -92,29 +93,37 @@ pub struct ScheduleConfig {
 }
 
 impl ScheduleConfig {
-    /// Problems that need no data to find, each as `schedule.<field>: message`.
-    pub fn static_problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+    /// Checks what can be checked without the data (the rest is checked by `Scheduler::new`
+    /// against the index); every problem has its YAML path.
+    pub fn build(self) -> Result<Self, ConfigProblems> {
+        self.static_problems().into_result(self)
+    }
+
+    /// Problems that need no data to find.
+    pub(crate) fn static_problems(&self) -> ConfigProblems {
+        let mut problems = ConfigProblems::new();
         if !(0.0..=1.0).contains(&self.alpha) {
-            problems.push(format!("schedule.alpha: {} is outside 0..=1", self.alpha));
+            problems.push("schedule.alpha", format!("{} is outside 0..=1", self.alpha));
         }
         if self.strategy != Strategy::Hybrid && self.alpha != default_alpha() {
-            problems.push(format!(
-                "schedule.alpha: only used by strategy hybrid (the strategy fixes it); remove it for {:?}",
-                self.strategy
-            ));
+            problems.push(
+                "schedule.alpha",
+                format!("only used by strategy hybrid (the strategy fixes it); remove it for {:?}", self.strategy),
+            );
         }
         if self.global_batch_size == 0 {
-            problems.push("schedule.global_batch_size: must be at least 1".to_string());
+            problems.push("schedule.global_batch_size", "must be at least 1");
         }
         for (name, weight) in &self.dataset_weights {
             if !weight.is_finite() || *weight < 0.0 {
-                problems.push(format!("schedule.dataset_weights.{name}: {weight} is not a finite weight >= 0"));
+                problems
+                    .push(format!("schedule.dataset_weights.{name}"), format!("{weight} is not a finite weight >= 0"));
             }
         }
         for (lang, weight) in &self.language_weights {
             if !weight.is_finite() || *weight < 0.0 {
-                problems.push(format!("schedule.language_weights.{lang}: {weight} is not a finite weight >= 0"));
+                problems
+                    .push(format!("schedule.language_weights.{lang}"), format!("{weight} is not a finite weight >= 0"));
             }
         }
         problems

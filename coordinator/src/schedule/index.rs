@@ -1,16 +1,13 @@
 //! The pair index the scheduler draws from: for each dataset, its parallel groups and the
-//! languages each group has. Compact: ids live in one string buffer (≈ 20–30 bytes per group).
+//! languages each group has, read from the pair store (rosetta_datasets::store). Compact: ids
+//! live in one string buffer (≈ 20–30 bytes per group).
 
 use std::collections::HashMap;
-use std::path::Path;
 
-use rosetta_datasets::pairs::PAIR_TEXT_COLUMNS;
-use rosetta_datasets::table::{TableReader, text_column};
+use rosetta_datasets::DatasetError;
+use rosetta_datasets::store::{MAX_LANGUAGES, PairStore};
 
 use crate::error::Result;
-
-/// Maximum number of distinct languages (a group's languages are a 64-bit mask).
-pub const MAX_LANGUAGES: usize = 64;
 
 /// The groups of one dataset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,64 +118,37 @@ impl PairIndexBuilder {
 }
 
 impl PairIndex {
-    /// Reads the `dataset`, `pair_id` and `lang` columns of training-pairs files.
-    pub fn from_parquet(paths: &[impl AsRef<Path>]) -> Result<Self> {
-        let mut builder = PairIndexBuilder::new();
-        // (dataset, pair_id) → mask, in first-seen order.
-        let mut groups: Vec<(String, String, u64)> = Vec::new();
-        let mut position: HashMap<(String, String), usize> = HashMap::new();
-        for path in paths {
-            let path = path.as_ref();
-            let reader = TableReader::open(path)?;
-            let mut bad = None;
-            reader.scan(
-                &PAIR_TEXT_COLUMNS[..3],
-                8192,
-                |first, batch| {
-                    let col = |name: &str| {
-                        text_column(batch, name).ok_or_else(|| {
-                            rosetta_datasets::DatasetError::format(path, format!("column {name:?} missing or not utf8"))
-                        })
-                    };
-                    let (dataset, pair_id, lang) = (col("dataset")?, col("pair_id")?, col("lang")?);
-                    for i in 0..batch.num_rows() {
-                        let (Some(d), Some(p), Some(l)) = (dataset.get(i), pair_id.get(i), lang.get(i)) else {
-                            return Err(rosetta_datasets::DatasetError::at_cell(
-                                path,
-                                first + i,
-                                "dataset/pair_id/lang",
-                                "null value",
-                            ));
-                        };
-                        let bit = builder.language_bit(l).ok_or_else(|| {
-                            rosetta_datasets::DatasetError::at_cell(
-                                path,
-                                first + i,
-                                "lang",
-                                format!("more than {MAX_LANGUAGES} languages"),
-                            )
-                        })?;
-                        let key = (d.to_string(), p.to_string());
-                        let at = *position.entry(key).or_insert_with(|| {
-                            groups.push((d.to_string(), p.to_string(), 0));
-                            groups.len() - 1
-                        });
-                        groups[at].2 |= bit;
-                    }
-                    Ok(())
-                },
-                |row, column, message| {
-                    bad.get_or_insert_with(|| rosetta_datasets::DatasetError::at_cell(path, row, column, message));
-                },
-            )?;
-            if let Some(error) = bad {
-                return Err(error.into());
-            }
+    /// The index of a pair store: its languages, and each dataset's groups in store order (so
+    /// that group `g` of dataset `d` is store group [`PairIndex::first_group`]`(d) + g`).
+    pub fn from_store(store: &PairStore) -> Result<Self> {
+        let manifest = store.manifest();
+        let table = store.read_groups()?;
+        let mut datasets = Vec::with_capacity(manifest.datasets.len());
+        for dataset in &manifest.datasets {
+            let (first, count) = (dataset.first_group as usize, dataset.groups as usize);
+            let base = if first == 0 { 0 } else { table.id_ends[first - 1] };
+            let end = table.id_ends.get(first + count - 1).copied().unwrap_or(base);
+            let ids = std::str::from_utf8(&table.ids[base as usize..end as usize])
+                .map_err(|e| {
+                    DatasetError::format(store.dir(), format!("dataset {}: pair ids are not UTF-8: {e}", dataset.name))
+                })?
+                .to_string();
+            let id_ends = table.id_ends[first..first + count]
+                .iter()
+                .map(|&e| u32::try_from(e - base))
+                .collect::<std::result::Result<Vec<u32>, _>>()
+                .map_err(|_| {
+                    DatasetError::format(store.dir(), format!("dataset {}: more than 4 GiB of pair ids", dataset.name))
+                })?;
+            let masks = table.masks[first..first + count].to_vec();
+            datasets.push(DatasetGroups { name: dataset.name.clone(), ids, id_ends, masks });
         }
-        for (dataset, pair_id, mask) in groups {
-            builder.add_group_mask(&dataset, &pair_id, mask);
-        }
-        Ok(builder.build())
+        Ok(Self { languages: manifest.languages.clone(), datasets })
+    }
+
+    /// The store number of dataset `d`'s first group (datasets are contiguous, in index order).
+    pub fn first_group(&self, d: usize) -> u64 {
+        self.datasets[..d].iter().map(|dataset| dataset.len() as u64).sum()
     }
 
     /// Index of a language code.

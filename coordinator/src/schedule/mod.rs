@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 pub use config::{CrossPairing, DatasetSampling, ScheduleConfig, Strategy};
-pub use index::{DatasetGroups, MAX_LANGUAGES, PairIndex, PairIndexBuilder};
+pub use index::{DatasetGroups, PairIndex, PairIndexBuilder};
 use rosetta_datasets::rng::{SeededRng, mix_seed};
+pub use rosetta_datasets::store::MAX_LANGUAGES;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoordinatorError, Result};
@@ -31,6 +32,8 @@ pub enum BatchKind {
 /// One example of a global batch: which row pair to read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExampleRef {
+    /// Index of the parallel group within its dataset (of the [`PairIndex`]).
+    pub group: u32,
     /// Parallel group.
     pub pair_id: String,
     /// Language of the query row.
@@ -168,24 +171,24 @@ impl Scheduler {
             match index.language_index(lang) {
                 Some(i) => allowed |= 1 << i,
                 None => problems
-                    .push(format!("schedule.languages: {lang:?} is not in the data (it has {:?})", index.languages)),
+                    .push("schedule.languages", format!("{lang:?} is not in the data (it has {:?})", index.languages)),
             }
         }
         for lang in config.language_weights.keys() {
             if index.language_index(lang).is_none() {
-                problems.push(format!("schedule.language_weights.{lang}: not a language of the data"));
+                problems.push(format!("schedule.language_weights.{lang}"), "not a language of the data");
             }
         }
         for name in config.dataset_weights.keys() {
             if !index.datasets.iter().any(|d| &d.name == name) {
-                problems.push(format!("schedule.dataset_weights.{name}: no such dataset"));
+                problems.push(format!("schedule.dataset_weights.{name}"), "no such dataset");
             }
         }
         let en_en = index.language_index(&config.en_en_language);
         if config.strategy == Strategy::EnEn {
             match en_en {
                 None => {
-                    problems.push(format!("schedule.en_en_language: {:?} is not in the data", config.en_en_language))
+                    problems.push("schedule.en_en_language", format!("{:?} is not in the data", config.en_en_language))
                 }
                 Some(i) => allowed &= 1 << i,
             }
@@ -261,35 +264,44 @@ impl Scheduler {
         let per_batch = config.cross_pairing == CrossPairing::PerBatch;
         if problems.is_empty() {
             if config.strategy == Strategy::XX && !usable(&|d| d.any) {
-                problems.push(format!(
-                    "schedule.strategy: x-x needs a dataset with at least {batch} groups in the training languages; have {}",
-                    describe(&index)
-                ));
+                problems.push(
+                    "schedule.strategy",
+                    format!(
+                        "x-x needs a dataset with at least {batch} groups in the training languages; have {}",
+                        describe(&index)
+                    ),
+                );
             }
             if config.strategy != Strategy::XX && mono_probability > 0.0 && !usable(&|d| !d.mono.is_empty()) {
-                problems.push(format!(
-                    "schedule.strategy: {:?} asks for monolingual batches, but no weighted dataset has a language with \
-                     at least {batch} groups (global_batch_size); have {}",
-                    config.strategy,
-                    describe(&index)
-                ));
+                problems.push(
+                    "schedule.strategy",
+                    format!(
+                        "{:?} asks for monolingual batches, but no weighted dataset has a language with at least \
+                         {batch} groups (global_batch_size); have {}",
+                        config.strategy,
+                        describe(&index)
+                    ),
+                );
             }
             if mono_probability < 1.0
                 && !usable(&|d| {
                     if per_batch { !d.pairs.is_empty() } else { d.cross }
                 })
             {
-                problems.push(format!(
-                    "schedule.strategy: {:?} asks for cross-lingual batches, but no weighted dataset has {batch} groups \
-                     with {} of the training languages (single-language datasets give only monolingual batches); have {}",
-                    config.strategy,
-                    if per_batch { "one language pair" } else { "two or more" },
-                    describe(&index)
-                ));
+                problems.push(
+                    "schedule.strategy",
+                    format!(
+                        "{:?} asks for cross-lingual batches, but no weighted dataset has {batch} groups with {} of the \
+                         training languages (single-language datasets give only monolingual batches); have {}",
+                        config.strategy,
+                        if per_batch { "one language pair" } else { "two or more" },
+                        describe(&index)
+                    ),
+                );
             }
         }
         if !problems.is_empty() {
-            return Err(CoordinatorError::InvalidConfig { problems });
+            return Err(CoordinatorError::InvalidConfig(problems));
         }
         let fingerprint = fingerprint(&config, &index);
         Ok(Self {
@@ -393,7 +405,12 @@ impl Scheduler {
                         (l, l)
                     }
                 };
-                ExampleRef { pair_id: dataset.pair_id(g).to_string(), query_lang: name(q), passage_lang: name(p) }
+                ExampleRef {
+                    group: g as u32,
+                    pair_id: dataset.pair_id(g).to_string(),
+                    query_lang: name(q),
+                    passage_lang: name(p),
+                }
             })
             .collect();
         let plan = StepPlan {

@@ -1,19 +1,33 @@
-//! Evaluation during `rosetta train`: committed checkpoints are evaluated by `rosetta eval`
+//! Evaluation during a training run: committed checkpoints are evaluated by `rosetta eval`
 //! processes (in the background while training goes on, and once at the end); results land in
 //! `RUN/eval/step-N/<benchmark>/`, `RUN/eval/latest`, `RUN/eval/best.json` and Prometheus.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use anyhow::{Context, bail};
+use rosetta_common::RunDir;
+use rosetta_common::atomic::write_atomic;
 use rosetta_eval::config::EvaluationConfig;
-use rosetta_eval::output::{read_report, write_atomic};
+use rosetta_eval::output::read_report;
+
+use crate::error::{DeployError, Result};
+
+/// What to evaluate during a run, and with which program.
+#[derive(Debug, Clone)]
+pub struct TrainingEvaluation {
+    /// The checked `evaluation:` section.
+    pub config: EvaluationConfig,
+    /// Benchmark directories (`data.benchmarks`, at least one).
+    pub benchmarks: Vec<PathBuf>,
+    /// The `rosetta` binary (its `eval` command does the work).
+    pub program: PathBuf,
+}
 
 /// Schedules and collects the evaluations of one training run.
 pub struct TrainingEvaluator {
     config: EvaluationConfig,
     benchmarks: Vec<PathBuf>,
-    run_dir: PathBuf,
+    run_dir: RunDir,
     executable: PathBuf,
     /// The evaluation in flight: its step and process.
     running: Option<(u64, Child)>,
@@ -22,39 +36,26 @@ pub struct TrainingEvaluator {
 }
 
 impl TrainingEvaluator {
-    /// An evaluator, or `None` when the run has no benchmarks or no `evaluation:` section.
-    pub fn new(
-        config: Option<&EvaluationConfig>,
-        benchmarks: &[PathBuf],
-        run_dir: &Path,
-    ) -> anyhow::Result<Option<Self>> {
-        let Some(config) = config else { return Ok(None) };
-        let problems = config.problems();
-        if !problems.is_empty() {
-            bail!("invalid run config:\n  - {}", problems.join("\n  - "));
-        }
-        if benchmarks.is_empty() {
-            bail!("evaluation: needs at least one benchmark in data.benchmarks");
-        }
-        Ok(Some(Self {
-            config: config.clone(),
-            benchmarks: benchmarks.to_vec(),
-            run_dir: run_dir.to_path_buf(),
-            executable: std::env::current_exe().context("locating the rosetta binary")?,
+    /// An evaluator of the checkpoints of `run_dir`.
+    pub fn new(evaluation: TrainingEvaluation, run_dir: &RunDir) -> Self {
+        Self {
+            config: evaluation.config,
+            benchmarks: evaluation.benchmarks,
+            run_dir: run_dir.clone(),
+            executable: evaluation.program,
             running: None,
             last_started: None,
-        }))
+        }
     }
 
     fn command(&self, step: u64) -> Command {
-        let checkpoint = rosetta_coordinator::manifest::checkpoint_dir(&self.run_dir, step);
         let mut command = Command::new(&self.executable);
         command
             .arg("eval")
             .arg("--model")
-            .arg(&checkpoint)
+            .arg(self.run_dir.checkpoint(step))
             .arg("--out")
-            .arg(self.step_dir(step))
+            .arg(self.run_dir.eval_step(step))
             .args(["--workers", &self.config.workers.to_string()])
             .args(["--batch-size", &self.config.batch_size.to_string()])
             .args(["--trec-depth", &self.config.trec_depth.to_string()])
@@ -64,10 +65,6 @@ impl TrainingEvaluator {
             command.arg("--benchmark").arg(benchmark);
         }
         command
-    }
-
-    fn step_dir(&self, step: u64) -> PathBuf {
-        self.run_dir.join("eval").join(format!("step-{step:08}"))
     }
 
     /// Called as training goes on: collects a finished evaluation, and starts one for the
@@ -93,18 +90,24 @@ impl TrainingEvaluator {
 
     /// At the end of training: waits for the evaluation in flight, then evaluates the last
     /// checkpoint (when `at_end` and not done yet). Returns the report directories of the last one.
-    pub fn finish(&mut self, last_checkpoint: Option<u64>) -> anyhow::Result<Option<PathBuf>> {
+    pub fn finish(&mut self, last_checkpoint: Option<u64>) -> Result<Option<PathBuf>> {
         self.collect(true);
         let Some(step) = last_checkpoint.filter(|_| self.config.at_end) else { return Ok(None) };
         if self.last_started != Some(step) {
             eprintln!("evaluating the final checkpoint (step {step})");
-            let status = self.command(step).stderr(Stdio::inherit()).status().context("running rosetta eval")?;
+            let status = self
+                .command(step)
+                .stderr(Stdio::inherit())
+                .status()
+                .map_err(|source| DeployError::Process { what: "running rosetta eval".into(), source })?;
             if !status.success() {
-                bail!("evaluation of the checkpoint after step {step} failed ({status})");
+                return Err(DeployError::Evaluation(format!(
+                    "evaluation of the checkpoint after step {step} failed ({status})"
+                )));
             }
             self.record(step)?;
         }
-        Ok(Some(self.step_dir(step)))
+        Ok(Some(self.run_dir.eval_step(step)))
     }
 
     fn collect(&mut self, wait: bool) {
@@ -125,20 +128,21 @@ impl TrainingEvaluator {
     }
 
     /// Exports a finished evaluation to Prometheus, moves `eval/latest`, updates `eval/best.json`.
-    fn record(&self, step: u64) -> anyhow::Result<()> {
-        let dir = self.step_dir(step);
+    fn record(&self, step: u64) -> Result<()> {
+        let dir = self.run_dir.eval_step(step);
+        let unreadable = |e: &dyn std::fmt::Display| DeployError::Evaluation(format!("reading {}: {e}", dir.display()));
         let mut headline = Vec::new();
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-            let path = entry?.path();
+        for entry in std::fs::read_dir(&dir).map_err(|e| unreadable(&e))? {
+            let path = entry.map_err(|e| unreadable(&e))?.path();
             if path.join(rosetta_eval::output::REPORT_JSON).is_file() {
-                let report = read_report(&path)?;
-                rosetta_coordinator::eval_metrics::export_eval_report(&report);
-                eprintln!("step {step}: {}", crate::eval_cmd::summary_line(&report));
+                let report = read_report(&path).map_err(|e| unreadable(&e))?;
+                rosetta_coordinator::metrics::export_eval_report(&report);
+                eprintln!("step {step}: {}", rosetta_eval::render::summary_line(&report));
                 headline.push(report);
             }
         }
-        let eval_dir = self.run_dir.join("eval");
-        write_atomic(&eval_dir.join("latest"), format!("step-{step:08}").as_bytes())?;
+        let written = |e: rosetta_common::atomic::FileError| DeployError::Evaluation(e.to_string());
+        self.run_dir.set_latest_eval(step).map_err(written)?;
         if let Some(metric) = &self.config.select_best {
             // The selection metric averaged over the benchmarks that report it.
             let values: Vec<f64> = headline.iter().filter_map(|r| r.metric(metric)).collect();
@@ -146,7 +150,7 @@ impl TrainingEvaluator {
                 return Ok(());
             }
             let value = values.iter().sum::<f64>() / values.len() as f64;
-            let best_path = eval_dir.join("best.json");
+            let best_path = self.run_dir.eval_best();
             let previous: Option<serde_json::Value> =
                 std::fs::read(&best_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
             let better = match previous.as_ref().and_then(|p| p["value"].as_f64()) {
@@ -160,12 +164,12 @@ impl TrainingEvaluator {
                 }
             };
             if better {
-                let checkpoint = rosetta_coordinator::manifest::checkpoint_dir(&self.run_dir, step);
                 let best = serde_json::json!({
                     "metric": metric, "value": value, "step": step,
-                    "checkpoint": checkpoint, "reports": dir,
+                    "checkpoint": self.run_dir.checkpoint(step), "reports": dir,
                 });
-                write_atomic(&best_path, serde_json::to_string_pretty(&best)?.as_bytes())?;
+                let text = serde_json::to_vec_pretty(&best).map_err(|e| DeployError::Evaluation(e.to_string()))?;
+                write_atomic(&best_path, &text).map_err(written)?;
             }
         }
         Ok(())

@@ -1,0 +1,308 @@
+//! The coordinator's job state machine, in plain Rust (no gRPC types): membership and
+//! generations, the step plans cut per rank (with the row numbers of every example in the pair
+//! store), step reports, heartbeats and checkpoint commits. Fail-fast: a worker that errs or
+//! misses heartbeats ends its generation, every worker of it is told to stop, and a new
+//! generation starts from the last committed checkpoint while restarts remain.
+
+mod error;
+mod generation;
+mod membership;
+mod steps;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub use error::{JobError, JobResult};
+use generation::{Generation, RestartPoint};
+pub use membership::{HeartbeatVerdict, Registered, Registration, Rendezvous};
+use rosetta_datasets::store::PairStore;
+pub use steps::{RankExample, RankPlan, RankStep, StepReport, kind_name};
+use tokio::sync::Notify;
+
+use crate::error::{CoordinatorError, Result};
+use crate::manifest::{self, ManifestFile};
+use crate::metrics;
+use crate::schedule::{PairIndex, ScheduleConfig, Scheduler};
+use crate::settings::JobSettings;
+
+/// Where the job stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for workers to register.
+    Waiting,
+    /// Training.
+    Running,
+    /// Every step done and the last checkpoint committed.
+    Finished,
+    /// Stopped by an error (the message says which worker and why).
+    Failed(String),
+}
+
+/// A snapshot for progress displays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Phase.
+    pub phase: Phase,
+    /// Steps completed.
+    pub steps_done: u64,
+    /// Steps of the job.
+    pub total_steps: u64,
+    /// Loss of the last completed step.
+    pub loss: f64,
+    /// Examples per second of the last step.
+    pub examples_per_second: f64,
+    /// Last committed checkpoint step.
+    pub last_checkpoint: Option<u64>,
+    /// Workers registered in the current generation.
+    pub workers: usize,
+    /// The current generation (it grows by one at each restart).
+    pub generation: u64,
+}
+
+/// What a job is made of.
+#[derive(Debug)]
+pub struct JobSpec {
+    /// The built `job:` section.
+    pub settings: JobSettings,
+    /// The built `schedule:` section (checked against the data here).
+    pub schedule: ScheduleConfig,
+    /// The training rows.
+    pub store: Arc<PairStore>,
+    /// The resolved run config (its hash identifies the job in manifests).
+    pub run_config_yaml: String,
+    /// What every worker needs to train (model and training settings), passed on unread.
+    pub worker_spec_json: String,
+    /// Continue from the latest committed checkpoint.
+    pub resume: bool,
+}
+
+/// A checkpoint part reported by one rank.
+#[derive(Debug, Clone)]
+pub struct CheckpointPart {
+    /// The reporting worker.
+    pub worker_id: String,
+    /// Its generation.
+    pub generation: u64,
+    /// The step after which the checkpoint was written.
+    pub step: u64,
+    /// Files this rank wrote, relative to the run directory, with their SHA-256.
+    pub files: Vec<ManifestFile>,
+}
+
+struct JobState {
+    phase: Phase,
+    generation: Generation,
+    restart: RestartPoint,
+    restarts: u32,
+    /// The job ends after this many steps (the config's `steps`, or earlier when asked to stop).
+    end_step: u64,
+    steps_done: u64,
+    last_loss: f64,
+    examples_per_second: f64,
+    last_checkpoint: Option<u64>,
+}
+
+/// One job's live state and its transitions, shared by the gRPC service, the watchdog and the
+/// launcher that started it.
+pub struct JobStateMachine {
+    settings: JobSettings,
+    worker_spec_json: String,
+    config_sha256: String,
+    job_id: String,
+    store: Arc<PairStore>,
+    index: Arc<PairIndex>,
+    scheduler: Mutex<Scheduler>,
+    state: Mutex<JobState>,
+    changed: Notify,
+}
+
+impl std::fmt::Debug for JobStateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStateMachine").field("job_id", &self.job_id).finish()
+    }
+}
+
+impl JobStateMachine {
+    /// A job over the store's rows; with `resume`, it continues from the latest committed
+    /// checkpoint (refused when the schedule or data changed since).
+    pub fn new(spec: JobSpec) -> Result<Arc<Self>> {
+        let JobSpec { settings, schedule, store, run_config_yaml, worker_spec_json, resume } = spec;
+        let index = Arc::new(PairIndex::from_store(&store)?);
+        let scheduler = Scheduler::new(schedule, index.clone())?;
+        let config_sha256 = rosetta_common::digest::sha256_bytes(run_config_yaml.as_bytes());
+        let mut restart = RestartPoint { step: 0, cursor: scheduler.start(), checkpoint: None };
+        let mut last_checkpoint = None;
+        if resume {
+            let run_dir = &settings.run_dir;
+            let Some(manifest) = manifest::latest(run_dir)? else {
+                return Err(CoordinatorError::Checkpoint(format!(
+                    "--resume: no committed checkpoint in {}",
+                    run_dir.checkpoints().display()
+                )));
+            };
+            if manifest.cursor.fingerprint != restart.cursor.fingerprint {
+                return Err(CoordinatorError::Checkpoint(
+                    "--resume: the schedule or data changed since the checkpoint (cursor fingerprint differs)".into(),
+                ));
+            }
+            restart = RestartPoint {
+                step: manifest.step + 1,
+                cursor: manifest.cursor.clone(),
+                checkpoint: Some(run_dir.model_file(manifest.step)),
+            };
+            last_checkpoint = Some(manifest.step);
+        }
+        let job_id = format!("job-{}", &config_sha256[..12]);
+        let phase = if restart.step >= settings.steps { Phase::Finished } else { Phase::Waiting };
+        let state = JobState {
+            phase,
+            generation: Generation::starting_at(1, restart.clone()),
+            steps_done: restart.step,
+            restart,
+            restarts: 0,
+            end_step: settings.steps,
+            last_loss: f64::NAN,
+            examples_per_second: 0.0,
+            last_checkpoint,
+        };
+        Ok(Arc::new(Self {
+            settings,
+            worker_spec_json,
+            config_sha256,
+            job_id,
+            store,
+            index,
+            scheduler: Mutex::new(scheduler),
+            state: Mutex::new(state),
+            changed: Notify::new(),
+        }))
+    }
+
+    /// The settings of the job.
+    pub fn settings(&self) -> &JobSettings {
+        &self.settings
+    }
+
+    /// The job's id (derived from its run config).
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// The pair store the job trains on.
+    pub fn store(&self) -> &PairStore {
+        &self.store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, JobState> {
+        // A panic while holding the lock cannot leave the state half-changed in a way that
+        // matters more than stopping the job would: keep serving what is there.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Current progress.
+    pub fn progress(&self) -> Progress {
+        let state = self.lock();
+        Progress {
+            phase: state.phase.clone(),
+            steps_done: state.steps_done,
+            total_steps: self.settings.steps,
+            loss: state.last_loss,
+            examples_per_second: state.examples_per_second,
+            last_checkpoint: state.last_checkpoint,
+            workers: state.generation.workers.len(),
+            generation: state.generation.number,
+        }
+    }
+
+    /// The current generation (it grows by one at each restart).
+    pub fn generation(&self) -> u64 {
+        self.lock().generation.number
+    }
+
+    /// Waits until something changes or `timeout` passes.
+    pub async fn wait_change(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
+    }
+
+    fn notify(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Ends the current generation because of `reason` (see [`JobStateMachine::fail_generation`]).
+    pub fn fail(&self, reason: String) {
+        let generation = self.generation();
+        self.fail_generation(generation, reason);
+    }
+
+    /// Ends `generation` because of `reason` (a worker failed or went silent): every worker of
+    /// it is told to stop. While restarts remain (`job.max_restarts`), a new generation then
+    /// waits for workers and continues from the last committed checkpoint; otherwise the job
+    /// fails. Ignored when that generation has already ended (two reports of one crash must not
+    /// cost two restarts).
+    pub fn fail_generation(&self, generation: u64, reason: String) {
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Finished | Phase::Failed(_)) || generation != state.generation.number {
+            return;
+        }
+        let ranked = state.phase == Phase::Running;
+        if ranked && state.restarts < self.settings.max_restarts {
+            state.restarts += 1;
+            let next = state.generation.number + 1;
+            state.generation = Generation::starting_at(next, state.restart.clone());
+            state.steps_done = state.restart.step;
+            state.phase = Phase::Waiting;
+            tracing::warn!(%reason, generation = next, from_step = state.restart.step, "generation ended; restarting");
+            metrics::generation_restarted(next);
+        } else {
+            tracing::error!(%reason, "job failed");
+            metrics::job_failed();
+            state.phase = Phase::Failed(reason);
+        }
+        drop(state);
+        self.notify();
+    }
+
+    /// Ends the job cleanly after `steps` steps (at most the configured number) with a
+    /// checkpoint there, so that it can be resumed later — e.g. to hand it to other machines.
+    pub fn stop_after(&self, steps: u64) {
+        let mut state = self.lock();
+        state.end_step = steps.min(self.settings.steps).max(state.steps_done);
+    }
+
+    /// True once every worker of the finished job has been told so (it may then go away).
+    pub fn workers_released(&self) -> bool {
+        let state = self.lock();
+        state.generation.workers.iter().all(|w| state.generation.released.contains(&w.id))
+    }
+
+    /// Ends the generation when a ranked worker has been silent longer than the heartbeat timeout.
+    pub fn check_heartbeats(&self) {
+        let timeout = self.settings.heartbeat_timeout;
+        let state = self.lock();
+        if state.phase != Phase::Running {
+            return;
+        }
+        let now = Instant::now();
+        for worker in &state.generation.workers {
+            metrics::heartbeat_age(worker.rank, now.duration_since(worker.last_heartbeat));
+        }
+        let silent = state.generation.workers.iter().find(|w| now.duration_since(w.last_heartbeat) > timeout).cloned();
+        let generation = state.generation.number;
+        drop(state);
+        if let Some(worker) = silent {
+            self.fail_generation(
+                generation,
+                format!("worker rank {} ({}) missed heartbeats for more than {:?}", worker.rank, worker.host, timeout),
+            );
+        }
+    }
+
+    /// The model file a new generation starts from, if any.
+    pub fn restart_checkpoint(&self) -> Option<PathBuf> {
+        self.lock().restart.checkpoint.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! Everything the coordinator tells Prometheus: the `/metrics` endpoint (axum; histograms
+//! with explicit buckets), the series the job state machine records as it goes, and the
+//! `rosetta_eval_*` series of evaluation reports.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use rosetta_eval::report::EvalReport;
+
+use crate::error::{CoordinatorError, Result};
+
+/// Installs the global recorder (once per process, whichever thread asks first) and returns
+/// its handle.
+pub fn install_recorder() -> Result<PrometheusHandle> {
+    static HANDLE: std::sync::Mutex<Option<PrometheusHandle>> = std::sync::Mutex::new(None);
+    let mut installed = HANDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(handle) = installed.as_ref() {
+        return Ok(handle.clone());
+    }
+    let buckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), &buckets)
+        .map_err(|e| CoordinatorError::Metrics(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| CoordinatorError::Metrics(e.to_string()))?;
+    *installed = Some(handle.clone());
+    Ok(handle)
+}
+
+/// Serves `/metrics` on `address` until `stop` turns true; returns the bound address and the
+/// server task.
+pub async fn serve(
+    address: SocketAddr,
+    handle: PrometheusHandle,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| CoordinatorError::Metrics(format!("{address}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| CoordinatorError::Metrics(e.to_string()))?;
+    let app = Router::new().route("/metrics", get(move || std::future::ready(handle.render())));
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(%error, "metrics server stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// The totals of a finished step, over every rank.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTotals {
+    /// The step (0-based).
+    pub step: u64,
+    /// Global-batch loss.
+    pub loss: f64,
+    /// Learning rate used.
+    pub learning_rate: f64,
+    /// Examples trained by all ranks.
+    pub examples: u64,
+    /// Tokens encoded by all ranks.
+    pub tokens: u64,
+    /// Seconds of the slowest rank.
+    pub seconds: f64,
+    /// Collective seconds of the slowest rank.
+    pub collective_seconds: f64,
+}
+
+/// A step finished; `batch` is its kind and languages (`None` when its plan is no longer kept).
+pub fn step_done(totals: &StepTotals, batch: Option<(&'static str, String)>) {
+    metrics::gauge!("rosetta_step").set((totals.step + 1) as f64);
+    metrics::gauge!("rosetta_loss").set(totals.loss);
+    metrics::gauge!("rosetta_learning_rate").set(totals.learning_rate);
+    metrics::gauge!("rosetta_examples_per_second").set(totals.examples as f64 / totals.seconds);
+    metrics::gauge!("rosetta_tokens_per_second").set(totals.tokens as f64 / totals.seconds);
+    metrics::histogram!("rosetta_step_seconds").record(totals.seconds);
+    metrics::histogram!("rosetta_collective_seconds").record(totals.collective_seconds);
+    if let Some((kind, languages)) = batch {
+        let languages = if languages.is_empty() { "mixed".to_string() } else { languages };
+        metrics::counter!("rosetta_batches_total", "kind" => kind, "languages" => languages).increment(1);
+    }
+}
+
+/// A generation ended and generation `generation` is forming.
+pub fn generation_restarted(generation: u64) {
+    metrics::counter!("rosetta_restarts_total").increment(1);
+    metrics::gauge!("rosetta_generation").set(generation as f64);
+}
+
+/// The job failed for good.
+pub fn job_failed() {
+    metrics::gauge!("rosetta_job_failed").set(1.0);
+}
+
+/// A generation started training with `workers` ranks.
+pub fn workers_running(workers: usize) {
+    metrics::gauge!("rosetta_workers", "state" => "running").set(workers as f64);
+}
+
+/// Time since the last heartbeat of `rank`.
+pub fn heartbeat_age(rank: usize, age: Duration) {
+    metrics::gauge!("rosetta_heartbeat_age_seconds", "rank" => rank.to_string()).set(age.as_secs_f64());
+}
+
+/// The checkpoint after `step` is committed.
+pub fn checkpoint_committed(step: u64) {
+    metrics::gauge!("rosetta_last_checkpoint_step").set(step as f64);
+}
+
+/// Sets the `rosetta_eval_*` gauges from one report.
+pub fn export_eval_report(report: &EvalReport) {
+    let benchmark = report.benchmark.clone();
+    if let Some(step) = report.step {
+        metrics::gauge!("rosetta_eval_step", "benchmark" => benchmark.clone()).set(step as f64);
+    }
+    if let Some(lareqa) = &report.lareqa {
+        for pair in &lareqa.pairs {
+            if let Some(map) = pair.map {
+                let setting = if pair.query_lang == pair.corpus_lang { "monolingual" } else { "cross-lingual" };
+                metrics::gauge!("rosetta_eval_map", "benchmark" => benchmark.clone(), "setting" => setting,
+                    "query_lang" => pair.query_lang.clone(), "corpus_lang" => pair.corpus_lang.clone())
+                .set(map);
+            }
+        }
+        for pooled in &lareqa.pooled {
+            if let Some(map) = pooled.map {
+                metrics::gauge!("rosetta_eval_map", "benchmark" => benchmark.clone(), "setting" => "multilingual",
+                    "query_lang" => pooled.query_lang.clone(), "corpus_lang" => "all")
+                .set(map);
+            }
+            if let Some(distance) = pooled.rank_distance {
+                metrics::gauge!("rosetta_eval_rank_distance", "benchmark" => benchmark.clone(),
+                    "query_lang" => pooled.query_lang.clone())
+                .set(distance);
+            }
+        }
+        for (setting, average) in [
+            ("monolingual", lareqa.monolingual),
+            ("cross-lingual", lareqa.cross_lingual),
+            ("multilingual", lareqa.multilingual),
+        ] {
+            if let Some(map) = average.map {
+                metrics::gauge!("rosetta_eval_map_macro", "benchmark" => benchmark.clone(), "setting" => setting)
+                    .set(map);
+            }
+        }
+        if let Some(distance) = lareqa.rank_distance {
+            metrics::gauge!("rosetta_eval_rank_distance_macro", "benchmark" => benchmark.clone()).set(distance);
+        }
+    }
+    if let Some(qrels) = &report.qrels {
+        for lang in &qrels.languages {
+            for (name, value) in
+                [("rosetta_eval_ndcg_at_10", lang.ndcg_at_10), ("rosetta_eval_recall_at_100", lang.recall_at_100)]
+            {
+                if let Some(value) = value {
+                    metrics::gauge!(name, "benchmark" => benchmark.clone(), "lang" => lang.lang.clone()).set(value);
+                }
+            }
+        }
+    }
+}

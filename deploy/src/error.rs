@@ -1,0 +1,32 @@
+//! The one error type of `rosetta-deploy`.
+
+/// Why a launch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The coordinator could not start (configuration, data, address…).
+    #[error(transparent)]
+    Coordinator(#[from] rosetta_coordinator::CoordinatorError),
+    /// A process could not be started or waited for.
+    #[error("{what}: {source}")]
+    Process {
+        /// Which process.
+        what: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The job failed (the reason names the worker and what happened).
+    #[error("training failed: {0}")]
+    JobFailed(String),
+    /// The launcher was stopped by a signal; the workers were stopped too.
+    #[error("stopped by {0}; the last committed checkpoint stays resumable (--resume)")]
+    Interrupted(&'static str),
+    /// Evaluating a checkpoint failed.
+    #[error("evaluation: {0}")]
+    Evaluation(String),
+    /// The token is missing or unreadable.
+    #[error("token: {0}")]
+    Token(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = DeployError> = std::result::Result<T, E>;

@@ -1,0 +1,53 @@
+//! The shared token workers present to the coordinator: made once per local run, read from a
+//! file or the environment otherwise, never put on a command line.
+
+use std::path::Path;
+
+use crate::error::{DeployError, Result};
+
+/// Environment variable holding the token.
+pub const TOKEN_ENV: &str = "ROSETTA_TOKEN";
+
+/// Reads the token from `file` (surrounding white space trimmed) or from `$ROSETTA_TOKEN`.
+pub fn read_token(file: Option<&Path>) -> Result<String> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| DeployError::Token(format!("reading {}: {e}", path.display())))?
+            .trim()
+            .to_string(),
+        None => std::env::var(TOKEN_ENV)
+            .map_err(|_| DeployError::Token(format!("none given: pass --token-file or set {TOKEN_ENV}")))?,
+    };
+    if token.is_empty() {
+        return Err(DeployError::Token("the token is empty".into()));
+    }
+    Ok(token)
+}
+
+/// A fresh random token (128 bits from /dev/urandom, as hex).
+pub fn random_token() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| DeployError::Token(format!("reading /dev/urandom: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_files_are_trimmed() {
+        let (a, b) = (random_token().unwrap(), random_token().unwrap());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        let dir = std::env::temp_dir().join(format!("rosetta-token-{}", std::process::id()));
+        std::fs::write(&dir, "  secret\n").unwrap();
+        assert_eq!(read_token(Some(&dir)).unwrap(), "secret");
+        std::fs::write(&dir, "\n").unwrap();
+        assert!(read_token(Some(&dir)).unwrap_err().to_string().contains("empty"));
+        std::fs::remove_file(&dir).unwrap();
+    }
+}

@@ -1,0 +1,233 @@
+//! One shard of an evaluation (`rosetta eval` starts one process per shard and speaks the
+//! binary protocol of `rosetta_eval::wire` with it over stdin/stdout): encode its share of the
+//! queries (round 0), its contiguous shard of the corpus, then answer rounds 1 and 2 of the
+//! exact-rank computation. Also: which model a `--model` path names.
+
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rosetta_common::RunDir;
+use rosetta_common::run_dir::{MODEL_FILE, MODEL_SETTINGS_FILE, parse_checkpoint_name};
+use rosetta_datasets::benchmark::Benchmark;
+use rosetta_datasets::embeddings::{Embeddings, write_embeddings};
+use rosetta_eval::rank::ShardEngine;
+use rosetta_eval::task::{EvalTask, aligned_range};
+use rosetta_eval::wire;
+
+use crate::error::{Result, WorkerError};
+use crate::sections::{DeviceSpec, ModelSettings};
+use crate::sentence::{SentenceEncoder, SentenceSettings};
+
+/// A model to evaluate or export, as a `--model` path names it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelToLoad {
+    /// A sentence-transformers or Hugging Face directory.
+    Pretrained(PathBuf),
+    /// A training checkpoint: its directory, the settings that rebuild its encoder, its step.
+    Checkpoint {
+        /// `RUN/checkpoints/step-N`.
+        dir: PathBuf,
+        /// The model settings it was trained with (its `model.json`).
+        settings: ModelSettings,
+        /// Its step, when the directory name says it.
+        step: Option<u64>,
+    },
+}
+
+impl ModelToLoad {
+    /// Resolves a model directory, a checkpoint directory (`RUN/checkpoints/step-N`) or a run
+    /// directory (its latest committed checkpoint).
+    pub fn resolve(path: &Path) -> Result<Self> {
+        if path.join("modules.json").exists() || path.join("config.json").exists() {
+            return Ok(Self::Pretrained(path.to_path_buf()));
+        }
+        let dir = if path.join(MODEL_FILE).exists() {
+            path.to_path_buf()
+        } else if let Some(step) = RunDir::new(path).latest_checkpoint()? {
+            RunDir::new(path).checkpoint(step)
+        } else {
+            return Err(WorkerError::model(
+                path,
+                "not a model (no modules.json or config.json), a checkpoint (no model.safetensors) or a run directory \
+                 (no checkpoints/latest)",
+            ));
+        };
+        let settings_path = dir.join(MODEL_SETTINGS_FILE);
+        let text = std::fs::read(&settings_path).map_err(|e| WorkerError::io(&settings_path, e))?;
+        let settings = serde_json::from_slice(&text).map_err(|e| WorkerError::model(&settings_path, e.to_string()))?;
+        let step = dir.file_name().and_then(|n| n.to_str()).and_then(parse_checkpoint_name);
+        Ok(Self::Checkpoint { dir, settings, step })
+    }
+
+    /// How reports name the model.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Pretrained(dir) | Self::Checkpoint { dir, .. } => dir.display().to_string(),
+        }
+    }
+
+    /// The checkpoint's step (`None` for a pretrained model).
+    pub fn step(&self) -> Option<u64> {
+        match self {
+            Self::Pretrained(_) => None,
+            Self::Checkpoint { step, .. } => *step,
+        }
+    }
+
+    /// Builds the encoder on `device` (a checkpoint's weights loaded into it).
+    pub fn load(&self, device: tch::Device) -> Result<SentenceEncoder> {
+        match self {
+            Self::Pretrained(dir) => SentenceEncoder::load(dir, &SentenceSettings::default(), device),
+            Self::Checkpoint { dir, settings, .. } => {
+                let mut model = settings.build_encoder(device)?;
+                crate::checkpoint::load_checkpoint(&dir.join(MODEL_FILE), &mut model, None)?;
+                Ok(model)
+            }
+        }
+    }
+}
+
+/// Number format of the encoder's weights and activations during evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// bf16 on CUDA, fp32 on CPU.
+    Auto,
+    /// 32-bit floats.
+    Fp32,
+    /// bfloat16.
+    Bf16,
+}
+
+impl Precision {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+        }
+    }
+
+    /// Whether the encoder runs in bf16 on `device`.
+    pub fn bf16_on(self, device: tch::Device) -> bool {
+        match self {
+            Self::Auto => matches!(device, tch::Device::Cuda(_)),
+            Self::Fp32 => false,
+            Self::Bf16 => true,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "fp32" => Ok(Self::Fp32),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(format!("{other:?}: expected auto, fp32 or bf16")),
+        }
+    }
+}
+
+/// One shard's work.
+#[derive(Debug, Clone)]
+pub struct EvalShardConfig {
+    /// The model path (see [`ModelToLoad::resolve`]).
+    pub model: PathBuf,
+    /// The benchmark directory.
+    pub benchmark: PathBuf,
+    /// This shard's index.
+    pub shard: usize,
+    /// Shards in all.
+    pub shards: usize,
+    /// Texts per forward pass (shard boundaries fall on its multiples).
+    pub batch_size: usize,
+    /// Device to encode on.
+    pub device: DeviceSpec,
+    /// Torch threads.
+    pub threads: usize,
+    /// Candidates per query kept for TREC run files.
+    pub depth: usize,
+    /// Encoder precision.
+    pub precision: Precision,
+    /// Write this shard's embeddings as Parquet here.
+    pub save_embeddings: Option<PathBuf>,
+}
+
+fn to_vec(tensor: &tch::Tensor) -> Result<Vec<f32>> {
+    let flat = tensor.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous().view([-1]);
+    Ok(Vec::<f32>::try_from(&flat)?)
+}
+
+fn pipe_error(what: &str) -> impl Fn(std::io::Error) -> WorkerError + '_ {
+    move |e| WorkerError::io(format!("rosetta eval's pipe ({what})"), e)
+}
+
+/// Runs one shard to the end of round 2, talking to `rosetta eval` over stdin/stdout.
+pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
+    tch::set_num_threads(config.threads.max(1) as i32);
+    let started = Instant::now();
+    let benchmark = Benchmark::load(&config.benchmark)?;
+    let task = EvalTask::from_benchmark(&benchmark)?;
+    let device = config.device.open()?;
+    let mut model = ModelToLoad::resolve(&config.model)?.load(device)?;
+    if config.precision.bf16_on(device) {
+        model.var_store_mut().bfloat16();
+    }
+    // Shard boundaries on multiples of the batch size: every text is encoded in the same batch
+    // whatever the number of workers, so 1 and N workers give the same embeddings.
+    let shards = config.shards.max(1);
+    let query_range = aligned_range(task.num_queries(), config.shard, shards, config.batch_size);
+    let range = aligned_range(task.num_docs(), config.shard, shards, config.batch_size);
+    let settings = model.settings().clone();
+    let dim = model.embedding_width() as usize;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut input = BufReader::new(std::io::stdin().lock());
+    let queries: Vec<&str> = benchmark.queries[query_range].iter().map(|q| q.text.as_str()).collect();
+    let own_queries = to_vec(&model.encode(&queries, &settings.query_prefix, config.batch_size)?)?;
+    wire::send_query_vectors(&mut out, &own_queries).map_err(pipe_error("query embeddings"))?;
+    let query_vectors = wire::receive_query_vectors(&mut input, "rosetta eval")?;
+    if query_vectors.len() != task.num_queries() * dim {
+        return Err(WorkerError::invalid(
+            "query embeddings from rosetta eval",
+            format!("{} values, expected {} × {dim}", query_vectors.len(), task.num_queries()),
+        ));
+    }
+    let docs: Vec<&str> = benchmark.corpus[range.clone()].iter().map(|d| d.text.as_str()).collect();
+    let doc_vectors = to_vec(&model.encode(&docs, &settings.passage_prefix, config.batch_size)?)?;
+    tracing::info!(
+        shard = config.shard,
+        queries = queries.len(),
+        docs = docs.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "encoded"
+    );
+    if let Some(dir) = &config.save_embeddings {
+        if config.shard == 0 {
+            let rows = Embeddings {
+                ids: task.query_ids.clone(),
+                langs: benchmark.queries.iter().map(|q| q.lang.clone()).collect(),
+                dim,
+                values: query_vectors.clone(),
+            };
+            write_embeddings(&dir.join("queries.parquet"), &rows)?;
+        }
+        let rows = Embeddings {
+            ids: task.doc_ids[range.clone()].to_vec(),
+            langs: benchmark.corpus[range.clone()].iter().map(|d| d.lang.clone()).collect(),
+            dim,
+            values: doc_vectors.clone(),
+        };
+        write_embeddings(&dir.join(format!("corpus-{:05}-of-{:05}.parquet", config.shard, shards)), &rows)?;
+    }
+    let engine = ShardEngine::new(&task, &query_vectors, &doc_vectors, dim, range)?;
+    wire::send_thresholds(&mut out, &engine.thresholds()).map_err(pipe_error("thresholds"))?;
+    let scores = wire::receive_scores(&mut input, "rosetta eval")?;
+    let counts = engine.count(&scores, config.depth)?;
+    wire::send_counts(&mut out, &counts).map_err(pipe_error("counts"))?;
+    Ok(())
+}
