@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo test bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval lint
+.PHONY: setup demo test bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
 
 setup:
 	@scripts/setup.sh
@@ -54,3 +54,9 @@ bench-eval: setup
 bench-cluster: setup
 	cargo build --release --bin rosetta
 	bench/cluster-train
+
+## Worker memory and start-up for 1M and 10M synthetic groups (ROSETTA_OLD_BINARY: the design
+## before the row store, for comparison); needs ~8 GB of disk under /tmp.
+bench-memory: setup
+	cargo build --release --bin rosetta
+	bench/worker-memory

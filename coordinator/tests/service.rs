@@ -13,10 +13,10 @@ use rosetta_common::digest::sha256_file;
 use rosetta_coordinator::job::{JobStateMachine, Phase};
 use rosetta_coordinator::manifest;
 use rosetta_coordinator::process::{CoordinatorProcessConfig, RunningCoordinator, start_coordinator};
-use rosetta_coordinator::schedule::{CrossPairing, DatasetSampling, PairIndex, ScheduleConfig, Scheduler, Strategy};
+use rosetta_coordinator::schedule::{PairIndex, ScheduleConfig, Scheduler};
 use rosetta_coordinator::settings::JobSettings;
-use rosetta_datasets::pairs::TrainingPair;
 use rosetta_datasets::store::{PairStore, pack_groups};
+use rosetta_datasets::synth::labelled_groups;
 use rosetta_proto::PROTOCOL_VERSION;
 use rosetta_proto::v1::coordinator_client::CoordinatorClient;
 use rosetta_proto::v1::*;
@@ -29,37 +29,11 @@ const WORKER_SPEC: &str = "{\"model\": \"as the launcher wrote it\"}";
 
 /// 200 parallel groups in three languages, packed into a store under `dir`.
 fn store(dir: &Path) -> Arc<PairStore> {
-    let groups: Vec<Vec<TrainingPair>> = (0..200)
-        .map(|g| {
-            ["en", "de", "fr"]
-                .iter()
-                .map(|lang| TrainingPair {
-                    dataset: "multi".into(),
-                    pair_id: format!("g{g}"),
-                    lang: lang.to_string(),
-                    query: format!("query {g} {lang}"),
-                    positive: format!("passage {g} {lang}"),
-                    negatives: None,
-                })
-                .collect()
-        })
-        .collect();
-    Arc::new(pack_groups(&groups, &dir.join("data")).unwrap())
+    Arc::new(pack_groups(&labelled_groups("multi", 200, &["en", "de", "fr"]), &dir.join("data")).unwrap())
 }
 
 fn schedule() -> ScheduleConfig {
-    ScheduleConfig {
-        strategy: Strategy::Hybrid,
-        alpha: 0.5,
-        global_batch_size: 10,
-        seed: 5,
-        dataset_sampling: DatasetSampling::Proportional,
-        dataset_weights: Default::default(),
-        language_weights: Default::default(),
-        cross_pairing: CrossPairing::PerExample,
-        languages: Vec::new(),
-        en_en_language: "en".into(),
-    }
+    ScheduleConfig::hybrid(0.5, 10, 5)
 }
 
 fn job_config(run_dir: &Path, heartbeat: f64) -> JobSettings {

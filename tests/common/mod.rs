@@ -12,7 +12,7 @@ use std::time::Duration;
 use rosetta::prepare::open_store;
 use rosetta::run_config::{CONFIG_VERSION, RawRunConfig, RunConfig};
 use rosetta_coordinator::process::{CoordinatorProcessConfig, RunningCoordinator, ServerTls, start_coordinator};
-use rosetta_coordinator::schedule::{CrossPairing, DatasetSampling, ScheduleConfig, Strategy};
+use rosetta_coordinator::schedule::ScheduleConfig;
 use rosetta_coordinator::settings::{ElasticSection, JobSection};
 use rosetta_datasets::config::DataSection;
 use rosetta_worker::sections::{ModelSection, TrainingSection};
@@ -42,22 +42,6 @@ pub fn synth_small(out: &Path, train_people: usize, mono_people: usize, vocab_si
     assert!(out.status.success(), "data synth failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A hybrid schedule (α = 0.5) of global batches of `batch`.
-pub fn hybrid_schedule(batch: usize, seed: u64) -> ScheduleConfig {
-    ScheduleConfig {
-        strategy: Strategy::Hybrid,
-        alpha: 0.5,
-        global_batch_size: batch,
-        seed,
-        dataset_sampling: DatasetSampling::Proportional,
-        dataset_weights: Default::default(),
-        language_weights: Default::default(),
-        cross_pairing: CrossPairing::PerExample,
-        languages: Vec::new(),
-        en_en_language: "en".into(),
-    }
-}
-
 /// A tiny, fast training run over `data/` (as `synth_small` writes it, relative to the config
 /// file's directory) into `runs/<run>`: a 2-layer, 32-wide preset, batches of 12.
 pub fn tiny_run(run: &str, steps: u64, workers: usize) -> RawRunConfig {
@@ -71,7 +55,7 @@ pub fn tiny_run(run: &str, steps: u64, workers: usize) -> RawRunConfig {
     RawRunConfig {
         version: Some(CONFIG_VERSION),
         data: DataSection { train: vec![PathBuf::from("data/train.parquet")], benchmarks: Vec::new(), store: None },
-        schedule: hybrid_schedule(12, 3),
+        schedule: ScheduleConfig::hybrid(0.5, 12, 3),
         model: Some(model),
         training,
         job: Some(JobSection {

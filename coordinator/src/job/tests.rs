@@ -3,45 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rosetta_datasets::pairs::TrainingPair;
 use rosetta_datasets::store::pack_groups;
+use rosetta_datasets::synth::labelled_groups;
 use rosetta_proto::PROTOCOL_VERSION;
 
 use super::*;
-use crate::schedule::{CrossPairing, DatasetSampling, Strategy};
 
 fn store(dir: &std::path::Path) -> Arc<PairStore> {
-    let groups: Vec<Vec<TrainingPair>> = (0..60)
-        .map(|g| {
-            ["en", "de", "fr"]
-                .iter()
-                .map(|lang| TrainingPair {
-                    dataset: "multi".into(),
-                    pair_id: format!("g{g}"),
-                    lang: lang.to_string(),
-                    query: format!("q{g}-{lang}"),
-                    positive: format!("p{g}-{lang}"),
-                    negatives: None,
-                })
-                .collect()
-        })
-        .collect();
-    Arc::new(pack_groups(&groups, dir).unwrap())
-}
-
-fn schedule() -> ScheduleConfig {
-    ScheduleConfig {
-        strategy: Strategy::Hybrid,
-        alpha: 0.5,
-        global_batch_size: 8,
-        seed: 11,
-        dataset_sampling: DatasetSampling::Proportional,
-        dataset_weights: Default::default(),
-        language_weights: Default::default(),
-        cross_pairing: CrossPairing::PerExample,
-        languages: Vec::new(),
-        en_en_language: "en".into(),
-    }
+    Arc::new(pack_groups(&labelled_groups("multi", 60, &["en", "de", "fr"]), dir).unwrap())
 }
 
 fn job(dir: &std::path::Path, workers: usize, steps: u64) -> Arc<JobStateMachine> {
@@ -50,7 +19,7 @@ fn job(dir: &std::path::Path, workers: usize, steps: u64) -> Arc<JobStateMachine
     settings.max_restarts = 2;
     let spec = JobSpec {
         settings,
-        schedule: schedule(),
+        schedule: ScheduleConfig::hybrid(0.5, 8, 11),
         store: store(dir),
         run_config_yaml: "version: 1".into(),
         worker_spec_json: "{}".into(),

@@ -93,6 +93,23 @@ pub struct ScheduleConfig {
 }
 
 impl ScheduleConfig {
+    /// A hybrid schedule (monolingual batches with probability `alpha`) of global batches of
+    /// `global_batch_size`, every other field at its default.
+    pub fn hybrid(alpha: f64, global_batch_size: usize, seed: u64) -> Self {
+        Self {
+            strategy: Strategy::Hybrid,
+            alpha,
+            global_batch_size,
+            seed,
+            dataset_sampling: DatasetSampling::default(),
+            dataset_weights: BTreeMap::new(),
+            language_weights: BTreeMap::new(),
+            cross_pairing: CrossPairing::default(),
+            languages: Vec::new(),
+            en_en_language: default_en(),
+        }
+    }
+
     /// Checks what can be checked without the data (the rest is checked by `Scheduler::new`
     /// against the index); every problem has its YAML path.
     pub fn build(self) -> Result<Self, ConfigProblems> {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rosetta_common::atomic::{remove_stale_temporaries, sync_dir, temp_sibling};
 
+use super::blocks::{BlockWriter, finish_writer};
 use super::*;
 use crate::pairs::{PairColumns, pair_columns_of};
 use crate::table::{TableReader, TextColumn};
@@ -92,22 +93,12 @@ struct Pass {
     /// Per row: its provisional group and its language bit.
     row_group: Vec<u32>,
     row_lang: Vec<u8>,
-    data: BufWriter<File>,
-    offsets: BufWriter<File>,
-    written: u64,
-    record: Vec<u8>,
-    dir: PathBuf,
+    records: BlockWriter,
 }
 
 fn writer(dir: &Path, name: &str) -> Result<BufWriter<File>> {
     let path = dir.join(name);
     File::create(&path).map(|f| BufWriter::with_capacity(1 << 20, f)).map_err(|e| DatasetError::io(&path, e))
-}
-
-fn finish_writer(mut writer: BufWriter<File>, path: &Path) -> Result<()> {
-    writer.flush().map_err(|e| DatasetError::io(path, e))?;
-    let file = writer.into_inner().map_err(|e| DatasetError::io(path, e.into_error()))?;
-    file.sync_all().map_err(|e| DatasetError::io(path, e))
 }
 
 fn write_u64s(dir: &Path, name: &str, values: impl IntoIterator<Item = u64>) -> Result<()> {
@@ -195,16 +186,9 @@ impl Pass {
         self.row_group.push(g as u32);
         self.row_lang.push(bit);
         let negatives = view.negatives_of(i).unwrap_or_default();
-        self.record.clear();
         let mut fields = vec![pair_id, lang, query, positive];
         fields.extend(negatives.iter().map(String::as_str));
-        super::encode_record(&mut self.record, &fields);
-        self.data.write_all(&self.record).map_err(|e| DatasetError::io(self.dir.join(ROWS_DATA), e))?;
-        self.offsets
-            .write_all(&self.written.to_le_bytes())
-            .map_err(|e| DatasetError::io(self.dir.join(ROWS_OFFSETS), e))?;
-        self.written += self.record.len() as u64;
-        Ok(())
+        self.records.push(&fields)
     }
 }
 
@@ -252,19 +236,13 @@ fn build_into(sources: &[PathBuf], identities: &mut [StoreSource], dir: &Path) -
         language_of: HashMap::new(),
         row_group: Vec::new(),
         row_lang: Vec::new(),
-        data: writer(dir, ROWS_DATA)?,
-        offsets: writer(dir, ROWS_OFFSETS)?,
-        written: 0,
-        record: Vec::new(),
-        dir: dir.to_path_buf(),
+        records: BlockWriter::create(dir)?,
     };
     for (source, identity) in sources.iter().zip(identities.iter_mut()) {
         identity.rows = pass.add_file(source)?;
     }
-    let Pass { groups, datasets, languages, row_group, row_lang, data, mut offsets, written, .. } = pass;
-    offsets.write_all(&written.to_le_bytes()).map_err(|e| DatasetError::io(dir.join(ROWS_OFFSETS), e))?;
-    finish_writer(data, &dir.join(ROWS_DATA))?;
-    finish_writer(offsets, &dir.join(ROWS_OFFSETS))?;
+    let Pass { groups, datasets, languages, row_group, row_lang, records, .. } = pass;
+    let totals = records.finish()?;
 
     // Final numbering: datasets by name, each dataset's groups in first-seen order.
     let mut order: Vec<u16> = (0..datasets.len() as u16).collect();
@@ -342,7 +320,9 @@ fn build_into(sources: &[PathBuf], identities: &mut [StoreSource], dir: &Path) -
         groups: group_count as u64,
         languages,
         datasets: store_datasets,
-        data_bytes: written,
+        blocks: totals.blocks,
+        data_bytes: totals.compressed_bytes,
+        raw_bytes: totals.raw_bytes,
     };
     let text = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| DatasetError::format(dir.join(MANIFEST_FILE), e.to_string()))?;

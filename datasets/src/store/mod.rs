@@ -5,8 +5,7 @@
 //!
 //! ```text
 //! STORE/store.json        manifest (format, id, sources, counts, languages, datasets); written last
-//! STORE/rows.data         row records: (u32 length, UTF-8 bytes) for pair_id, lang, query, positive, negatives…
-//! STORE/rows.offsets      u64 × (rows + 1): where each record starts (and where the last one ends)
+//! STORE/rows.data, rows.blocks, rows.index   the row records, in zstd blocks (see `blocks`)
 //! STORE/groups.ids        pair_id bytes of every parallel group, in index order
 //! STORE/groups.id_ends    u64 × groups: end of each pair_id in groups.ids
 //! STORE/groups.masks      u64 × groups: the languages each group has (bit i = languages[i])
@@ -20,6 +19,7 @@
 //! builds it in a temporary directory and renames it into place, keyed by the identity (path,
 //! size, modification time) of its source files, so a changed source gets a new store.
 
+mod blocks;
 mod build;
 
 use std::fs::File;
@@ -33,13 +33,14 @@ pub use build::build_store;
 use crate::error::{DatasetError, Result};
 
 /// Format tag of the manifest.
-pub const STORE_FORMAT: &str = "rosetta.store/1";
+pub const STORE_FORMAT: &str = "rosetta.store/2";
 /// Most languages a store (and a group's 64-bit language mask) can hold.
 pub const MAX_LANGUAGES: usize = 64;
 /// Manifest file name.
 pub const MANIFEST_FILE: &str = "store.json";
 const ROWS_DATA: &str = "rows.data";
-const ROWS_OFFSETS: &str = "rows.offsets";
+const ROWS_BLOCKS: &str = "rows.blocks";
+const ROWS_INDEX: &str = "rows.index";
 const GROUP_IDS: &str = "groups.ids";
 const GROUP_ID_ENDS: &str = "groups.id_ends";
 const GROUP_MASKS: &str = "groups.masks";
@@ -91,8 +92,12 @@ pub struct StoreManifest {
     pub languages: Vec<String>,
     /// Datasets in name order, each a contiguous range of groups.
     pub datasets: Vec<StoreDataset>,
-    /// Bytes of `rows.data`.
+    /// Compressed blocks of row records.
+    pub blocks: u64,
+    /// Bytes of `rows.data` (compressed).
     pub data_bytes: u64,
+    /// Bytes of the row records before compression.
+    pub raw_bytes: u64,
 }
 
 /// One training row as the store holds it.
@@ -126,8 +131,7 @@ pub struct GroupTable {
 pub struct PairStore {
     dir: PathBuf,
     manifest: StoreManifest,
-    data: File,
-    offsets: File,
+    rows: blocks::BlockReader,
     row_starts: File,
     group_rows: File,
 }
@@ -200,13 +204,12 @@ impl PairStore {
             ));
         }
         let (rows, groups) = (manifest.rows, manifest.groups);
-        let data = open_file(dir, ROWS_DATA, Some(manifest.data_bytes))?;
-        let offsets = open_file(dir, ROWS_OFFSETS, Some((rows + 1) * 8))?;
+        let row_reader = blocks::BlockReader::open(dir, rows, manifest.blocks, manifest.data_bytes)?;
         open_file(dir, GROUP_ID_ENDS, Some(groups * 8))?;
         open_file(dir, GROUP_MASKS, Some(groups * 8))?;
         let row_starts = open_file(dir, GROUP_ROW_STARTS, Some((groups + 1) * 8))?;
         let group_rows = open_file(dir, GROUP_ROWS, Some(rows * 4))?;
-        Ok(Self { dir: dir.to_path_buf(), manifest, data, offsets, row_starts, group_rows })
+        Ok(Self { dir: dir.to_path_buf(), manifest, rows: row_reader, row_starts, group_rows })
     }
 
     /// Where the store of `sources` lives under `root` (`root/<id>`), whether or not it is built.
@@ -239,23 +242,10 @@ impl PairStore {
         &self.manifest
     }
 
-    /// Reads row `row` (two positional reads: its offsets, then its record).
+    /// Reads row `row` (positional reads of its index entry and its block, one decompression
+    /// unless the block was the last one read).
     pub fn read_row(&self, row: u64) -> Result<StoredRow> {
-        let data_path = || self.dir.join(ROWS_DATA);
-        if row >= self.manifest.rows {
-            return Err(DatasetError::format(
-                data_path(),
-                format!("row {row} asked for; the store has {}", self.manifest.rows),
-            ));
-        }
-        let span = read_u64s(&self.offsets, &self.dir.join(ROWS_OFFSETS), row, 2)?;
-        let (start, end) = (span[0], span[1]);
-        if start > end || end > self.manifest.data_bytes || end - start > u64::from(u32::MAX) {
-            return Err(DatasetError::format(data_path(), format!("row {row}: offsets {start}..{end} are damaged")));
-        }
-        let mut record = vec![0u8; (end - start) as usize];
-        self.data.read_exact_at(&mut record, start).map_err(|e| DatasetError::io(data_path(), e))?;
-        decode_record(&record).map_err(|message| DatasetError::format(data_path(), format!("row {row}: {message}")))
+        self.rows.read(row)
     }
 
     /// The row of the `rank`-th language (in bit order) of group `group`.
@@ -309,38 +299,6 @@ pub fn pack_groups(groups: &[Vec<crate::pairs::TrainingPair>], dir: &Path) -> Re
     let store_dir = dir.join("store");
     build_store(&[source], &store_dir)?;
     PairStore::open(&store_dir)
-}
-
-/// Appends one record (see the module documentation) to `out`.
-fn encode_record(out: &mut Vec<u8>, fields: &[&str]) {
-    for field in fields {
-        out.extend_from_slice(&(field.len() as u32).to_le_bytes());
-        out.extend_from_slice(field.as_bytes());
-    }
-}
-
-fn decode_record(mut bytes: &[u8]) -> std::result::Result<StoredRow, String> {
-    let mut fields = Vec::with_capacity(4);
-    while !bytes.is_empty() {
-        let Some((length, rest)) = bytes.split_first_chunk::<4>() else {
-            return Err("a record ends inside a length prefix".to_string());
-        };
-        let length = u32::from_le_bytes(*length) as usize;
-        if length > rest.len() {
-            return Err(format!("a field of {length} bytes runs past the record's end"));
-        }
-        let text =
-            std::str::from_utf8(&rest[..length]).map_err(|e| format!("field {} is not UTF-8: {e}", fields.len()))?;
-        fields.push(text.to_string());
-        bytes = &rest[length..];
-    }
-    if fields.len() < 4 {
-        return Err(format!("{} fields, a row has at least 4 (pair_id, lang, query, positive)", fields.len()));
-    }
-    let mut fields = fields.into_iter();
-    let mut next = || fields.next().unwrap_or_default();
-    let (pair_id, lang, query, positive) = (next(), next(), next(), next());
-    Ok(StoredRow { pair_id, lang, query, positive, negatives: fields.collect() })
 }
 
 #[cfg(test)]

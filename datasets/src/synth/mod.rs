@@ -285,6 +285,27 @@ fn question(lang: &Language, person: &Person, index: usize) -> String {
     finish(words, "?")
 }
 
+/// `count` plain parallel groups of `dataset`, each in every one of `languages`, whose texts
+/// name their group and language (`query g7 de`): training data for tests and tools that need
+/// rows whose origin can be read off their text.
+pub fn labelled_groups(dataset: &str, count: usize, languages: &[&str]) -> Vec<Vec<TrainingPair>> {
+    (0..count)
+        .map(|g| {
+            languages
+                .iter()
+                .map(|lang| TrainingPair {
+                    dataset: dataset.to_string(),
+                    pair_id: format!("g{g}"),
+                    lang: lang.to_string(),
+                    query: format!("query g{g} {lang}"),
+                    positive: format!("passage g{g} {lang}"),
+                    negatives: None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Writes `out_dir/train.parquet` and the benchmark `out_dir/benchmark/`.
 pub fn synthesize(out_dir: &Path, config: &SynthConfig) -> Result<SynthSummary> {
     config.validate()?;
