@@ -112,6 +112,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         config: config_path.clone(),
         workers: Some(args.workers),
         resume: false,
+        overwrite: true,
         stop_after: None,
         quiet: false,
     })?;

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use rosetta::prepare::open_store;
 use rosetta::run_config::RunConfig;
+use rosetta_coordinator::job::StartMode;
 use rosetta_coordinator::process::{CoordinatorProcessConfig, ServerTls, run_coordinator};
 use rosetta_deploy::evaluation::TrainingEvaluation;
 use rosetta_deploy::local::{LocalLaunch, train_locally};
@@ -28,9 +29,13 @@ pub struct TrainArgs {
     /// Worker processes to start (overrides `job.workers`).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Continue from the latest committed checkpoint of the run directory.
-    #[arg(long)]
+    /// Continue from the newest committed checkpoint of the run directory whose files verify.
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Delete the run directory's checkpoints and evaluations first (a fresh run refuses a run
+    /// directory that holds checkpoints).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Stop cleanly after this many steps (with a checkpoint there), to `--resume` later.
     #[arg(long)]
     pub stop_after: Option<u64>,
@@ -51,9 +56,12 @@ pub struct CoordinatorArgs {
     /// File holding the shared token (default: `$ROSETTA_TOKEN`).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// Continue from the latest committed checkpoint.
-    #[arg(long)]
+    /// Continue from the newest committed checkpoint whose files verify.
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Delete the run directory's checkpoints and evaluations first.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Serve gRPC over TLS with this PEM certificate (chain); needs `--tls-key`. Workers then
     /// connect with `https://` and `--tls-ca`.
     #[arg(long, requires = "tls_key")]
@@ -96,13 +104,26 @@ pub struct WorkerArgs {
     /// packing the training data).
     #[arg(long, default_value_t = 60.0)]
     pub connect_timeout: f64,
+    /// Seconds a call to the coordinator may take (rendezvous and checkpoint commits get longer);
+    /// heartbeats unanswered for as long end the worker too: a coordinator that hangs or
+    /// vanishes ends its workers within about this bound.
+    #[arg(long, default_value_t = 20.0)]
+    pub rpc_timeout: f64,
+}
+
+fn start_mode(resume: bool, overwrite: bool) -> StartMode {
+    match (resume, overwrite) {
+        (true, _) => StartMode::Resume,
+        (false, true) => StartMode::Overwrite,
+        (false, false) => StartMode::Fresh,
+    }
 }
 
 fn coordinator_config(
     config: &RunConfig,
     listen: SocketAddr,
     token: String,
-    resume: bool,
+    start: StartMode,
 ) -> anyhow::Result<CoordinatorProcessConfig> {
     Ok(CoordinatorProcessConfig {
         job: config.job.clone(),
@@ -111,7 +132,7 @@ fn coordinator_config(
         listen,
         token,
         tls: None,
-        resume,
+        start,
         stop_after: None,
         run_config_yaml: config.resolved.to_yaml(),
         worker_spec_json: config.worker_spec().to_json(),
@@ -127,7 +148,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
     })?;
     let workers = config.job.workers;
-    let mut coordinator = coordinator_config(&config, "127.0.0.1:0".parse()?, random_token()?, args.resume)?;
+    let mut coordinator =
+        coordinator_config(&config, "127.0.0.1:0".parse()?, random_token()?, start_mode(args.resume, args.overwrite))?;
     coordinator.stop_after = args.stop_after;
     let program = std::env::current_exe().context("locating the rosetta binary")?;
     // Local workers share this machine's cores: oversubscribing them slows every worker.
@@ -172,7 +194,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     let config = RunConfig::load(&args.config)?;
     let token = read_token(args.token_file.as_deref())?;
-    let mut coordinator = coordinator_config(&config, args.listen, token, args.resume)?;
+    let mut coordinator = coordinator_config(&config, args.listen, token, start_mode(args.resume, args.overwrite))?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         coordinator.tls = Some(ServerTls::from_files(cert, key)?);
     }
@@ -184,8 +206,10 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
 
 /// Runs one worker until the job finishes or fails.
 pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
-    if !(args.connect_timeout.is_finite() && args.connect_timeout >= 0.0) {
-        anyhow::bail!("--connect-timeout: {} is not a number of seconds", args.connect_timeout);
+    for (flag, seconds) in [("--connect-timeout", args.connect_timeout), ("--rpc-timeout", args.rpc_timeout)] {
+        if !(seconds.is_finite() && (0.0..=86_400.0).contains(&seconds)) {
+            anyhow::bail!("{flag}: {seconds} is not a number of seconds between 0 and 86400");
+        }
     }
     let tls = args.tls_ca.as_deref().map(|ca| ClientTls::from_file(ca, args.tls_domain.clone())).transpose()?;
     let config = WorkerProcessConfig {
@@ -196,6 +220,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         host: args.host,
         threads: args.threads,
         connect_patience: Duration::from_secs_f64(args.connect_timeout),
+        rpc_timeout: Duration::from_secs_f64(args.rpc_timeout.max(1.0)),
     };
     Ok(run_worker(config)?)
 }

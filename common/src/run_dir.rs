@@ -6,6 +6,7 @@
 //! RUN/checkpoints/latest                name of the newest committed checkpoint
 //! RUN/eval/step-NNNNNNNN/<benchmark>/   evaluation reports of that checkpoint
 //! RUN/eval/latest, RUN/eval/best.json   newest evaluated checkpoint, best one by the chosen metric
+//! RUN/job-state.json                    the coordinator's generation and used restarts (for --resume)
 //! ```
 //!
 //! Steps count from 0: `step-00000099` is the checkpoint after the 100th step.
@@ -123,6 +124,11 @@ impl RunDir {
             .collect();
         steps.sort_unstable();
         Ok(steps)
+    }
+
+    /// `RUN/job-state.json`: what a restarted coordinator continues from.
+    pub fn job_state(&self) -> PathBuf {
+        self.root.join("job-state.json")
     }
 
     /// `RUN/eval`.

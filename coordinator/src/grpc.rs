@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
+use rosetta_common::random::constant_time_eq;
 use rosetta_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
 use rosetta_proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use crate::job::{
-    CheckpointPart, HeartbeatVerdict, JobError, JobStateMachine, Phase, RankStep, Registration, StepReport, kind_name,
+    CheckpointPart, HeartbeatVerdict, JobError, JobStateMachine, Phase, RankStep, Registration, StepReport,
+    WorkerFailure, kind_name,
 };
 use crate::manifest::ManifestFile;
 
@@ -31,15 +33,14 @@ impl From<JobError> for Status {
     }
 }
 
+/// Largest message either way (a plan of a few thousand examples, an evaluation report of a
+/// hundred language pairs are far below it).
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
 /// The tonic service over a shared [`JobStateMachine`].
 #[derive(Debug, Clone)]
 pub struct CoordinatorService {
     job: Arc<JobStateMachine>,
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl CoordinatorService {
@@ -57,7 +58,10 @@ impl CoordinatorService {
         impl tonic::service::Interceptor + Clone,
     > {
         let expected = format!("Bearer {token}");
-        CoordinatorServer::with_interceptor(self, move |request: Request<()>| {
+        let server = CoordinatorServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        tonic::service::interceptor::InterceptedService::new(server, move |request: Request<()>| {
             match request.metadata().get("authorization").map(|v| v.as_bytes()) {
                 Some(value) if constant_time_eq(value, expected.as_bytes()) => Ok(request),
                 Some(_) => Err(Status::unauthenticated("wrong token")),
@@ -109,6 +113,7 @@ impl Coordinator for CoordinatorService {
             generation: registered.generation,
             store_dir: path_text(&registered.store_dir),
             store_id: registered.store_id,
+            rendezvous_timeout_ms: registered.rendezvous_timeout.as_millis() as u64,
         }))
     }
 
@@ -122,6 +127,7 @@ impl Coordinator for CoordinatorService {
             nccl_unique_id: Vec::new(),
             start_step: world.start_step,
             checkpoint_path: world.checkpoint.as_deref().map(path_text).unwrap_or_default(),
+            ring_secret: world.ring_secret.to_vec(),
         }))
     }
 
@@ -176,7 +182,8 @@ impl Coordinator for CoordinatorService {
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         let request = request.into_inner();
-        let error = Some(request.error).filter(|e| !e.is_empty());
+        let permanent = request.permanent;
+        let error = Some(request.error).filter(|e| !e.is_empty()).map(|message| WorkerFailure { message, permanent });
         let response = match self.job.heartbeat(&request.worker_id, error) {
             HeartbeatVerdict::Continue => HeartbeatResponse { abort: false, reason: String::new() },
             HeartbeatVerdict::Abort(reason) => HeartbeatResponse { abort: true, reason },
@@ -227,9 +234,8 @@ impl Coordinator for CoordinatorService {
         let text = request.into_inner().report_json;
         let report: rosetta_eval::report::EvalReport = serde_json::from_str(&text)
             .map_err(|e| Status::invalid_argument(format!("report_json is not a rosetta-eval report: {e}")))?;
-        if report.benchmark.is_empty() {
-            return Err(Status::invalid_argument("report_json: benchmark name is empty"));
-        }
+        crate::metrics::admit_eval_report(&report)
+            .map_err(|e| Status::invalid_argument(format!("report_json: {e}")))?;
         tracing::info!(benchmark = %report.benchmark, step = ?report.step, "evaluation reported");
         crate::metrics::export_eval_report(&report);
         Ok(Response::new(ReportEvaluationResponse { benchmark: report.benchmark }))

@@ -1,6 +1,8 @@
 //! Checkpoint manifests: a checkpoint counts only once every rank reported its part written;
 //! the coordinator then verifies the files' SHA-256, writes `manifest.json` atomically and
-//! moves the `latest` pointer (also atomically), keeping the newest K checkpoints by step.
+//! moves the `latest` pointer (also atomically), keeping the newest K checkpoints of the run by
+//! step. Resuming verifies the checksums again and falls back to an older checkpoint when the
+//! newest one is damaged.
 
 use rosetta_common::RunDir;
 use rosetta_common::atomic::write_atomic;
@@ -40,43 +42,75 @@ fn checkpoint_error(error: impl std::fmt::Display) -> CoordinatorError {
     CoordinatorError::Checkpoint(error.to_string())
 }
 
+/// Why a checkpoint file cannot be trusted, or `None` when its bytes match the manifest.
+fn damage(run_dir: &RunDir, file: &ManifestFile) -> Option<String> {
+    let path = run_dir.root().join(&file.path);
+    match sha256_file(&path) {
+        Err(error) => Some(error.to_string()),
+        Ok(actual) if actual != file.sha256 => {
+            Some(format!("{}: its SHA-256 does not match the one recorded in the manifest", path.display()))
+        }
+        Ok(_) => None,
+    }
+}
+
 /// Verifies the files and commits the manifest: writes `manifest.json`, then `latest`, then
-/// removes the oldest committed checkpoints beyond the newest `keep`.
+/// removes the oldest checkpoints of the same run (same config hash) beyond the newest `keep`.
 pub fn commit(run_dir: &RunDir, manifest: &Manifest, keep: usize) -> Result<()> {
     for file in &manifest.files {
-        let path = run_dir.root().join(&file.path);
-        let actual = sha256_file(&path).map_err(checkpoint_error)?;
-        if actual != file.sha256 {
-            return Err(CoordinatorError::Checkpoint(format!(
-                "{}: SHA-256 {actual} does not match the reported {}",
-                path.display(),
-                file.sha256
-            )));
+        if let Some(damage) = damage(run_dir, file) {
+            return Err(CoordinatorError::Checkpoint(damage));
         }
     }
     let text = serde_json::to_vec_pretty(manifest).map_err(checkpoint_error)?;
     write_atomic(&run_dir.manifest(manifest.step), &text).map_err(checkpoint_error)?;
     run_dir.set_latest_checkpoint(manifest.step).map_err(checkpoint_error)?;
-    prune(run_dir, keep)
+    prune(run_dir, keep, &manifest.config_sha256)
 }
 
-fn prune(run_dir: &RunDir, keep: usize) -> Result<()> {
-    let committed = run_dir.committed_steps().map_err(checkpoint_error)?;
-    let excess = committed.len().saturating_sub(keep);
-    for &step in &committed[..excess] {
+fn read_manifest(run_dir: &RunDir, step: u64) -> Result<Manifest> {
+    let path = run_dir.manifest(step);
+    let text = std::fs::read(&path).map_err(|e| CoordinatorError::Checkpoint(format!("{}: {e}", path.display())))?;
+    serde_json::from_slice(&text).map_err(|e| CoordinatorError::Checkpoint(format!("{}: {e}", path.display())))
+}
+
+fn prune(run_dir: &RunDir, keep: usize, config_sha256: &str) -> Result<()> {
+    let mut ours = Vec::new();
+    for step in run_dir.committed_steps().map_err(checkpoint_error)? {
+        // Checkpoints of another run config in the same directory are not ours to remove.
+        if read_manifest(run_dir, step).is_ok_and(|m| m.config_sha256 == config_sha256) {
+            ours.push(step);
+        }
+    }
+    let excess = ours.len().saturating_sub(keep);
+    for &step in &ours[..excess] {
         let dir = run_dir.checkpoint(step);
         std::fs::remove_dir_all(&dir).map_err(|e| CoordinatorError::Checkpoint(format!("{}: {e}", dir.display())))?;
     }
     Ok(())
 }
 
-/// The latest committed manifest of a run, if any. A checkpoint directory without a manifest
-/// (a crash mid-write) is never taken.
+/// The newest committed checkpoint whose files all match their checksums; a damaged or
+/// unreadable newer one is passed over with a warning that names the file.
+pub fn latest_verified(run_dir: &RunDir) -> Result<Option<Manifest>> {
+    for step in run_dir.committed_steps().map_err(checkpoint_error)?.into_iter().rev() {
+        let manifest = match read_manifest(run_dir, step) {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                tracing::warn!(%error, step, "passing over a checkpoint whose manifest is unreadable");
+                continue;
+            }
+        };
+        match manifest.files.iter().find_map(|file| damage(run_dir, file)) {
+            None => return Ok(Some(manifest)),
+            Some(damage) => tracing::warn!(step, %damage, "passing over a damaged checkpoint; trying the one before"),
+        }
+    }
+    Ok(None)
+}
+
+/// The latest committed manifest of a run, if any (as `checkpoints/latest` names it, unverified).
 pub fn latest(run_dir: &RunDir) -> Result<Option<Manifest>> {
     let Some(step) = run_dir.latest_checkpoint().map_err(checkpoint_error)? else { return Ok(None) };
-    let path = run_dir.manifest(step);
-    let text = std::fs::read(&path).map_err(|e| CoordinatorError::Checkpoint(format!("{}: {e}", path.display())))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&text).map_err(|e| CoordinatorError::Checkpoint(format!("{}: {e}", path.display())))?;
-    Ok(Some(manifest))
+    read_manifest(run_dir, step).map(Some)
 }

@@ -113,6 +113,53 @@ pub fn checkpoint_committed(step: u64) {
     metrics::gauge!("rosetta_last_checkpoint_step").set(step as f64);
 }
 
+/// Most benchmarks whose series one coordinator exports (every name is a label value).
+pub const MAX_EVAL_BENCHMARKS: usize = 32;
+/// Most languages of one exported report.
+pub const MAX_EVAL_LANGUAGES: usize = 64;
+
+/// Checks that a report's label values are bounded, so that reports from outside cannot make
+/// `/metrics` grow without limit: a short plain benchmark name, at most
+/// [`MAX_EVAL_LANGUAGES`] short language codes, and at most [`MAX_EVAL_BENCHMARKS`] distinct
+/// benchmarks in all. Records the benchmark as exported.
+pub fn admit_eval_report(report: &EvalReport) -> std::result::Result<(), String> {
+    static SEEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let plain = |text: &str, most: usize| {
+        !text.is_empty() && text.len() <= most && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if !plain(&report.benchmark, 64) {
+        return Err(format!("benchmark name {:?}: 1–64 characters of A–Z a–z 0–9 . _ -", report.benchmark));
+    }
+    if report.languages.len() > MAX_EVAL_LANGUAGES {
+        return Err(format!("{} languages; at most {MAX_EVAL_LANGUAGES} are exported", report.languages.len()));
+    }
+    if let Some(bad) = report.languages.iter().find(|l| !plain(l, 16)) {
+        return Err(format!("language code {bad:?}: 1–16 characters of A–Z a–z 0–9 . _ -"));
+    }
+    let known = |l: &String| report.languages.contains(l);
+    let mut labels: Vec<&String> = Vec::new();
+    if let Some(lareqa) = &report.lareqa {
+        labels.extend(lareqa.pairs.iter().flat_map(|p| [&p.query_lang, &p.corpus_lang]));
+        labels.extend(lareqa.pooled.iter().map(|p| &p.query_lang));
+    }
+    if let Some(qrels) = &report.qrels {
+        labels.extend(qrels.languages.iter().map(|l| &l.lang));
+    }
+    if let Some(stranger) = labels.into_iter().find(|l| !known(l)) {
+        return Err(format!("language {stranger:?} is not among the report's languages"));
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !seen.contains(&report.benchmark) && seen.len() >= MAX_EVAL_BENCHMARKS {
+        return Err(format!(
+            "already {MAX_EVAL_BENCHMARKS} benchmarks exported; {:?} would be one more",
+            report.benchmark
+        ));
+    }
+    seen.insert(report.benchmark.clone());
+    Ok(())
+}
+
 /// Sets the `rosetta_eval_*` gauges from one report.
 pub fn export_eval_report(report: &EvalReport) {
     let benchmark = report.benchmark.clone();

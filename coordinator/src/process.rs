@@ -14,10 +14,14 @@ use tokio::task::JoinHandle;
 
 use crate::error::{CoordinatorError, Result};
 use crate::grpc::CoordinatorService;
-use crate::job::{JobSpec, JobStateMachine, Phase};
+use crate::job::{JobSpec, JobStateMachine, Phase, StartMode};
 use crate::metrics;
 use crate::schedule::ScheduleConfig;
 use crate::settings::JobSettings;
+
+/// Requests one connection may have in flight (a worker has at most a heartbeat, a long-polling
+/// rendezvous and one step call at once).
+const MAX_CONCURRENT_REQUESTS: usize = 32;
 
 /// The TLS identity of the gRPC server (PEM).
 #[derive(Clone)]
@@ -70,8 +74,8 @@ pub struct CoordinatorProcessConfig {
     pub token: String,
     /// Serve gRPC over TLS.
     pub tls: Option<ServerTls>,
-    /// Continue from the latest committed checkpoint.
-    pub resume: bool,
+    /// Fresh, resumed (`--resume`) or over a cleared run directory (`--overwrite`).
+    pub start: StartMode,
     /// End cleanly after this many steps (with a checkpoint there).
     pub stop_after: Option<u64>,
     /// The resolved run config, written to `RUN/run.yaml`.
@@ -108,7 +112,7 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
         listen,
         token,
         tls,
-        resume,
+        start,
         stop_after,
         run_config_yaml,
         worker_spec_json,
@@ -116,13 +120,19 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
     let run_dir = job.run_dir.clone();
     let metrics_listen = job.metrics_address;
     let yaml = run_config_yaml.clone();
-    let spec = JobSpec { settings: job, schedule, store, run_config_yaml, worker_spec_json, resume };
+    let spec = JobSpec { settings: job, schedule, store, run_config_yaml, worker_spec_json, start };
     let state = tokio::task::spawn_blocking(move || -> Result<Arc<JobStateMachine>> {
         std::fs::create_dir_all(run_dir.root())
             .map_err(|e| CoordinatorError::Checkpoint(format!("creating {}: {e}", run_dir.root().display())))?;
+        // Leftovers of a crash mid-write (they are never read; they only take space).
+        for dir in [run_dir.root().to_path_buf(), run_dir.checkpoints(), run_dir.eval()] {
+            let _ = rosetta_common::atomic::remove_stale_temporaries(&dir);
+        }
+        let job = JobStateMachine::new(spec)?;
+        // Written once the job is accepted: a refused start leaves the run directory as it was.
         rosetta_common::atomic::write_atomic(&run_dir.run_config(), yaml.as_bytes())
             .map_err(|e| CoordinatorError::Checkpoint(format!("writing the run config: {e}")))?;
-        JobStateMachine::new(spec)
+        Ok(job)
     })
     .await
     .map_err(|e| CoordinatorError::Checkpoint(format!("preparing the job: {e}")))??;
@@ -143,10 +153,15 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
         .local_addr()
         .map_err(|e| CoordinatorError::Server { address: listen.to_string(), message: e.to_string() })?;
     let service = CoordinatorService::new(state.clone()).into_server(token);
+    // Bounded requests from outside: per-connection concurrency and HTTP/2 streams.
     // grpc.health.v1 for load balancers and probes (no token needed to ask whether we serve).
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("rosetta.v1.Coordinator", tonic_health::ServingStatus::Serving).await;
-    let mut server = tonic::transport::Server::builder();
+    let mut server = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(MAX_CONCURRENT_REQUESTS)
+        .max_concurrent_streams(Some(MAX_CONCURRENT_REQUESTS as u32))
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if let Some(tls) = tls {
         let identity = tonic::transport::Identity::from_pem(tls.cert_pem, tls.key_pem);
         server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).map_err(|e| {
@@ -176,7 +191,7 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
     tasks.push(tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => watchdog.check_heartbeats(),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => watchdog.check_liveness(),
                 _ = watchdog_stopped.wait_for(|stop| *stop) => return,
             }
         }

@@ -23,6 +23,9 @@ fn default_heartbeat() -> f64 {
 fn default_rendezvous() -> f64 {
     120.0
 }
+fn default_step_timeout() -> f64 {
+    1800.0
+}
 fn default_run_dir() -> PathBuf {
     PathBuf::from("runs/default")
 }
@@ -36,6 +39,7 @@ fn default_metrics() -> String {
 /// Sane bounds of the timeouts, in seconds.
 const HEARTBEAT_RANGE: (f64, f64) = (0.1, 3600.0);
 const RENDEZVOUS_RANGE: (f64, f64) = (0.1, 86_400.0);
+const STEP_RANGE: (f64, f64) = (0.5, 86_400.0);
 
 /// `job:` as written in a run config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +62,10 @@ pub struct JobSection {
     /// How long rendezvous waits for every worker (seconds).
     #[serde(default = "default_rendezvous")]
     pub rendezvous_timeout_secs: f64,
+    /// A generation in which no step completes for this long (seconds) ends, even when every
+    /// worker still heartbeats (a worker whose training thread is stuck).
+    #[serde(default = "default_step_timeout")]
+    pub step_timeout_secs: f64,
     /// Run directory: checkpoints, manifests, reports (relative to the config file).
     #[serde(default = "default_run_dir")]
     pub run_dir: PathBuf,
@@ -102,6 +110,8 @@ pub struct JobSettings {
     pub heartbeat_timeout: Duration,
     /// How long a generation waits for its workers.
     pub rendezvous_timeout: Duration,
+    /// A generation without a completed step for this long ends.
+    pub step_timeout: Duration,
     /// Where checkpoints, manifests and reports go (absolute).
     pub run_dir: RunDir,
     /// Where Prometheus scrapes (port 0: any free port).
@@ -150,6 +160,7 @@ impl JobSection {
             seconds(&mut problems, "heartbeat_timeout_secs", self.heartbeat_timeout_secs, HEARTBEAT_RANGE);
         let rendezvous_timeout =
             seconds(&mut problems, "rendezvous_timeout_secs", self.rendezvous_timeout_secs, RENDEZVOUS_RANGE);
+        let step_timeout = seconds(&mut problems, "step_timeout_secs", self.step_timeout_secs, STEP_RANGE);
         let metrics_address = self.metrics_address.parse().unwrap_or_else(|_| {
             problems.push("job.metrics_address", format!("{:?} is not host:port", self.metrics_address));
             SocketAddr::from(([127, 0, 0, 1], 0))
@@ -163,6 +174,7 @@ impl JobSection {
             keep_checkpoints: self.keep_checkpoints,
             heartbeat_timeout,
             rendezvous_timeout,
+            step_timeout,
             run_dir: RunDir::new(run_dir),
             metrics_address,
             max_restarts: self.max_restarts,
@@ -182,6 +194,7 @@ impl JobSettings {
             keep_checkpoints: default_keep(),
             heartbeat_timeout: Duration::from_secs_f64(default_heartbeat()),
             rendezvous_timeout: Duration::from_secs_f64(default_rendezvous()),
+            step_timeout: Duration::from_secs_f64(default_step_timeout()),
             run_dir: RunDir::new(run_dir),
             metrics_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_restarts: default_restarts(),

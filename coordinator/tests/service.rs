@@ -55,7 +55,7 @@ async fn start(store: Arc<PairStore>, settings: JobSettings) -> (RunningCoordina
         listen: "127.0.0.1:0".parse().unwrap(),
         token: TOKEN.to_string(),
         tls: None,
-        resume: false,
+        start: rosetta_coordinator::job::StartMode::Fresh,
         stop_after: None,
         run_config_yaml: "version: 1".into(),
         worker_spec_json: WORKER_SPEC.into(),
@@ -280,15 +280,25 @@ async fn a_silent_worker_fails_the_job_and_everyone_is_told() {
     // Only worker 0 keeps beating.
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        c.heartbeat(authed(HeartbeatRequest { worker_id: w0.worker_id.clone(), generation: 1, error: String::new() }))
-            .await
-            .unwrap();
-        job.check_heartbeats();
+        c.heartbeat(authed(HeartbeatRequest {
+            worker_id: w0.worker_id.clone(),
+            generation: 1,
+            error: String::new(),
+            permanent: false,
+        }))
+        .await
+        .unwrap();
+        job.check_liveness();
     }
     let Phase::Failed(reason) = job.progress().phase else { panic!("the job should have failed") };
     assert!(reason.contains("rank 1") && reason.contains("missed heartbeats"), "{reason}");
     let beat = c
-        .heartbeat(authed(HeartbeatRequest { worker_id: w0.worker_id.clone(), generation: 1, error: String::new() }))
+        .heartbeat(authed(HeartbeatRequest {
+            worker_id: w0.worker_id.clone(),
+            generation: 1,
+            error: String::new(),
+            permanent: false,
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -342,12 +352,17 @@ async fn a_failed_generation_restarts_and_stale_workers_are_stopped() {
     let old = c.register(authed(register_request(4001))).await.unwrap().into_inner();
     c.register(authed(register_request(4002))).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    job.check_heartbeats();
+    job.check_liveness();
     assert_eq!(job.progress().phase, Phase::Waiting, "one restart is allowed");
     assert_eq!(job.generation(), 2);
     // The old generation is told to stop and cannot get plans.
     let beat = c
-        .heartbeat(authed(HeartbeatRequest { worker_id: old.worker_id.clone(), generation: 1, error: String::new() }))
+        .heartbeat(authed(HeartbeatRequest {
+            worker_id: old.worker_id.clone(),
+            generation: 1,
+            error: String::new(),
+            permanent: false,
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -363,7 +378,7 @@ async fn a_failed_generation_restarts_and_stale_workers_are_stopped() {
     assert!(r.checkpoint_path.is_empty());
     // The second failure exhausts the restarts.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    job.check_heartbeats();
+    job.check_liveness();
     assert!(matches!(job.progress().phase, Phase::Failed(_)));
 }
 

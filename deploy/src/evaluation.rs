@@ -136,7 +136,10 @@ impl TrainingEvaluator {
             let path = entry.map_err(|e| unreadable(&e))?.path();
             if path.join(rosetta_eval::output::REPORT_JSON).is_file() {
                 let report = read_report(&path).map_err(|e| unreadable(&e))?;
-                rosetta_coordinator::metrics::export_eval_report(&report);
+                match rosetta_coordinator::metrics::admit_eval_report(&report) {
+                    Ok(()) => rosetta_coordinator::metrics::export_eval_report(&report),
+                    Err(reason) => tracing::warn!(%reason, "evaluation report not exported to Prometheus"),
+                }
                 eprintln!("step {step}: {}", rosetta_eval::render::summary_line(&report));
                 headline.push(report);
             }

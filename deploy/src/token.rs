@@ -26,12 +26,7 @@ pub fn read_token(file: Option<&Path>) -> Result<String> {
 
 /// A fresh random token (128 bits from /dev/urandom, as hex).
 pub fn random_token() -> Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| DeployError::Token(format!("reading /dev/urandom: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    rosetta_common::random::random_hex::<16>().map_err(|e| DeployError::Token(e.to_string()))
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@ use rosetta_worker::collective::Collective;
 use rosetta_worker::ring::TcpRing;
 use tch::{Kind, Tensor};
 
+/// The ring secret of the benchmark's ranks.
+const SECRET: &[u8] = b"ring-secret";
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(args.len() == 5, "usage: ring_bench RANK PEERS SIZES_MB ITERATIONS");
@@ -18,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     let sizes: Vec<usize> = args[3].split(',').map(str::parse).collect::<Result<_, _>>()?;
     let iterations: usize = args[4].parse()?;
     let listener = TcpListener::bind(peers[rank])?;
-    let ring = TcpRing::connect(rank, listener, peers.clone(), Duration::from_secs(60))?;
+    let ring = TcpRing::connect(rank, listener, peers.clone(), Duration::from_secs(60), SECRET)?;
     let world = peers.len();
     for size_mb in sizes {
         let elements = (size_mb << 20) / 4;

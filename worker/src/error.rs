@@ -73,6 +73,21 @@ impl From<rosetta_common::atomic::FileError> for WorkerError {
 pub type Result<T, E = WorkerError> = std::result::Result<T, E>;
 
 impl WorkerError {
+    /// Whether a restart would meet this failure again: the configuration, the model files or
+    /// the data are wrong (a missing row, a bad file) — as opposed to a lost peer, a timeout or
+    /// an I/O hiccup. Permanent failures fail the job at once instead of using up its restarts.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Invalid { .. } | Self::Model { .. } | Self::Eval(_) => true,
+            Self::Data(error) => !matches!(error, rosetta_datasets::DatasetError::Io { .. }),
+            Self::Io { .. }
+            | Self::Torch(_)
+            | Self::Collective { .. }
+            | Self::Coordinator { .. }
+            | Self::Stopped(_) => false,
+        }
+    }
+
     /// A model/checkpoint error about `path`.
     pub fn model(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Self::Model { path: path.into(), message: message.into() }

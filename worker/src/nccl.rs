@@ -172,7 +172,15 @@ pub struct NcclCollective {
     world: usize,
     device: Device,
     timeout: Duration,
+    /// Set once `ncclCommAbort` ran: the handle is gone and must not be used or destroyed.
+    aborted: std::sync::atomic::AtomicBool,
 }
+
+/// A communicator handle moved out of the thread that created it.
+struct SentComm(Comm);
+
+// SAFETY: the handle is only moved, never used, by the thread that sends it.
+unsafe impl Send for SentComm {}
 
 // SAFETY: an NCCL communicator may be used from any thread as long as calls are not concurrent;
 // `Collective` methods are called by one training thread at a time.
@@ -194,11 +202,44 @@ impl NcclCollective {
         if rank >= world {
             return Err(nccl_error("init", format!("rank {rank} is not below the world size {world}")));
         }
-        let mut comm: Comm = std::ptr::null_mut();
-        // SAFETY: `comm` receives the new communicator; `id` is passed by value as NCCL expects.
-        let code = unsafe { (library.comm_init_rank)(&mut comm, world as c_int, id, rank as c_int) };
-        library.check("init", code)?;
-        Ok(Self { library, comm, rank, world, device, timeout })
+        // ncclCommInitRank blocks until every rank joined: it runs on a thread of its own and is
+        // waited for at most `timeout`. A rank that gives up returns an error (its process then
+        // exits, which ends the stuck call with it).
+        let (sender, receiver) = mpsc::channel();
+        let init = library.clone();
+        std::thread::spawn(move || {
+            let mut comm: Comm = std::ptr::null_mut();
+            // SAFETY: `comm` receives the new communicator; `id` is passed by value as NCCL expects.
+            let code = unsafe { (init.comm_init_rank)(&mut comm, world as c_int, id, rank as c_int) };
+            let _ = sender.send((SentComm(comm), code));
+        });
+        let comm = match receiver.recv_timeout(timeout) {
+            Ok((SentComm(comm), code)) => {
+                library.check("init", code)?;
+                comm
+            }
+            Err(_) => {
+                return Err(nccl_error(
+                    "init",
+                    format!(
+                        "ncclCommInitRank did not complete within {timeout:?}: a rank is missing or the network between them is blocked"
+                    ),
+                ));
+            }
+        };
+        Ok(Self { library, comm, rank, world, device, timeout, aborted: std::sync::atomic::AtomicBool::new(false) })
+    }
+
+    /// An error once the communicator was aborted (its handle is gone).
+    fn usable(&self, operation: &'static str) -> Result<()> {
+        if self.aborted.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(WorkerError::Collective {
+                operation,
+                rank: self.rank,
+                message: "the communicator was aborted after an earlier timeout".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Waits for the device's queued work; aborts the communicator if that takes longer than the timeout.
@@ -212,8 +253,11 @@ impl NcclCollective {
         match receiver.recv_timeout(self.timeout) {
             Ok(()) => Ok(()),
             Err(_) => {
-                // SAFETY: aborting a communicator that is in use is NCCL's documented way out.
-                unsafe { (self.library.comm_abort)(self.comm) };
+                // SAFETY: aborting a communicator that is in use is NCCL's documented way out;
+                // the flag keeps every later call (and Drop) away from the freed handle.
+                if !self.aborted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    unsafe { (self.library.comm_abort)(self.comm) };
+                }
                 Err(WorkerError::Collective {
                     operation,
                     rank: self.rank,
@@ -232,6 +276,7 @@ impl NcclCollective {
         operation: &'static str,
         call: impl FnOnce(*mut c_void, usize, c_int) -> NcclResult,
     ) -> Result<()> {
+        self.usable(operation)?;
         let direct = tensor.device() == self.device && tensor.is_contiguous();
         let staged = if direct { tensor.shallow_clone() } else { tensor.to_device(self.device).contiguous() };
         let dtype = self.dtype(&staged, operation)?;
@@ -267,6 +312,10 @@ impl NcclCollective {
 
 impl Drop for NcclCollective {
     fn drop(&mut self) {
+        // After ncclCommAbort the handle is freed: destroying it again would be a double free.
+        if self.aborted.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         // SAFETY: the communicator was created by ncclCommInitRank and is destroyed once.
         unsafe { (self.library.comm_destroy)(self.comm) };
     }
@@ -280,6 +329,7 @@ impl Collective for NcclCollective {
         self.world
     }
     fn all_gather(&self, tensor: &Tensor) -> Result<Vec<Tensor>> {
+        self.usable("all_gather")?;
         if tensor.device() != self.device {
             let gathered = self.all_gather(&tensor.to_device(self.device))?;
             return Ok(gathered.into_iter().map(|t| t.to_device(tensor.device())).collect());

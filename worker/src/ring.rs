@@ -14,7 +14,7 @@ use crate::collective::Collective;
 use crate::error::{Result, WorkerError};
 
 const MAGIC: u32 = 0x524F_5354; // "ROST"
-const PROTOCOL: u32 = 1;
+const PROTOCOL: u32 = 2;
 /// Default all-reduce bucket: 8 MiB.
 pub const DEFAULT_BUCKET_BYTES: usize = 8 << 20;
 
@@ -72,14 +72,61 @@ fn connect_with_deadline(address: SocketAddr, deadline: Instant) -> std::io::Res
     }
 }
 
+/// Longest secret a peer may announce in its handshake.
+pub const MAX_SECRET_BYTES: usize = 64;
+
+/// The handshake a rank sends to the next one: magic, protocol, world, rank, secret.
+fn hello(world: usize, rank: usize, secret: &[u8]) -> Vec<u8> {
+    let mut bytes: Vec<u8> = [MAGIC, PROTOCOL, world as u32, rank as u32, secret.len() as u32]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    bytes.extend_from_slice(secret);
+    bytes
+}
+
+/// Reads and checks the handshake of an accepted connection; the reason when it is refused.
+fn check_hello(stream: &TcpStream, world: usize, prev_rank: usize, secret: &[u8]) -> std::result::Result<(), String> {
+    let mut head = [0u8; 20];
+    (&*stream).read_exact(&mut head).map_err(|e| format!("no handshake: {e}"))?;
+    let field = |i: usize| u32::from_le_bytes([head[4 * i], head[4 * i + 1], head[4 * i + 2], head[4 * i + 3]]);
+    if field(0) != MAGIC || field(1) != PROTOCOL {
+        return Err(format!("not a Rosetta ring of protocol {PROTOCOL}"));
+    }
+    if field(2) as usize != world || field(3) as usize != prev_rank {
+        return Err(format!("expected rank {prev_rank} of {world}, got rank {} of {}", field(3), field(2)));
+    }
+    let length = field(4) as usize;
+    if length > MAX_SECRET_BYTES {
+        return Err(format!("announced a secret of {length} bytes (at most {MAX_SECRET_BYTES})"));
+    }
+    let mut presented = vec![0u8; length];
+    (&*stream).read_exact(&mut presented).map_err(|e| format!("handshake cut short: {e}"))?;
+    if !rosetta_common::random::constant_time_eq(&presented, secret) {
+        return Err("wrong secret (not of this job's generation)".to_string());
+    }
+    Ok(())
+}
+
 impl TcpRing {
     /// Joins the ring: `listener` is this rank's bound socket (its address is `peers[rank]`);
-    /// connects to `peers[rank + 1]` and accepts `peers[rank − 1]`, checking a handshake
-    /// (magic, protocol, world size, rank). Waits at most `timeout` for the peers.
-    pub fn connect(rank: usize, listener: TcpListener, peers: Vec<SocketAddr>, timeout: Duration) -> Result<Self> {
+    /// connects to `peers[rank + 1]` and accepts `peers[rank − 1]`, whose handshake must carry
+    /// magic, protocol, world size, its rank and the generation's `secret`. A connection whose
+    /// handshake fails is logged and dropped, and the ring keeps waiting for the right peer, at
+    /// most `timeout` in all.
+    pub fn connect(
+        rank: usize,
+        listener: TcpListener,
+        peers: Vec<SocketAddr>,
+        timeout: Duration,
+        secret: &[u8],
+    ) -> Result<Self> {
         let world = peers.len();
         if rank >= world {
             return Err(WorkerError::invalid("rank", format!("{rank} is not below the world size {world}")));
+        }
+        if secret.len() > MAX_SECRET_BYTES {
+            return Err(WorkerError::invalid("ring secret", format!("at most {MAX_SECRET_BYTES} bytes")));
         }
         let mut ring = Self { rank, world, peers, links: None, timeout, bucket_bytes: DEFAULT_BUCKET_BYTES };
         if world == 1 {
@@ -89,33 +136,39 @@ impl TcpRing {
         let next_rank = (rank + 1) % world;
         let prev_rank = (rank + world - 1) % world;
         let next_address = ring.peers[next_rank];
+        let greeting = hello(world, rank, secret);
         // Connect in a thread while accepting here: every rank does both at once.
         let connector = std::thread::spawn(move || -> std::io::Result<TcpStream> {
             let mut stream = connect_with_deadline(next_address, deadline)?;
             stream.set_nodelay(true)?;
-            let hello: Vec<u8> =
-                [MAGIC, PROTOCOL, world as u32, rank as u32].iter().flat_map(|x| x.to_le_bytes()).collect();
-            stream.write_all(&hello)?;
+            stream.write_all(&greeting)?;
             Ok(stream)
         });
-        let accepted = accept_with_deadline(&listener, deadline)
-            .map_err(|e| ring.error("connect", format!("waiting for rank {prev_rank} to connect: {e}")))?;
+        let mut refused: Vec<String> = Vec::new();
+        let accepted = loop {
+            let stream = accept_with_deadline(&listener, deadline).map_err(|e| {
+                let refusals = if refused.is_empty() {
+                    String::new()
+                } else {
+                    format!("; refused {} connection(s): {}", refused.len(), refused.join("; "))
+                };
+                ring.error("connect", format!("waiting for rank {prev_rank} to connect: {e}{refusals}"))
+            })?;
+            let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
+            // A silent stranger may hold the accept loop for at most a couple of seconds.
+            let patience = deadline
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(50), Duration::from_secs(2));
+            stream.set_read_timeout(Some(patience)).map_err(|e| ring.error("connect", e.to_string()))?;
+            match check_hello(&stream, world, prev_rank, secret) {
+                Ok(()) => break stream,
+                Err(reason) => {
+                    tracing::warn!(rank, %peer, %reason, "ring connection refused at the handshake");
+                    refused.push(format!("{peer}: {reason}"));
+                }
+            }
+        };
         accepted.set_nodelay(true).map_err(|e| ring.error("connect", e.to_string()))?;
-        accepted.set_read_timeout(Some(timeout)).map_err(|e| ring.error("connect", e.to_string()))?;
-        let mut hello = [0u8; 16];
-        (&accepted)
-            .read_exact(&mut hello)
-            .map_err(|e| ring.error("connect", format!("handshake from rank {prev_rank}: {e}")))?;
-        let field = |i: usize| u32::from_le_bytes([hello[4 * i], hello[4 * i + 1], hello[4 * i + 2], hello[4 * i + 3]]);
-        if field(0) != MAGIC || field(1) != PROTOCOL {
-            return Err(ring.error("connect", format!("peer is not a Rosetta ring of protocol {PROTOCOL}")));
-        }
-        if field(2) as usize != world || field(3) as usize != prev_rank {
-            return Err(ring.error(
-                "connect",
-                format!("expected rank {prev_rank} of {world}, got rank {} of {}", field(3), field(2)),
-            ));
-        }
         let next = connector
             .join()
             .map_err(|_| ring.error("connect", "connector thread panicked".into()))?

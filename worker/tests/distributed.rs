@@ -15,6 +15,9 @@ use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
 use tch::{Device, Tensor};
 
+/// The ring secret of these tests' generation.
+const SECRET: &[u8] = b"ring-secret";
+
 fn tiny_config(vocab: i64) -> EncoderConfig {
     EncoderConfig {
         hidden_size: 32,
@@ -101,7 +104,7 @@ fn tcp_ring(world: usize) -> Vec<TcpRing> {
         .enumerate()
         .map(|(rank, l)| {
             let a = addresses.clone();
-            std::thread::spawn(move || TcpRing::connect(rank, l, a, Duration::from_secs(20)).unwrap())
+            std::thread::spawn(move || TcpRing::connect(rank, l, a, Duration::from_secs(20), SECRET).unwrap())
         })
         .collect();
     handles.into_iter().map(|h| h.join().unwrap()).collect()

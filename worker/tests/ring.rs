@@ -8,6 +8,9 @@ use rosetta_worker::collective::Collective;
 use rosetta_worker::ring::TcpRing;
 use tch::{Kind, Tensor};
 
+/// The ring secret of these tests' generation.
+const SECRET: &[u8] = b"ring-secret";
+
 fn listeners(world: usize) -> (Vec<TcpListener>, Vec<SocketAddr>) {
     let listeners: Vec<TcpListener> = (0..world).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     let addresses = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
@@ -23,7 +26,7 @@ fn run_ring<T: Send + 'static>(world: usize, body: impl Fn(TcpRing) -> T + Send 
             let addresses = addresses.clone();
             let body = body.clone();
             std::thread::spawn(move || {
-                let ring = TcpRing::connect(rank, listener, addresses, Duration::from_secs(20))
+                let ring = TcpRing::connect(rank, listener, addresses, Duration::from_secs(20), SECRET)
                     .unwrap()
                     .with_bucket_bytes(4096);
                 body(ring)
@@ -70,7 +73,9 @@ fn all_operations_agree_with_their_definitions() {
 fn a_peer_that_never_comes_is_named_after_the_timeout() {
     let (mut listeners, addresses) = listeners(2);
     let started = Instant::now();
-    let err = TcpRing::connect(0, listeners.remove(0), addresses, Duration::from_millis(300)).unwrap_err().to_string();
+    let err = TcpRing::connect(0, listeners.remove(0), addresses, Duration::from_millis(300), SECRET)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("rank 0") && err.contains("rank 1"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -82,11 +87,11 @@ fn a_peer_that_dies_mid_run_fails_the_operation_with_its_name() {
     let (l0, l1) = (listeners.next().unwrap(), listeners.next().unwrap());
     let a = addresses.clone();
     let dying = std::thread::spawn(move || {
-        let ring = TcpRing::connect(1, l1, a, Duration::from_secs(10)).unwrap();
+        let ring = TcpRing::connect(1, l1, a, Duration::from_secs(10), SECRET).unwrap();
         ring.barrier().unwrap();
         drop(ring); // the process "crashes": its sockets close
     });
-    let ring = TcpRing::connect(0, l0, addresses, Duration::from_millis(500)).unwrap();
+    let ring = TcpRing::connect(0, l0, addresses, Duration::from_millis(500), SECRET).unwrap();
     ring.barrier().unwrap();
     dying.join().unwrap();
     let mut x = Tensor::ones([100_000], (Kind::Float, tch::Device::Cpu));
@@ -101,9 +106,60 @@ fn a_stranger_is_refused_at_the_handshake() {
     let (l0, l1) = (listeners.next().unwrap(), listeners.next().unwrap());
     // Rank 1 believes the world has 3 ranks (its next rank, 2, lives at rank 0's address).
     let wrong = vec![addresses[0], addresses[1], addresses[0]];
-    let handle = std::thread::spawn(move || TcpRing::connect(1, l1, wrong, Duration::from_millis(800)).map(|_| ()));
+    let handle =
+        std::thread::spawn(move || TcpRing::connect(1, l1, wrong, Duration::from_millis(800), SECRET).map(|_| ()));
     addresses.truncate(2);
-    let err = TcpRing::connect(0, l0, addresses, Duration::from_millis(800)).unwrap_err().to_string();
+    let err = TcpRing::connect(0, l0, addresses, Duration::from_millis(800), SECRET).unwrap_err().to_string();
     assert!(err.contains("expected rank 1 of 2, got rank 1 of 3"), "{err}");
     let _ = handle.join();
+}
+
+#[test]
+fn intruders_are_dropped_and_the_ring_still_forms() {
+    use std::io::Write;
+    let (listeners, addresses) = listeners(2);
+    let mut listeners = listeners.into_iter();
+    let (l0, l1) = (listeners.next().unwrap(), listeners.next().unwrap());
+    // Before the real rank 1 connects, three strangers knock at rank 0: one with the wrong
+    // secret, one announcing a 4 GiB secret, one that connects and says nothing.
+    let hello = |secret_len: u32, secret: &[u8]| {
+        let mut bytes: Vec<u8> = [0x524F_5354u32, 2, 2, 1, secret_len].iter().flat_map(|x| x.to_le_bytes()).collect();
+        bytes.extend_from_slice(secret);
+        bytes
+    };
+    let mut wrong = std::net::TcpStream::connect(addresses[0]).unwrap();
+    wrong.write_all(&hello(5, b"guess")).unwrap();
+    let mut huge = std::net::TcpStream::connect(addresses[0]).unwrap();
+    huge.write_all(&hello(u32::MAX, b"")).unwrap();
+    let _silent = std::net::TcpStream::connect(addresses[0]).unwrap();
+    let a = addresses.clone();
+    let real = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        TcpRing::connect(1, l1, a, Duration::from_secs(20), SECRET).unwrap()
+    });
+    let ring = TcpRing::connect(0, l0, addresses, Duration::from_secs(20), SECRET).unwrap();
+    let peer = real.join().unwrap();
+    let other = std::thread::spawn(move || {
+        let mut x = Tensor::from_slice(&[2.0f32]);
+        peer.all_reduce_sum(&mut x).unwrap();
+        Vec::<f32>::try_from(&x).unwrap()
+    });
+    let mut x = Tensor::from_slice(&[1.0f32]);
+    ring.all_reduce_sum(&mut x).unwrap();
+    assert_eq!(Vec::<f32>::try_from(&x).unwrap(), vec![3.0]);
+    assert_eq!(other.join().unwrap(), vec![3.0]);
+}
+
+#[test]
+fn a_peer_with_another_generations_secret_is_refused_and_named() {
+    let (listeners, addresses) = listeners(2);
+    let mut listeners = listeners.into_iter();
+    let (l0, l1) = (listeners.next().unwrap(), listeners.next().unwrap());
+    let a = addresses.clone();
+    let stale = std::thread::spawn(move || {
+        TcpRing::connect(1, l1, a, Duration::from_millis(800), b"old generation").map(|_| ())
+    });
+    let err = TcpRing::connect(0, l0, addresses, Duration::from_millis(800), SECRET).unwrap_err().to_string();
+    assert!(err.contains("refused 1 connection(s)") && err.contains("wrong secret"), "{err}");
+    let _ = stale.join();
 }

@@ -33,6 +33,8 @@ pub(crate) struct RestartPoint {
 #[derive(Debug)]
 pub(crate) struct Generation {
     pub number: u64,
+    /// What every ring connection of this generation must present.
+    pub ring_secret: [u8; 16],
     pub workers: Vec<WorkerEntry>,
     pub start: RestartPoint,
     /// Cursor after the last planned step.
@@ -62,6 +64,7 @@ impl Generation {
     pub fn starting_at(number: u64, start: RestartPoint) -> Self {
         Self {
             number,
+            ring_secret: fresh_secret(),
             workers: Vec::new(),
             cursor: start.cursor.clone(),
             next_planned: start.step,
@@ -77,4 +80,14 @@ impl Generation {
     pub fn rank_of(&self, worker_id: &str) -> Option<usize> {
         self.workers.iter().find(|w| w.id == worker_id).map(|w| w.rank)
     }
+}
+
+/// 16 random bytes; should the system's source fail, a value no outsider can guess in time
+/// (clock and process id), with a warning.
+fn fresh_secret() -> [u8; 16] {
+    rosetta_common::random::random_bytes::<16>().unwrap_or_else(|error| {
+        tracing::warn!(%error, "no random source for the ring secret; deriving one from the clock");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        (nanos ^ (u128::from(std::process::id()) << 64)).to_le_bytes()
+    })
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rosetta_proto::PROTOCOL_VERSION;
 
 use super::generation::WorkerEntry;
-use super::{JobError, JobResult, JobStateMachine, Phase};
+use super::{JobError, JobResult, JobStateMachine, Phase, WorkerFailure};
 use crate::metrics;
 
 /// A worker asking to join.
@@ -41,6 +41,8 @@ pub struct Registered {
     pub store_dir: PathBuf,
     /// The store's id (a worker checks it opened the same store).
     pub store_id: String,
+    /// How long rendezvous may take.
+    pub rendezvous_timeout: Duration,
 }
 
 /// A formed world, as one rank sees it.
@@ -58,6 +60,8 @@ pub struct Rendezvous {
     pub start_step: u64,
     /// The checkpoint (model + optimiser) to load first, if any.
     pub checkpoint: Option<PathBuf>,
+    /// The secret every ring connection of the generation presents.
+    pub ring_secret: [u8; 16],
 }
 
 /// What a heartbeat answers.
@@ -97,6 +101,7 @@ impl JobStateMachine {
         let number = generation.number;
         if generation.workers.len() == self.settings.workers {
             state.phase = Phase::Running;
+            state.last_progress = Instant::now();
             metrics::workers_running(self.settings.workers);
         }
         drop(state);
@@ -109,6 +114,7 @@ impl JobStateMachine {
             run_dir: self.settings.run_dir.root().to_path_buf(),
             store_dir: self.store.dir().to_path_buf(),
             store_id: self.store.id().to_string(),
+            rendezvous_timeout: self.settings.rendezvous_timeout,
         })
     }
 
@@ -134,6 +140,7 @@ impl JobStateMachine {
                             ring_peers: generation.workers.iter().map(|w| w.ring_address).collect(),
                             start_step: generation.start.step,
                             checkpoint: generation.start.checkpoint.clone(),
+                            ring_secret: generation.ring_secret,
                         });
                     }
                     Phase::Failed(reason) => return Err(JobError::Failed(reason.clone())),
@@ -174,13 +181,16 @@ impl JobStateMachine {
             "rendezvous timed out; continuing with fewer workers (elastic)"
         );
         state.phase = Phase::Running;
+        state.last_progress = Instant::now();
         metrics::workers_running(world);
         drop(state);
         self.notify();
     }
 
-    /// Records that a worker is alive; with `error`, the worker failed and its generation ends.
-    pub fn heartbeat(&self, worker_id: &str, error: Option<String>) -> HeartbeatVerdict {
+    /// Records that a worker is alive. With a `failure`, the worker failed: its generation ends
+    /// (a restart follows while restarts remain), or the job fails at once when the failure is
+    /// permanent.
+    pub fn heartbeat(&self, worker_id: &str, failure: Option<WorkerFailure>) -> HeartbeatVerdict {
         let failure = {
             let mut state = self.lock();
             let number = state.generation.number;
@@ -192,10 +202,15 @@ impl JobStateMachine {
             if let Phase::Failed(reason) = &state.phase {
                 return HeartbeatVerdict::Abort(reason.clone());
             }
-            error.map(|error| (number, format!("worker {worker_id} reported: {error}")))
+            failure
+                .map(|failure| (number, failure.permanent, format!("worker {worker_id} reported: {}", failure.message)))
         };
         match failure {
-            Some((generation, reason)) => {
+            Some((_, true, reason)) => {
+                self.fail_job(reason.clone());
+                HeartbeatVerdict::Abort(reason)
+            }
+            Some((generation, false, reason)) => {
                 self.fail_generation(generation, reason.clone());
                 HeartbeatVerdict::Abort(reason)
             }

@@ -60,6 +60,34 @@ pub struct Progress {
     pub generation: u64,
 }
 
+/// How a job starts in its run directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// A new run; refused when the run directory already holds checkpoints.
+    Fresh,
+    /// Continue from the newest committed checkpoint whose files verify.
+    Resume,
+    /// Delete the run directory's checkpoints, evaluations and job state, then start anew.
+    Overwrite,
+}
+
+/// A worker's report that it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerFailure {
+    /// What went wrong.
+    pub message: String,
+    /// The configuration or the data caused it: a restart would fail the same way.
+    pub permanent: bool,
+}
+
+/// What the run directory keeps of the coordinator's own state, so that a restarted coordinator
+/// continues the generation count and the restart budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct PersistedJobState {
+    generation: u64,
+    restarts: u32,
+}
+
 /// What a job is made of.
 #[derive(Debug)]
 pub struct JobSpec {
@@ -73,8 +101,8 @@ pub struct JobSpec {
     pub run_config_yaml: String,
     /// What every worker needs to train (model and training settings), passed on unread.
     pub worker_spec_json: String,
-    /// Continue from the latest committed checkpoint.
-    pub resume: bool,
+    /// Fresh, resumed or overwritten.
+    pub start: StartMode,
 }
 
 /// A checkpoint part reported by one rank.
@@ -101,6 +129,8 @@ struct JobState {
     last_loss: f64,
     examples_per_second: f64,
     last_checkpoint: Option<u64>,
+    /// When the generation last made progress (formed, finished a step, committed a checkpoint).
+    last_progress: Instant,
 }
 
 /// One job's live state and its transitions, shared by the gRPC service, the watchdog and the
@@ -124,49 +154,78 @@ impl std::fmt::Debug for JobStateMachine {
 }
 
 impl JobStateMachine {
-    /// A job over the store's rows; with `resume`, it continues from the latest committed
-    /// checkpoint (refused when the schedule or data changed since).
+    /// A job over the store's rows, started fresh (refused when the run directory already holds
+    /// checkpoints), resumed from the newest verified checkpoint (refused when the schedule or
+    /// data changed since), or over a cleared run directory.
     pub fn new(spec: JobSpec) -> Result<Arc<Self>> {
-        let JobSpec { settings, schedule, store, run_config_yaml, worker_spec_json, resume } = spec;
+        let JobSpec { settings, schedule, store, run_config_yaml, worker_spec_json, start } = spec;
         let index = Arc::new(PairIndex::from_store(&store)?);
         let scheduler = Scheduler::new(schedule, index.clone())?;
         let config_sha256 = rosetta_common::digest::sha256_bytes(run_config_yaml.as_bytes());
+        let run_dir = &settings.run_dir;
         let mut restart = RestartPoint { step: 0, cursor: scheduler.start(), checkpoint: None };
         let mut last_checkpoint = None;
-        if resume {
-            let run_dir = &settings.run_dir;
-            let Some(manifest) = manifest::latest(run_dir)? else {
-                return Err(CoordinatorError::Checkpoint(format!(
-                    "--resume: no committed checkpoint in {}",
-                    run_dir.checkpoints().display()
-                )));
-            };
-            if manifest.cursor.fingerprint != restart.cursor.fingerprint {
-                return Err(CoordinatorError::Checkpoint(
-                    "--resume: the schedule or data changed since the checkpoint (cursor fingerprint differs)".into(),
-                ));
+        let mut persisted = PersistedJobState::default();
+        match start {
+            StartMode::Fresh => {
+                let committed = run_dir.committed_steps().map_err(|e| CoordinatorError::Checkpoint(e.to_string()))?;
+                if let Some(step) = committed.last() {
+                    return Err(CoordinatorError::Checkpoint(format!(
+                        "{} already holds checkpoints (the newest after step {step}): continue them with --resume, \
+                         or start over with --overwrite (which deletes them)",
+                        run_dir.root().display()
+                    )));
+                }
             }
-            restart = RestartPoint {
-                step: manifest.step + 1,
-                cursor: manifest.cursor.clone(),
-                checkpoint: Some(run_dir.model_file(manifest.step)),
-            };
-            last_checkpoint = Some(manifest.step);
+            StartMode::Overwrite => {
+                for dir in [run_dir.checkpoints(), run_dir.eval()] {
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => tracing::warn!(dir = %dir.display(), "--overwrite: removed"),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(CoordinatorError::Checkpoint(format!("--overwrite: {}: {e}", dir.display())));
+                        }
+                    }
+                }
+            }
+            StartMode::Resume => {
+                let Some(manifest) = manifest::latest_verified(run_dir)? else {
+                    return Err(CoordinatorError::Checkpoint(format!(
+                        "--resume: no committed checkpoint in {} whose files verify",
+                        run_dir.checkpoints().display()
+                    )));
+                };
+                if manifest.cursor.fingerprint != restart.cursor.fingerprint {
+                    return Err(CoordinatorError::Checkpoint(
+                        "--resume: the schedule or data changed since the checkpoint (cursor fingerprint differs)"
+                            .into(),
+                    ));
+                }
+                restart = RestartPoint {
+                    step: manifest.step + 1,
+                    cursor: manifest.cursor.clone(),
+                    checkpoint: Some(run_dir.model_file(manifest.step)),
+                };
+                last_checkpoint = Some(manifest.step);
+                persisted = read_persisted(&run_dir.job_state())
+                    .unwrap_or(PersistedJobState { generation: manifest.generation, restarts: 0 });
+            }
         }
         let job_id = format!("job-{}", &config_sha256[..12]);
         let phase = if restart.step >= settings.steps { Phase::Finished } else { Phase::Waiting };
         let state = JobState {
             phase,
-            generation: Generation::starting_at(1, restart.clone()),
+            generation: Generation::starting_at(persisted.generation + 1, restart.clone()),
             steps_done: restart.step,
             restart,
-            restarts: 0,
+            restarts: persisted.restarts,
             end_step: settings.steps,
             last_loss: f64::NAN,
             examples_per_second: 0.0,
             last_checkpoint,
+            last_progress: Instant::now(),
         };
-        Ok(Arc::new(Self {
+        let job = Arc::new(Self {
             settings,
             worker_spec_json,
             config_sha256,
@@ -176,7 +235,20 @@ impl JobStateMachine {
             scheduler: Mutex::new(scheduler),
             state: Mutex::new(state),
             changed: Notify::new(),
-        }))
+        });
+        job.persist(&job.lock());
+        Ok(job)
+    }
+
+    /// Writes the generation and the used restarts to `RUN/job-state.json` (a failure to do so
+    /// only costs a restarted coordinator its count: warned, not fatal).
+    fn persist(&self, state: &JobState) {
+        let persisted = PersistedJobState { generation: state.generation.number, restarts: state.restarts };
+        let path = self.settings.run_dir.job_state();
+        let text = serde_json::to_vec_pretty(&persisted).unwrap_or_default();
+        if let Err(error) = rosetta_common::atomic::write_atomic(&path, &text) {
+            tracing::warn!(%error, "could not record the job state");
+        }
     }
 
     /// The settings of the job.
@@ -252,13 +324,29 @@ impl JobStateMachine {
             state.generation = Generation::starting_at(next, state.restart.clone());
             state.steps_done = state.restart.step;
             state.phase = Phase::Waiting;
+            state.last_progress = Instant::now();
             tracing::warn!(%reason, generation = next, from_step = state.restart.step, "generation ended; restarting");
             metrics::generation_restarted(next);
+            self.persist(&state);
         } else {
             tracing::error!(%reason, "job failed");
             metrics::job_failed();
             state.phase = Phase::Failed(reason);
         }
+        drop(state);
+        self.notify();
+    }
+
+    /// Fails the whole job at once, whatever restarts remain: for failures that a restart would
+    /// meet again (a bad configuration or bad data, a loss that is not finite).
+    pub fn fail_job(&self, reason: String) {
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Finished | Phase::Failed(_)) {
+            return;
+        }
+        tracing::error!(%reason, "job failed; not restarting (the cause is in the configuration or the data)");
+        metrics::job_failed();
+        state.phase = Phase::Failed(reason);
         drop(state);
         self.notify();
     }
@@ -276,25 +364,40 @@ impl JobStateMachine {
         state.generation.workers.iter().all(|w| state.generation.released.contains(&w.id))
     }
 
-    /// Ends the generation when a ranked worker has been silent longer than the heartbeat timeout.
-    pub fn check_heartbeats(&self) {
-        let timeout = self.settings.heartbeat_timeout;
+    /// Ends the generation when a ranked worker has been silent longer than the heartbeat
+    /// timeout, or when no step has completed for the step timeout although every worker beats
+    /// (a training thread that is stuck).
+    pub fn check_liveness(&self) {
         let state = self.lock();
         if state.phase != Phase::Running {
             return;
         }
         let now = Instant::now();
-        for worker in &state.generation.workers {
+        let generation = &state.generation;
+        for worker in &generation.workers {
             metrics::heartbeat_age(worker.rank, now.duration_since(worker.last_heartbeat));
         }
-        let silent = state.generation.workers.iter().find(|w| now.duration_since(w.last_heartbeat) > timeout).cloned();
-        let generation = state.generation.number;
+        let timeout = self.settings.heartbeat_timeout;
+        let silent = generation.workers.iter().find(|w| now.duration_since(w.last_heartbeat) > timeout);
+        let reason = if let Some(worker) = silent {
+            Some(format!("worker rank {} ({}) missed heartbeats for more than {:?}", worker.rank, worker.host, timeout))
+        } else if now.duration_since(state.last_progress) > self.settings.step_timeout {
+            let step = state.steps_done;
+            let reported: Vec<usize> =
+                generation.reports.get(&step).map(|r| r.iter().map(|(rank, _)| *rank).collect()).unwrap_or_default();
+            let waiting: Vec<usize> = (0..generation.workers.len()).filter(|r| !reported.contains(r)).collect();
+            Some(format!(
+                "no step completed for more than {:?} (job.step_timeout_secs) although every worker heartbeats: \
+                 step {step} waits for rank(s) {waiting:?}",
+                self.settings.step_timeout
+            ))
+        } else {
+            None
+        };
+        let number = generation.number;
         drop(state);
-        if let Some(worker) = silent {
-            self.fail_generation(
-                generation,
-                format!("worker rank {} ({}) missed heartbeats for more than {:?}", worker.rank, worker.host, timeout),
-            );
+        if let Some(reason) = reason {
+            self.fail_generation(number, reason);
         }
     }
 
@@ -302,6 +405,10 @@ impl JobStateMachine {
     pub fn restart_checkpoint(&self) -> Option<PathBuf> {
         self.lock().restart.checkpoint.clone()
     }
+}
+
+fn read_persisted(path: &std::path::Path) -> Option<PersistedJobState> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 #[cfg(test)]

@@ -188,12 +188,27 @@ impl JobStateMachine {
         }
         let reports: Vec<StepReport> =
             state.generation.reports.remove(&step).unwrap_or_default().into_iter().map(|(_, r)| r).collect();
+        if let Some(bad) = reports.iter().map(|r| r.loss).find(|loss| !loss.is_finite()) {
+            let batch = state.generation.plans.get(&step).map_or_else(String::new, |p| {
+                let languages =
+                    if p.plan.languages.is_empty() { "mixed".to_string() } else { p.plan.languages.join("-") };
+                format!(" ({} batch, languages {languages})", kind_name(p.plan.kind))
+            });
+            drop(state);
+            let reason = format!(
+                "the loss of step {step}{batch} is {bad}: training diverged (lower training.optimizer.lr, raise \
+                 training.loss.temperature, or keep training.max_grad_norm)"
+            );
+            self.fail_job(reason.clone());
+            return Err(JobError::Failed(reason));
+        }
         let seconds = reports.iter().map(|r| r.step_seconds).fold(0.0, f64::max).max(1e-9);
         let examples: u64 = reports.iter().map(|r| r.examples).sum();
         let tokens: u64 = reports.iter().map(|r| r.tokens).sum();
         let loss = reports[0].loss;
         state.steps_done = step + 1;
         state.last_loss = loss;
+        state.last_progress = std::time::Instant::now();
         state.examples_per_second = examples as f64 / seconds;
         let totals = metrics::StepTotals {
             step,
@@ -235,6 +250,9 @@ impl JobStateMachine {
         let rank = Self::rank_in(&state, &part.worker_id, part.generation)?;
         let world = state.generation.workers.len();
         let step = part.step;
+        for file in &part.files {
+            self.check_checkpoint_file(step, &file.path)?;
+        }
         let parts = state.generation.commits.entry(step).or_default();
         if parts.iter().any(|(r, _)| *r == rank) {
             return Ok(None);
@@ -259,6 +277,27 @@ impl JobStateMachine {
         }))
     }
 
+    /// A reported checkpoint file must be a regular file inside the directory of the checkpoint
+    /// being committed (`checkpoints/step-N/`), named by a relative path without `..`.
+    fn check_checkpoint_file(&self, step: u64, path: &str) -> JobResult<()> {
+        let invalid = |message: String| JobError::InvalidRequest { field: "files", message };
+        let relative = std::path::Path::new(path);
+        let dir = rosetta_common::RunDir::new("").checkpoint(step);
+        let plain = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || !relative.starts_with(&dir) || relative == dir {
+            return Err(invalid(format!(
+                "{path:?} is not a relative path inside {} (the checkpoint being committed)",
+                dir.display()
+            )));
+        }
+        let full = self.settings.run_dir.root().join(relative);
+        match std::fs::symlink_metadata(&full) {
+            Ok(meta) if meta.file_type().is_file() => Ok(()),
+            Ok(_) => Err(invalid(format!("{path:?} is not a regular file"))),
+            Err(e) => Err(invalid(format!("{path:?}: {e}"))),
+        }
+    }
+
     /// Takes a written manifest as the new restart point — unless its generation ended while it
     /// was being written: then the generation that replaced it keeps its own restart point.
     pub(super) fn checkpoint_written(&self, manifest: &Manifest) {
@@ -272,6 +311,7 @@ impl JobStateMachine {
             return;
         }
         state.last_checkpoint = Some(manifest.step);
+        state.last_progress = std::time::Instant::now();
         state.restart = super::RestartPoint {
             step: manifest.step + 1,
             cursor: manifest.cursor.clone(),

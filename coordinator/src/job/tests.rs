@@ -23,7 +23,7 @@ fn job(dir: &std::path::Path, workers: usize, steps: u64) -> Arc<JobStateMachine
         store: store(dir),
         run_config_yaml: "version: 1".into(),
         worker_spec_json: "{}".into(),
-        resume: false,
+        start: StartMode::Fresh,
     };
     JobStateMachine::new(spec).unwrap()
 }

@@ -10,6 +10,11 @@ use tonic::transport::Channel;
 
 use crate::error::{Result, WorkerError};
 
+/// How often an HTTP/2 ping checks the connection to the coordinator.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a ping may go unanswered before the connection counts as lost.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A client of the coordinator that sends the token with every request.
 pub type Client = CoordinatorClient<InterceptedService<Channel, Auth>>;
 
@@ -53,6 +58,25 @@ pub struct CoordinatorEndpoint {
     pub tls: Option<ClientTls>,
 }
 
+/// Runs one call with a deadline: its answer, or an error naming the call and the coordinator
+/// (refused, or not answered in time).
+pub async fn within<T>(
+    call: &'static str,
+    address: &str,
+    deadline: Duration,
+    future: impl std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    match tokio::time::timeout(deadline, future).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(call_failed(call, address)(status)),
+        Err(_) => Err(WorkerError::Coordinator {
+            call,
+            address: address.to_string(),
+            message: format!("no answer within {deadline:?}: the coordinator is stopped, overloaded or unreachable"),
+        }),
+    }
+}
+
 /// Turns a refused call into an error naming the call and the coordinator.
 pub fn call_failed<'a>(call: &'static str, address: &'a str) -> impl Fn(tonic::Status) -> WorkerError + 'a {
     move |status| WorkerError::Coordinator {
@@ -69,7 +93,12 @@ pub async fn connect(endpoint: &CoordinatorEndpoint, token: &str, patience: Dura
     let refused = |message: String| WorkerError::Coordinator { call: "connect", address: url.clone(), message };
     let mut channel = Channel::from_shared(url.clone())
         .map_err(|e| refused(format!("not a coordinator address: {e}")))?
-        .connect_timeout(Duration::from_secs(10));
+        .connect_timeout(Duration::from_secs(10))
+        // HTTP/2 pings find a coordinator that stopped answering (SIGSTOP, a dead host) even
+        // while a call is waiting: the connection is closed and the call fails.
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
     match &endpoint.tls {
         Some(tls) => {
             if !url.starts_with("https://") {

@@ -3,13 +3,19 @@
 //! dead worker), build the model from the settings the coordinator hands out, open the pair
 //! store, rendezvous, join the TCP ring (and NCCL on CUDA), then train the micro-batches the
 //! coordinator plans, report every step and write its part of each checkpoint.
+//!
+//! Every call to the coordinator has a deadline (`rpc_timeout`, 20 s by default; longer for
+//! rendezvous and checkpoint commits, which wait or hash by design), and HTTP/2 pings close a
+//! connection whose coordinator stopped answering, so a hung or vanished coordinator ends the
+//! worker within about 20 s with an error that names it.
 
 pub mod batches;
 pub mod client;
+pub mod faults;
 
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +24,7 @@ use rosetta_datasets::store::PairStore;
 use rosetta_proto::PROTOCOL_VERSION;
 use rosetta_proto::v1::*;
 
-use client::{Client, call_failed, connect};
+use client::{Client, connect, within};
 pub use client::{ClientTls, CoordinatorEndpoint};
 
 use crate::collective::Collective;
@@ -26,6 +32,9 @@ use crate::error::{Result, WorkerError};
 use crate::ring::TcpRing;
 use crate::sections::{DeviceSpec, WorkerSpec};
 use crate::train::Trainer;
+
+/// Deadline of a checkpoint commit (the coordinator hashes the checkpoint's files first).
+const COMMIT_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Everything a worker process needs, built and checked by the caller.
 #[derive(Debug, Clone)]
@@ -44,6 +53,9 @@ pub struct WorkerProcessConfig {
     pub threads: Option<usize>,
     /// How long to keep trying to reach a coordinator that is not listening yet.
     pub connect_patience: Duration,
+    /// Deadline of an ordinary call to the coordinator; heartbeats unanswered for this long
+    /// also end the worker.
+    pub rpc_timeout: Duration,
 }
 
 /// What a worker learned at registration.
@@ -54,55 +66,104 @@ struct Membership {
     run_dir: RunDir,
     store_dir: PathBuf,
     store_id: String,
+    rendezvous_timeout: Duration,
+}
+
+/// The connection to the coordinator, with the deadline of ordinary calls.
+struct Coordinator<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    client: Client,
+    address: String,
+    deadline: Duration,
+}
+
+impl Coordinator<'_> {
+    /// Runs a call to its answer or its deadline.
+    fn call<T, F: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>>(
+        &self,
+        name: &'static str,
+        deadline: Duration,
+        call: impl FnOnce(Client) -> F,
+    ) -> Result<T> {
+        // Clients are cheap handles on one shared connection.
+        let future = call(self.client.clone());
+        self.runtime.block_on(within(name, &self.address, deadline, future))
+    }
+}
+
+/// Why the heartbeat task stopped the worker.
+#[derive(Debug, Clone)]
+enum Verdict {
+    /// The coordinator said to stop.
+    Stopped(String),
+    /// The coordinator has not answered for too long.
+    Lost(String),
 }
 
 /// The heartbeat task and what it heard.
 struct Heartbeat {
     task: tokio::task::JoinHandle<()>,
-    abort: Arc<AtomicBool>,
-    reason: Arc<Mutex<String>>,
+    verdict: Arc<Mutex<Option<Verdict>>>,
+    address: String,
 }
 
 impl Heartbeat {
-    /// Beats every 500 ms from now on; a beat answered with "abort" sets the flag.
-    fn start(runtime: &tokio::runtime::Runtime, client: &Client, worker_id: &str, generation: u64) -> Self {
-        let abort = Arc::new(AtomicBool::new(false));
-        let reason = Arc::new(Mutex::new(String::new()));
-        let (mut client, worker_id, flag, said) =
-            (client.clone(), worker_id.to_string(), abort.clone(), reason.clone());
-        let task = runtime.spawn(async move {
+    /// Beats every 500 ms from now on; a beat answered with "abort" stops the worker, and so
+    /// do beats that go unanswered for `patience`.
+    fn start(coordinator: &Coordinator<'_>, worker_id: &str, generation: u64, patience: Duration) -> Self {
+        let verdict = Arc::new(Mutex::new(None));
+        let (mut client, worker_id, said) = (coordinator.client.clone(), worker_id.to_string(), verdict.clone());
+        let address = coordinator.address.clone();
+        let task = coordinator.runtime.spawn(async move {
+            let mut answered = Instant::now();
             loop {
-                let beat = HeartbeatRequest { worker_id: worker_id.clone(), generation, error: String::new() };
-                match client.heartbeat(beat).await {
-                    Ok(response) if response.get_ref().abort => {
-                        *said.lock().unwrap_or_else(|p| p.into_inner()) = response.into_inner().reason;
-                        flag.store(true, Ordering::SeqCst);
+                let beat = HeartbeatRequest {
+                    worker_id: worker_id.clone(),
+                    generation,
+                    error: String::new(),
+                    permanent: false,
+                };
+                match tokio::time::timeout(patience, client.heartbeat(beat)).await {
+                    Ok(Ok(response)) if response.get_ref().abort => {
+                        *said.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(Verdict::Stopped(response.into_inner().reason));
                         return;
                     }
-                    Ok(_) => {}
-                    Err(status) => tracing::warn!(error = %status.message(), "heartbeat failed"),
+                    Ok(Ok(_)) => answered = Instant::now(),
+                    Ok(Err(status)) => tracing::warn!(error = %status.message(), "heartbeat refused"),
+                    Err(_) => tracing::warn!(coordinator = %address, "heartbeat unanswered"),
+                }
+                if answered.elapsed() > patience {
+                    let reason = format!("the coordinator at {address} has not answered a heartbeat for {patience:?}");
+                    *said.lock().unwrap_or_else(|p| p.into_inner()) = Some(Verdict::Lost(reason));
+                    return;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
-        Self { task, abort, reason }
+        Self { task, verdict, address: coordinator.address.clone() }
     }
 
-    /// `Err(Stopped)` once the coordinator said to stop.
+    /// An error once the coordinator said to stop or went silent.
     fn check(&self) -> Result<()> {
-        if self.abort.load(Ordering::SeqCst) {
-            return Err(WorkerError::Stopped(self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()));
+        match self.verdict.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            None => Ok(()),
+            Some(Verdict::Stopped(reason)) => Err(WorkerError::Stopped(reason)),
+            Some(Verdict::Lost(message)) => {
+                Err(WorkerError::Coordinator { call: "heartbeat", address: self.address.clone(), message })
+            }
         }
-        Ok(())
     }
 }
 
 /// Runs a worker until the job finishes (`Ok`) or fails (`Err` with the reason); on failure
-/// the coordinator is told at once, so the generation ends promptly instead of at a timeout.
+/// the coordinator is told at once (and whether the failure is permanent), so the generation
+/// ends promptly instead of at a timeout.
 pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
     if let Some(threads) = config.threads {
         tch::set_num_threads(threads.max(1) as i32);
     }
+    let faults = faults::Faults::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -112,18 +173,18 @@ pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
     let listener = TcpListener::bind(config.ring_listen)
         .map_err(|e| WorkerError::io(format!("ring port {}", config.ring_listen), e))?;
     let ring_address = listener.local_addr().map_err(|e| WorkerError::io("ring port", e))?;
-    let mut client = runtime.block_on(connect(&config.coordinator, &config.token, config.connect_patience))?;
+    let client = runtime.block_on(connect(&config.coordinator, &config.token, config.connect_patience))?;
+    let mut coordinator = Coordinator { runtime: &runtime, client, address, deadline: config.rpc_timeout };
     let host = config.host.clone().unwrap_or_else(|| ring_address.ip().to_string());
-    let registered = runtime
-        .block_on(client.register(RegisterRequest {
-            protocol_version: PROTOCOL_VERSION,
-            host,
-            device: config.device.map_or_else(|| "from the run config".to_string(), |d| d.to_string()),
-            ring_address: ring_address.to_string(),
-        }))
-        .map_err(call_failed("register", &address))?
-        .into_inner();
-    let heartbeat = Heartbeat::start(&runtime, &client, &registered.worker_id, registered.generation);
+    let request = RegisterRequest {
+        protocol_version: PROTOCOL_VERSION,
+        host,
+        device: config.device.map_or_else(|| "from the run config".to_string(), |d| d.to_string()),
+        ring_address: ring_address.to_string(),
+    };
+    let registered =
+        coordinator.call("register", config.rpc_timeout, |mut c| async move { c.register(request).await })?;
+    let heartbeat = Heartbeat::start(&coordinator, &registered.worker_id, registered.generation, config.rpc_timeout);
     let membership = Membership {
         spec: WorkerSpec::from_json(&registered.worker_spec_json)?,
         worker_id: registered.worker_id,
@@ -131,8 +192,10 @@ pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
         run_dir: RunDir::new(registered.run_dir),
         store_dir: PathBuf::from(registered.store_dir),
         store_id: registered.store_id,
+        rendezvous_timeout: Duration::from_millis(registered.rendezvous_timeout_ms),
     };
-    let outcome = train(&runtime, &mut client, &address, &config, &membership, listener, &heartbeat);
+    faults.delay_start();
+    let outcome = train(&mut coordinator, &config, &membership, listener, &heartbeat, &faults);
     heartbeat.task.abort();
     if let Err(error) = &outcome
         && !matches!(error, WorkerError::Stopped(_))
@@ -141,21 +204,21 @@ pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
             worker_id: membership.worker_id.clone(),
             generation: membership.generation,
             error: error.to_string(),
+            permanent: error.is_permanent(),
         };
-        let _ = runtime.block_on(client.heartbeat(report));
+        let _ = coordinator.call("heartbeat", config.rpc_timeout, |mut c| async move { c.heartbeat(report).await });
     }
     outcome
 }
 
 /// Everything after registration: model, store, rendezvous, ring, the training loop.
 fn train(
-    runtime: &tokio::runtime::Runtime,
-    client: &mut Client,
-    address: &str,
+    coordinator: &mut Coordinator<'_>,
     config: &WorkerProcessConfig,
     membership: &Membership,
     listener: TcpListener,
     heartbeat: &Heartbeat,
+    faults: &faults::Faults,
 ) -> Result<()> {
     let started = Instant::now();
     let spec = &membership.spec;
@@ -176,10 +239,11 @@ fn train(
     }
     heartbeat.check()?;
     let worker_id = membership.worker_id.clone();
-    let rendezvous = runtime
-        .block_on(client.rendezvous(RendezvousRequest { worker_id: worker_id.clone() }))
-        .map_err(call_failed("rendezvous", address))?
-        .into_inner();
+    let request = RendezvousRequest { worker_id: worker_id.clone() };
+    let rendezvous =
+        coordinator.call("rendezvous", membership.rendezvous_timeout + coordinator.deadline, |mut c| async move {
+            c.rendezvous(request).await
+        })?;
     let (rank, world, generation) = (rendezvous.rank as usize, rendezvous.world_size as usize, rendezvous.generation);
     tracing::info!(
         rank,
@@ -196,7 +260,7 @@ fn train(
         .collect::<std::result::Result<Vec<SocketAddr>, _>>()
         .map_err(|e| WorkerError::invalid("ring peers from the coordinator", e.to_string()))?;
     let timeout = spec.collective_timeout;
-    let ring = TcpRing::connect(rank, listener, peers, timeout)?;
+    let ring = TcpRing::connect(rank, listener, peers, timeout, &rendezvous.ring_secret)?;
     // CUDA: NCCL carries the tensors; the ring stays for the bootstrap and barriers.
     let nccl = match device {
         tch::Device::Cuda(_) => Some(nccl_over_ring(&ring, rank, world, device, timeout)?),
@@ -212,14 +276,14 @@ fn train(
         trainer.load_checkpoint(std::path::Path::new(&rendezvous.checkpoint_path))?;
         ring.barrier()?;
     }
+    let deadline = coordinator.deadline;
     let mut step = rendezvous.start_step;
     loop {
         heartbeat.check()?;
+        faults.before_step(step, generation);
         let asked = Instant::now();
-        let plan = runtime
-            .block_on(client.get_plan(GetPlanRequest { worker_id: worker_id.clone(), generation, step }))
-            .map_err(call_failed("get plan", address))?
-            .into_inner();
+        let request = GetPlanRequest { worker_id: worker_id.clone(), generation, step };
+        let plan = coordinator.call("get plan", deadline, |mut c| async move { c.get_plan(request).await })?;
         if plan.finished {
             return Ok(());
         }
@@ -240,31 +304,26 @@ fn train(
             plan = plan_seconds,
             "step timings"
         );
-        runtime
-            .block_on(client.report_step(ReportStepRequest {
-                worker_id: worker_id.clone(),
-                generation,
-                step,
-                loss: outcome.loss,
-                examples: batch.queries.len() as u64,
-                tokens: outcome.tokens,
-                step_seconds: seconds,
-                collective_seconds: outcome.collective_seconds,
-                learning_rate: outcome.lr,
-                grad_norm: outcome.grad_norm,
-            }))
-            .map_err(call_failed("report step", address))?;
+        let report = ReportStepRequest {
+            worker_id: worker_id.clone(),
+            generation,
+            step,
+            loss: outcome.loss,
+            examples: batch.queries.len() as u64,
+            tokens: outcome.tokens,
+            step_seconds: seconds,
+            collective_seconds: outcome.collective_seconds,
+            learning_rate: outcome.lr,
+            grad_norm: outcome.grad_norm,
+        };
+        coordinator.call("report step", deadline, |mut c| async move { c.report_step(report).await })?;
         if plan.checkpoint_after {
             let files =
                 if rank == 0 { write_checkpoint(&trainer, &membership.run_dir, spec, step)? } else { Vec::new() };
-            runtime
-                .block_on(client.commit_checkpoint(CommitCheckpointRequest {
-                    worker_id: worker_id.clone(),
-                    generation,
-                    step,
-                    files,
-                }))
-                .map_err(call_failed("commit checkpoint", address))?;
+            let request = CommitCheckpointRequest { worker_id: worker_id.clone(), generation, step, files };
+            coordinator.call("commit checkpoint", COMMIT_DEADLINE, |mut c| async move {
+                c.commit_checkpoint(request).await
+            })?;
         }
         step += 1;
     }
