@@ -139,7 +139,8 @@ pub enum PositiveArg {
 /// Arguments of `data validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// A training-pairs `.parquet` file or a benchmark directory.
+    /// A training-pairs `.parquet` file, a benchmark directory, or a directory holding both (as
+    /// `data synth` writes it: each file and benchmark in it is checked).
     pub path: PathBuf,
     /// Problems to print (all are counted).
     #[arg(long, default_value_t = 50)]
@@ -317,30 +318,105 @@ fn convert_cmd(args: &ConvertArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate_cmd(args: &ValidateArgs) -> anyhow::Result<()> {
-    let report = if args.path.is_dir() {
-        validate_benchmark(&args.path)?
-    } else if args.path.exists() {
-        validate_pairs(&args.path)?
-    } else {
-        bail!("{}: no such file or directory", args.path.display());
-    };
-    if args.json {
-        println!("{}", report_json(&report));
-    } else {
-        for problem in report.problems.iter().take(args.max_problems) {
-            println!("{problem}");
-        }
-        if report.problems.len() > args.max_problems {
-            println!("... and {} more problems", report.problems.len() - args.max_problems);
-        }
-        if args.path.is_dir() {
-            println!("{} queries have no relevant document (evaluation skips them)", report.queries_without_relevant);
-        }
-        println!("{}: {} rows checked, {} problems", args.path.display(), report.rows, report.problems.len());
+/// What `data validate PATH` checks: a pairs file, a benchmark directory, or a directory that
+/// holds pairs files and benchmark directories (the output of `data synth`).
+enum ValidationTarget {
+    Pairs(PathBuf),
+    Benchmark(PathBuf),
+}
+
+fn validation_targets(path: &Path) -> anyhow::Result<Vec<ValidationTarget>> {
+    if path.is_file() {
+        return Ok(vec![ValidationTarget::Pairs(path.to_path_buf())]);
     }
-    if !report.is_valid() {
-        bail!("{} is not valid ({} problems)", args.path.display(), report.problems.len());
+    if !path.is_dir() {
+        bail!("{}: no such file or directory", path.display());
+    }
+    if path.join(rosetta_datasets::benchmark::SPEC_FILE).is_file() {
+        return Ok(vec![ValidationTarget::Benchmark(path.to_path_buf())]);
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    entries.sort();
+    let targets: Vec<ValidationTarget> = entries
+        .into_iter()
+        .filter_map(|entry| {
+            if entry.is_dir() && entry.join(rosetta_datasets::benchmark::SPEC_FILE).is_file() {
+                Some(ValidationTarget::Benchmark(entry))
+            } else if entry.is_file() && entry.extension().is_some_and(|e| e == "parquet") {
+                Some(ValidationTarget::Pairs(entry))
+            } else {
+                None
+            }
+        })
+        .collect();
+    if targets.is_empty() {
+        bail!(
+            "{}: not a benchmark directory (no {}) and it holds no training-pairs files (*.parquet) or benchmark \
+             directories",
+            path.display(),
+            rosetta_datasets::benchmark::SPEC_FILE
+        );
+    }
+    Ok(targets)
+}
+
+fn validate_cmd(args: &ValidateArgs) -> anyhow::Result<()> {
+    let mut invalid = Vec::new();
+    let mut reports = Vec::new();
+    for target in validation_targets(&args.path)? {
+        let (path, report, benchmark) = match target {
+            ValidationTarget::Pairs(path) => {
+                let report = validate_pairs(&path)?;
+                (path, report, false)
+            }
+            ValidationTarget::Benchmark(path) => {
+                let report = validate_benchmark(&path)?;
+                (path, report, true)
+            }
+        };
+        if !args.json {
+            for problem in report.problems.iter().take(args.max_problems) {
+                println!("{problem}");
+            }
+            if report.problems.len() > args.max_problems {
+                println!("... and {} more problems", report.problems.len() - args.max_problems);
+            }
+            if benchmark {
+                println!(
+                    "{} queries have no relevant document (evaluation skips them)",
+                    report.queries_without_relevant
+                );
+            }
+            println!("{}: {} rows checked, {} problems", path.display(), report.rows, report.problems.len());
+        }
+        if !report.is_valid() {
+            invalid.push(format!("{} ({} problems)", path.display(), report.problems.len()));
+        }
+        reports.push((path, report));
+    }
+    if args.json {
+        match reports.as_slice() {
+            [(_, report)] => println!("{}", report_json(report)),
+            many => {
+                let all: Vec<serde_json::Value> = many
+                    .iter()
+                    .map(|(path, report)| {
+                        let mut value: serde_json::Value =
+                            serde_json::from_str(&report_json(report)).unwrap_or_default();
+                        value["path"] = serde_json::json!(path.display().to_string());
+                        value
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "valid": invalid.is_empty(), "targets": all }));
+            }
+        }
+    }
+    if !invalid.is_empty() {
+        bail!("not valid: {}", invalid.join(", "));
     }
     Ok(())
 }

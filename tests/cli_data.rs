@@ -46,6 +46,11 @@ fn synth_validate_stats_and_shard_round_trip() {
     let bench = format!("{out}/benchmark");
     assert!(Path::new(&format!("{out}/tokenizer.json")).exists());
     assert!(ok(&["data", "validate", &train]).contains("0 problems"));
+    // The synth directory itself: every training file and benchmark in it is checked.
+    let whole = ok(&["data", "validate", &out]);
+    assert!(whole.contains("train.parquet:") && whole.contains("benchmark:") && !whole.contains("missing"), "{whole}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&["data", "validate", &out, "--json"])).unwrap();
+    assert_eq!((json["valid"].as_bool(), json["targets"].as_array().map(Vec::len)), (Some(true), Some(2)));
     let report = ok(&["data", "validate", &bench, "--json"]);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["valid"], true);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{rosetta, synth_small};
+use common::{max_diff, model_tensors, rosetta, synth_small};
 
 /// Synthetic data once per test directory, and a tiny, fast config over it.
 fn setup(dir: &Path, steps: u64, workers: usize, dropout: bool, run: &str) -> PathBuf {
@@ -38,30 +38,6 @@ fn train(config: &Path, extra: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// The model tensors of the checkpoint after `step`.
-fn model_tensors(dir: &Path, run: &str, step: u64) -> Vec<(String, Vec<f32>)> {
-    let path = dir.join(format!("runs/{run}/checkpoints/step-{step:08}/model.safetensors"));
-    let mut tensors: Vec<(String, Vec<f32>)> = tch::Tensor::read_safetensors(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .filter(|(name, _)| name.starts_with("model."))
-        .map(|(name, t)| (name, Vec::<f32>::try_from(&t.flatten(0, -1)).unwrap()))
-        .collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    tensors
-}
-
-fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|((na, va), (nb, vb))| {
-            assert_eq!(na, nb);
-            va.iter().zip(vb).map(|(x, y)| (x - y).abs())
-        })
-        .fold(0.0, f32::max)
 }
 
 #[test]

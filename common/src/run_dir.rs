@@ -7,6 +7,7 @@
 //! RUN/eval/step-NNNNNNNN/<benchmark>/   evaluation reports of that checkpoint
 //! RUN/eval/latest, RUN/eval/best.json   newest evaluated checkpoint, best one by the chosen metric
 //! RUN/job-state.json                    the coordinator's generation and used restarts (for --resume)
+//! RUN/coordinator.json                  where the running coordinator listens (gRPC, metrics)
 //! ```
 //!
 //! Steps count from 0: `step-00000099` is the checkpoint after the 100th step.
@@ -129,6 +130,11 @@ impl RunDir {
     /// `RUN/job-state.json`: what a restarted coordinator continues from.
     pub fn job_state(&self) -> PathBuf {
         self.root.join("job-state.json")
+    }
+
+    /// `RUN/coordinator.json`: the addresses of the coordinator serving this run.
+    pub fn coordinator_addresses(&self) -> PathBuf {
+        self.root.join("coordinator.json")
     }
 
     /// `RUN/eval`.

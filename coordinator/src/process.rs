@@ -196,6 +196,16 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
             }
         }
     }));
+    // Launchers, workers on a shared file system and tests find the coordinator here.
+    let addresses = serde_json::json!({
+        "grpc": grpc_address.to_string(),
+        "metrics": metrics_address.to_string(),
+        "pid": std::process::id(),
+    });
+    let addresses_file = state.settings().run_dir.coordinator_addresses();
+    if let Err(error) = rosetta_common::atomic::write_atomic(&addresses_file, addresses.to_string().as_bytes()) {
+        tracing::warn!(%error, "could not record the coordinator's addresses");
+    }
     tracing::info!(%grpc_address, %metrics_address, "coordinator listening");
     Ok(RunningCoordinator { job: state, grpc_address, metrics_address, stop, tasks })
 }

@@ -413,3 +413,64 @@ async fn an_elastic_job_starts_with_fewer_workers_after_the_rendezvous_timeout()
     let err = c.rendezvous(authed(RendezvousRequest { worker_id: w0.worker_id })).await.unwrap_err();
     assert!(err.message().contains("for 2 workers; 1 registered"), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_made_requests_are_refused_and_never_learn_a_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = RunDir::new(dir.path().join("run"));
+    let mut config = job_config(run_dir.root(), 30.0);
+    (config.workers, config.min_workers) = (1, 1);
+    let (running, mut c) = start(store(dir.path()), config).await;
+    let w = c.register(authed(register_request(5001))).await.unwrap().into_inner();
+    c.rendezvous(authed(RendezvousRequest { worker_id: w.worker_id.clone() })).await.unwrap();
+    for step in 0..2 {
+        c.get_plan(authed(GetPlanRequest { worker_id: w.worker_id.clone(), generation: 1, step })).await.unwrap();
+    }
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "not a checkpoint").unwrap();
+    let own = run_dir.checkpoint(1);
+    std::fs::create_dir_all(own.join("sub")).unwrap();
+    std::fs::write(own.join("model.safetensors"), "weights").unwrap();
+    std::os::unix::fs::symlink(&secret, own.join("link")).unwrap();
+    std::fs::create_dir_all(run_dir.checkpoint(0)).unwrap();
+    std::fs::write(run_dir.checkpoint(0).join("model.safetensors"), "other step").unwrap();
+    let commit = |path: &str, sha256: &str| CommitCheckpointRequest {
+        worker_id: w.worker_id.clone(),
+        generation: 1,
+        step: 1,
+        files: vec![CheckpointFile { path: path.to_string(), sha256: sha256.to_string() }],
+    };
+    for (path, why) in [
+        ("../secret.txt", "is not a relative path inside"),
+        ("checkpoints/step-00000001/../../../secret.txt", "is not a relative path inside"),
+        (secret.to_str().unwrap(), "is not a relative path inside"),
+        ("checkpoints/step-00000000/model.safetensors", "is not a relative path inside"),
+        ("checkpoints/step-00000001/sub", "is not a regular file"),
+        ("checkpoints/step-00000001/link", "is not a regular file"),
+    ] {
+        let err = c.commit_checkpoint(authed(commit(path, &"0".repeat(64)))).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{path}: {err:?}");
+        assert!(err.message().contains(why), "{path}: {err:?}");
+    }
+    // A wrong digest for a legitimate file: refused without telling the real one.
+    let real = sha256_file(&own.join("model.safetensors")).unwrap();
+    let err = c
+        .commit_checkpoint(authed(commit("checkpoints/step-00000001/model.safetensors", &"0".repeat(64))))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("does not match") && !err.message().contains(&real), "{err:?}");
+    assert!(manifest::latest(&run_dir).unwrap().is_none());
+
+    // Evaluation reports: label values are bounded, and messages are too.
+    let mut report = tiny_eval_report();
+    report.benchmark = "{evil=\"x\"}".into();
+    let err = c
+        .report_evaluation(authed(ReportEvaluationRequest { report_json: serde_json::to_string(&report).unwrap() }))
+        .await
+        .unwrap_err();
+    assert!(err.code() == tonic::Code::InvalidArgument && err.message().contains("benchmark name"), "{err:?}");
+    let huge = "x".repeat(20 << 20);
+    let err = c.report_evaluation(authed(ReportEvaluationRequest { report_json: huge })).await.unwrap_err();
+    assert_ne!(err.code(), tonic::Code::Ok);
+    drop(running);
+}

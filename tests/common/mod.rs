@@ -143,3 +143,156 @@ impl Drop for InProcessCoordinator {
         }
     }
 }
+
+/// The model tensors of the checkpoint after `step` of `dir/runs/<run>`.
+pub fn model_tensors(dir: &Path, run: &str, step: u64) -> Vec<(String, Vec<f32>)> {
+    let path = dir.join(format!("runs/{run}/checkpoints/step-{step:08}/model.safetensors"));
+    let mut tensors: Vec<(String, Vec<f32>)> = tch::Tensor::read_safetensors(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("model."))
+        .map(|(name, t)| (name, Vec::<f32>::try_from(&t.flatten(0, -1)).unwrap()))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+/// The largest difference between two sets of named tensors.
+pub fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|((na, va), (nb, vb))| {
+            assert_eq!(na, nb);
+            va.iter().zip(vb).map(|(x, y)| (x - y).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+/// A process of the binary whose stderr lines are collected, each with the moment it came.
+pub struct Logged {
+    /// The process.
+    pub child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, String)>>>,
+}
+
+impl Logged {
+    /// Starts `rosetta ARGS` with `env`; stdout is dropped.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rosetta"));
+        command.args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        // Its own process group, so that a test can signal it without its children.
+        command.process_group(0);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("rosetta starts");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stderr, sink) = (child.stderr.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push((std::time::Instant::now(), line));
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.lines.lock().unwrap().iter().map(|(_, l)| format!("{l}\n")).collect()
+    }
+
+    /// When it first wrote a line containing `text` (waiting at most `timeout`).
+    pub fn wait_for_line(&self, text: &str, timeout: Duration) -> Option<std::time::Instant> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some((at, _)) = self.lines.lock().unwrap().iter().find(|(_, l)| l.contains(text)) {
+                return Some(*at);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (at most `timeout`) for it to exit; its status and when it exited.
+    pub fn wait(&mut self, timeout: Duration) -> (std::process::ExitStatus, std::time::Instant) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let at = std::time::Instant::now();
+                std::thread::sleep(Duration::from_millis(100)); // the last stderr lines
+                return (status, at);
+            }
+            assert!(std::time::Instant::now() < deadline, "still running after {timeout:?}:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        assert!(pid > 1);
+        // SAFETY: kill(2) on a child this test started.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "{}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits (at most `timeout`) until `path` exists.
+pub fn wait_for_file(path: &Path, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{} did not appear within {timeout:?}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `rosetta coordinator` process for the config at `config` and its gRPC address, read from
+/// the `coordinator.json` it writes into its run directory.
+pub fn coordinator_process(config: &Path, run_dir: &Path, token_file: &Path, extra: &[&str]) -> (Logged, String) {
+    let addresses = run_dir.join("coordinator.json");
+    let _ = std::fs::remove_file(&addresses);
+    let mut args = vec!["coordinator", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    args.extend(["--token-file", token_file.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let process = Logged::start(&args, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&addresses) {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if value["pid"].as_u64() == Some(u64::from(process.child.id())) {
+                return (process, format!("http://{}", value["grpc"].as_str().unwrap()));
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no coordinator.json:\n{}", process.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `rosetta worker` process joining `address`.
+pub fn worker_process(address: &str, token_file: &Path, env: &[(&str, &str)]) -> Logged {
+    let args = [
+        "--log",
+        "info",
+        "worker",
+        "--coordinator",
+        address,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--threads",
+        "1",
+    ];
+    Logged::start(&args, env)
+}

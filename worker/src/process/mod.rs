@@ -206,7 +206,9 @@ pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
             error: error.to_string(),
             permanent: error.is_permanent(),
         };
-        let _ = coordinator.call("heartbeat", config.rpc_timeout, |mut c| async move { c.heartbeat(report).await });
+        // A short farewell: when the coordinator is what failed, nobody is listening.
+        let farewell = config.rpc_timeout.min(Duration::from_secs(3));
+        let _ = coordinator.call("heartbeat", farewell, |mut c| async move { c.heartbeat(report).await });
     }
     outcome
 }
