@@ -114,3 +114,53 @@ pub fn latest(run_dir: &RunDir) -> Result<Option<Manifest>> {
     let Some(step) = run_dir.latest_checkpoint().map_err(checkpoint_error)? else { return Ok(None) };
     read_manifest(run_dir, step).map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(run_dir: &RunDir, step: u64, config: &str) -> Manifest {
+        let relative = RunDir::model_file_relative(step);
+        let path = run_dir.root().join(&relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("weights {step}")).unwrap();
+        let sha256 = sha256_file(&path).unwrap();
+        let cursor = Cursor { next_step: step + 1, fingerprint: 1, streams: Default::default() };
+        Manifest {
+            step,
+            cursor,
+            files: vec![ManifestFile { path: relative, sha256 }],
+            config_sha256: config.into(),
+            world_size: 1,
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_by_step_and_only_prunes_its_own_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = RunDir::new(dir.path());
+        // Another run config's checkpoint in the same directory (e.g. resumed with other settings).
+        commit(&run_dir, &checkpoint(&run_dir, 5, "other"), 10).unwrap();
+        // Steps 9 and 10 sort wrongly as text ("step-9" > "step-10" would); by number 10 is newest.
+        for step in [8, 9, 10, 100] {
+            commit(&run_dir, &checkpoint(&run_dir, step, "ours"), 2).unwrap();
+        }
+        assert_eq!(run_dir.committed_steps().unwrap(), vec![5, 10, 100]);
+        assert_eq!(latest(&run_dir).unwrap().unwrap().step, 100);
+    }
+
+    #[test]
+    fn the_newest_verified_checkpoint_passes_over_damaged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = RunDir::new(dir.path());
+        for step in [1, 3] {
+            commit(&run_dir, &checkpoint(&run_dir, step, "ours"), 5).unwrap();
+        }
+        assert_eq!(latest_verified(&run_dir).unwrap().unwrap().step, 3);
+        std::fs::write(run_dir.model_file(3), "torn").unwrap();
+        assert_eq!(latest_verified(&run_dir).unwrap().unwrap().step, 1);
+        std::fs::remove_file(run_dir.model_file(1)).unwrap();
+        assert!(latest_verified(&run_dir).unwrap().is_none());
+    }
+}
