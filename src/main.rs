@@ -3,6 +3,7 @@
 
 mod data_cmd;
 mod demo;
+mod deploy_cmd;
 mod doctor;
 mod eval_cmd;
 mod report_cmd;
@@ -39,6 +40,9 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Run the coordinator alone (workers join it with `rosetta worker`).
     Coordinator(train_cmd::CoordinatorArgs),
+    /// Launch a run: on this machine, on hosts over ssh, as a Slurm job, or as Kubernetes
+    /// manifests (what is submitted is written to RUN/deploy/ first; --dry-run stops there).
+    Deploy(deploy_cmd::DeployArgs),
     /// Run one worker (one per device) of a coordinator's job.
     Worker(train_cmd::WorkerArgs),
     /// Evaluate a model or checkpoint on benchmarks: per language-pair mAP, language bias,
@@ -71,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train_cmd::train(args),
         Command::Coordinator(args) => train_cmd::coordinator(args),
         Command::Worker(args) => train_cmd::worker(args),
+        Command::Deploy(args) => deploy_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
         Command::EvalShard(args) => eval_cmd::run_shard(args),
         Command::Export(args) => eval_cmd::export(args),

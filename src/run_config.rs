@@ -10,8 +10,11 @@ use rosetta_common::ConfigProblems;
 use rosetta_coordinator::schedule::ScheduleConfig;
 use rosetta_coordinator::settings::{JobSection, JobSettings};
 use rosetta_datasets::config::{DataSection, DataSettings};
+use rosetta_deploy::section::DeploySection;
 use rosetta_eval::config::EvaluationConfig;
-use rosetta_worker::sections::{ModelSection, ModelSettings, TrainingSection, TrainingSettings, WorkerSpec};
+use rosetta_worker::sections::{
+    ModelSection, ModelSettings, ModelSource, TrainingSection, TrainingSettings, WorkerSpec,
+};
 use serde::{Deserialize, Serialize};
 
 /// The run-config format this Rosetta reads (`version:` at the top of every run config).
@@ -40,6 +43,9 @@ pub struct RawRunConfig {
     /// `evaluation:` — evaluating checkpoints on `data.benchmarks` during and after training (rosetta-eval).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<EvaluationConfig>,
+    /// `deploy:` — what belongs to a site: binary, partition, hosts, image (rosetta-deploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeploySection>,
 }
 
 /// A built run config: everything a training run needs, checked and typed.
@@ -70,8 +76,9 @@ pub struct ScheduleInputs {
     pub schedule: ScheduleConfig,
 }
 
-/// Reads a config file: the error names the file, and the line and field serde stopped at.
-fn read(path: &Path) -> anyhow::Result<(RawRunConfig, PathBuf)> {
+/// Reads a config file: the error names the file, and the line and field serde stopped at;
+/// returns the raw config and the directory its relative paths start from.
+pub fn read(path: &Path) -> anyhow::Result<(RawRunConfig, PathBuf)> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
     let raw: RawRunConfig = serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -79,7 +86,8 @@ fn read(path: &Path) -> anyhow::Result<(RawRunConfig, PathBuf)> {
     Ok((raw, base))
 }
 
-fn in_file(path: &Path) -> impl Fn(ConfigProblems) -> anyhow::Error + '_ {
+/// Turns a config's problems into an error that names its file.
+pub fn in_file(path: &Path) -> impl Fn(ConfigProblems) -> anyhow::Error + '_ {
     move |problems| anyhow::anyhow!("{}: {problems}", path.display())
 }
 
@@ -192,6 +200,18 @@ impl RunConfig {
         let (mut raw, base) = read(path)?;
         adjust(&mut raw);
         raw.build(&base).map_err(in_file(path))
+    }
+
+    /// How metrics name the model: the preset and its shape, or the model directory.
+    pub fn model_label(&self) -> String {
+        match &self.model.source {
+            ModelSource::Preset { preset, shape, .. } => {
+                let dims = [shape.layers, shape.hidden_size]
+                    .map(|d| d.map_or_else(|| "default".to_string(), |d| d.to_string()));
+                format!("{preset:?}({}x{})", dims[0], dims[1]).to_lowercase()
+            }
+            ModelSource::Directory(path) => path.display().to_string(),
+        }
     }
 
     /// What every worker receives at registration.

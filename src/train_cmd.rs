@@ -12,7 +12,7 @@ use clap::Args;
 use rosetta::prepare::open_store;
 use rosetta::run_config::RunConfig;
 use rosetta_coordinator::job::StartMode;
-use rosetta_coordinator::process::{CoordinatorProcessConfig, ServerTls, run_coordinator};
+use rosetta_coordinator::process::{CoordinatorProcessConfig, RunEnd, STOPPED_EARLY_EXIT, ServerTls, run_coordinator};
 use rosetta_deploy::evaluation::TrainingEvaluation;
 use rosetta_deploy::local::{LocalLaunch, train_locally};
 use rosetta_deploy::progress::ProgressStyle;
@@ -111,7 +111,8 @@ pub struct WorkerArgs {
     pub rpc_timeout: f64,
 }
 
-fn start_mode(resume: bool, overwrite: bool) -> StartMode {
+/// The start mode the flags ask for.
+pub fn start_mode(resume: bool, overwrite: bool) -> StartMode {
     match (resume, overwrite) {
         (true, _) => StartMode::Resume,
         (false, true) => StartMode::Overwrite,
@@ -136,6 +137,7 @@ fn coordinator_config(
         stop_after: None,
         run_config_yaml: config.resolved.to_yaml(),
         worker_spec_json: config.worker_spec().to_json(),
+        model_label: config.model_label(),
     })
 }
 
@@ -198,9 +200,16 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         coordinator.tls = Some(ServerTls::from_files(cert, key)?);
     }
-    run_coordinator(coordinator, |running| {
+    let end = run_coordinator(coordinator, |running| {
         println!("coordinator on {}, metrics on http://{}/metrics", running.grpc_address, running.metrics_address);
     })?;
+    if let RunEnd::StoppedEarly { last_step } = end {
+        println!(
+            "stopped after step {last_step} as asked (SIGUSR1), at a committed checkpoint; continue with --resume"
+        );
+        // EX_TEMPFAIL: launchers (the Slurm batch script) requeue on it.
+        std::process::exit(STOPPED_EARLY_EXIT);
+    }
     Ok(())
 }
 

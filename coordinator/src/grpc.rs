@@ -172,6 +172,7 @@ impl Coordinator for CoordinatorService {
             loss: r.loss,
             examples: r.examples,
             tokens: r.tokens,
+            padding_tokens: r.padding_tokens,
             step_seconds: r.step_seconds,
             collective_seconds: r.collective_seconds,
             learning_rate: r.learning_rate,

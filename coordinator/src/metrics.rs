@@ -13,8 +13,9 @@ use rosetta_eval::report::EvalReport;
 use crate::error::{CoordinatorError, Result};
 
 /// Installs the global recorder (once per process, whichever thread asks first) and returns
-/// its handle.
-pub fn install_recorder() -> Result<PrometheusHandle> {
+/// its handle. Every series carries the label `run="<run>"` of the first run that asked (a
+/// coordinator process serves one run), so that one Prometheus can hold many runs.
+pub fn install_recorder(run: &str) -> Result<PrometheusHandle> {
     static HANDLE: std::sync::Mutex<Option<PrometheusHandle>> = std::sync::Mutex::new(None);
     let mut installed = HANDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(handle) = installed.as_ref() {
@@ -22,6 +23,7 @@ pub fn install_recorder() -> Result<PrometheusHandle> {
     }
     let buckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
     let handle = PrometheusBuilder::new()
+        .add_global_label("run", run)
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), &buckets)
         .map_err(|e| CoordinatorError::Metrics(e.to_string()))?
         .install_recorder()
@@ -53,6 +55,38 @@ pub async fn serve(
     Ok((bound, task))
 }
 
+/// What a run is, for the series to join on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// Schedule strategy (`hybrid`, `x-x-mono`, …).
+    pub strategy: String,
+    /// α of a hybrid schedule.
+    pub alpha: f64,
+    /// The model (preset or directory).
+    pub model: String,
+    /// Workers of a full generation.
+    pub world_size: usize,
+    /// Steps of the job.
+    pub total_steps: u64,
+    /// Checkpoint interval in steps.
+    pub checkpoint_every: u64,
+}
+
+/// A coordinator started: `rosetta_build_info`, `rosetta_run_info` and the job's constants.
+pub fn run_started(info: &RunInfo) {
+    metrics::gauge!("rosetta_build_info", "version" => env!("CARGO_PKG_VERSION"),
+        "protocol" => rosetta_proto::PROTOCOL_VERSION.to_string())
+    .set(1.0);
+    metrics::gauge!("rosetta_run_info", "strategy" => info.strategy.clone(), "alpha" => info.alpha.to_string(),
+        "model" => info.model.clone(), "world_size" => info.world_size.to_string())
+    .set(1.0);
+    metrics::gauge!("rosetta_total_steps").set(info.total_steps as f64);
+    metrics::gauge!("rosetta_checkpoint_every").set(info.checkpoint_every as f64);
+    metrics::gauge!("rosetta_workers_expected").set(info.world_size as f64);
+    metrics::gauge!("rosetta_job_failed").set(0.0);
+    metrics::counter!("rosetta_restarts_total").absolute(0);
+}
+
 /// The totals of a finished step, over every rank.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepTotals {
@@ -66,6 +100,8 @@ pub struct StepTotals {
     pub examples: u64,
     /// Tokens encoded by all ranks.
     pub tokens: u64,
+    /// Padding positions of all ranks' batches.
+    pub padding_tokens: u64,
     /// Seconds of the slowest rank.
     pub seconds: f64,
     /// Collective seconds of the slowest rank.
@@ -81,7 +117,15 @@ pub fn step_done(totals: &StepTotals, batch: Option<(&'static str, String)>) {
     metrics::gauge!("rosetta_tokens_per_second").set(totals.tokens as f64 / totals.seconds);
     metrics::histogram!("rosetta_step_seconds").record(totals.seconds);
     metrics::histogram!("rosetta_collective_seconds").record(totals.collective_seconds);
+    metrics::counter!("rosetta_tokens_total").increment(totals.tokens);
+    metrics::counter!("rosetta_padding_tokens_total").increment(totals.padding_tokens);
+    let slots = (totals.tokens + totals.padding_tokens).max(1) as f64;
+    metrics::gauge!("rosetta_padding_fraction").set(totals.padding_tokens as f64 / slots);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!("rosetta_last_step_timestamp_seconds").set(now);
     if let Some((kind, languages)) = batch {
+        // Monolingual and cross-lingual losses differ by an order of magnitude: one gauge each.
+        metrics::gauge!("rosetta_loss_by_kind", "kind" => kind).set(totals.loss);
         let languages = if languages.is_empty() { "mixed".to_string() } else { languages };
         metrics::counter!("rosetta_batches_total", "kind" => kind, "languages" => languages).increment(1);
     }
@@ -90,6 +134,11 @@ pub fn step_done(totals: &StepTotals, batch: Option<(&'static str, String)>) {
 /// A generation ended and generation `generation` is forming.
 pub fn generation_restarted(generation: u64) {
     metrics::counter!("rosetta_restarts_total").increment(1);
+    generation_forming(generation);
+}
+
+/// Generation `generation` is forming (the first one of a coordinator, or after a restart).
+pub fn generation_forming(generation: u64) {
     metrics::gauge!("rosetta_generation").set(generation as f64);
 }
 
@@ -111,6 +160,8 @@ pub fn heartbeat_age(rank: usize, age: Duration) {
 /// The checkpoint after `step` is committed.
 pub fn checkpoint_committed(step: u64) {
     metrics::gauge!("rosetta_last_checkpoint_step").set(step as f64);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!("rosetta_last_checkpoint_timestamp_seconds").set(now);
 }
 
 /// Most benchmarks whose series one coordinator exports (every name is a label value).

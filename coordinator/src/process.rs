@@ -82,6 +82,8 @@ pub struct CoordinatorProcessConfig {
     pub run_config_yaml: String,
     /// What workers receive at registration (model and training settings).
     pub worker_spec_json: String,
+    /// How the `model` label of `rosetta_run_info` names the model.
+    pub model_label: String,
 }
 
 /// A started coordinator.
@@ -116,9 +118,19 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
         stop_after,
         run_config_yaml,
         worker_spec_json,
+        model_label,
     } = config;
     let run_dir = job.run_dir.clone();
     let metrics_listen = job.metrics_address;
+    let run_name = job.run_name.clone();
+    let run_info = metrics::RunInfo {
+        strategy: schedule.strategy.name().to_string(),
+        alpha: schedule.alpha,
+        model: model_label,
+        world_size: job.workers,
+        total_steps: job.steps,
+        checkpoint_every: job.checkpoint_every,
+    };
     let yaml = run_config_yaml.clone();
     let spec = JobSpec { settings: job, schedule, store, run_config_yaml, worker_spec_json, start };
     let state = tokio::task::spawn_blocking(move || -> Result<Arc<JobStateMachine>> {
@@ -142,7 +154,9 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let handle = metrics::install_recorder()?;
+    let handle = metrics::install_recorder(&run_name)?;
+    metrics::run_started(&run_info);
+    metrics::generation_forming(state.generation());
     let (metrics_address, metrics_task) = metrics::serve(metrics_listen, handle, stopped.clone()).await?;
     tasks.push(metrics_task);
 
@@ -237,21 +251,56 @@ impl RunningCoordinator {
     }
 }
 
+/// Exit status of `rosetta coordinator` when it stopped early on request (EX_TEMPFAIL):
+/// launchers (the Slurm batch script) requeue on it.
+pub const STOPPED_EARLY_EXIT: i32 = 75;
+
+/// How a coordinator process's job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every step trained, the last checkpoint committed.
+    Completed,
+    /// Stopped on request (SIGUSR1) at a committed checkpoint before the last step: `--resume`
+    /// continues it.
+    StoppedEarly {
+        /// The last step trained.
+        last_step: u64,
+    },
+}
+
 /// Runs a coordinator process to the end of its job: starts it on a runtime of its own, calls
-/// `on_listening` once it serves, waits for the job to finish or fail, and shuts down.
+/// `on_listening` once it serves, waits for the job to finish or fail, and shuts down. SIGUSR1
+/// (Slurm's warning before a time limit) makes the job stop at its next checkpoint.
 pub fn run_coordinator(
     config: CoordinatorProcessConfig,
     on_listening: impl FnOnce(&RunningCoordinator),
-) -> std::result::Result<(), RunError> {
+) -> std::result::Result<RunEnd, RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
         RunError::Start(CoordinatorError::Server { address: config.listen.to_string(), message: e.to_string() })
     })?;
     runtime.block_on(async move {
         let running = start_coordinator(config).await.map_err(RunError::Start)?;
         on_listening(&running);
+        let job = running.job.clone();
+        let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok();
+        let watcher = tokio::spawn(async move {
+            while let Some(signal) = usr1.as_mut() {
+                if signal.recv().await.is_none() {
+                    return;
+                }
+                job.stop_at_next_checkpoint();
+            }
+        });
         let outcome = running.wait_for_end(Duration::from_secs(30)).await;
+        watcher.abort();
+        let progress = running.job.progress();
         running.shutdown().await;
-        outcome.map_err(RunError::JobFailed)
+        outcome.map_err(RunError::JobFailed)?;
+        Ok(if progress.steps_done < progress.total_steps {
+            RunEnd::StoppedEarly { last_step: progress.steps_done.saturating_sub(1) }
+        } else {
+            RunEnd::Completed
+        })
     })
 }
 

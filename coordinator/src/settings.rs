@@ -69,6 +69,10 @@ pub struct JobSection {
     /// Run directory: checkpoints, manifests, reports (relative to the config file).
     #[serde(default = "default_run_dir")]
     pub run_dir: PathBuf,
+    /// The run's name: the `run` label of its Prometheus series (default: the run directory's
+    /// last component).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Address of the Prometheus `/metrics` endpoint (`host:port`; port 0 picks a free one).
     #[serde(default = "default_metrics")]
     pub metrics_address: String,
@@ -114,6 +118,8 @@ pub struct JobSettings {
     pub step_timeout: Duration,
     /// Where checkpoints, manifests and reports go (absolute).
     pub run_dir: RunDir,
+    /// The run's name (the `run` label of its series).
+    pub run_name: String,
     /// Where Prometheus scrapes (port 0: any free port).
     pub metrics_address: SocketAddr,
     /// Generations that may fail before the job does.
@@ -166,6 +172,12 @@ impl JobSection {
             SocketAddr::from(([127, 0, 0, 1], 0))
         });
         let run_dir = if self.run_dir.is_absolute() { self.run_dir.clone() } else { base.join(&self.run_dir) };
+        let run_name = self.name.clone().unwrap_or_else(|| {
+            run_dir.file_name().map_or_else(|| "rosetta".to_string(), |n| n.to_string_lossy().into_owned())
+        });
+        if run_name.is_empty() || run_name.len() > 128 || run_name.chars().any(char::is_control) {
+            problems.push("job.name", format!("{run_name:?}: 1–128 printable characters"));
+        }
         problems.into_result(JobSettings {
             steps: self.steps,
             workers: self.workers,
@@ -176,6 +188,7 @@ impl JobSection {
             rendezvous_timeout,
             step_timeout,
             run_dir: RunDir::new(run_dir),
+            run_name,
             metrics_address,
             max_restarts: self.max_restarts,
         })
@@ -195,6 +208,7 @@ impl JobSettings {
             heartbeat_timeout: Duration::from_secs_f64(default_heartbeat()),
             rendezvous_timeout: Duration::from_secs_f64(default_rendezvous()),
             step_timeout: Duration::from_secs_f64(default_step_timeout()),
+            run_name: run_dir.file_name().map_or_else(|| "rosetta".to_string(), |n| n.to_string_lossy().into_owned()),
             run_dir: RunDir::new(run_dir),
             metrics_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_restarts: default_restarts(),

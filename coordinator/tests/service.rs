@@ -59,6 +59,7 @@ async fn start(store: Arc<PairStore>, settings: JobSettings) -> (RunningCoordina
         stop_after: None,
         run_config_yaml: "version: 1".into(),
         worker_spec_json: WORKER_SPEC.into(),
+        model_label: "virtual".into(),
     })
     .await
     .unwrap();
@@ -181,6 +182,7 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
                 loss: 2.0 - step as f64 * 0.1,
                 examples: 5,
                 tokens: 50,
+                padding_tokens: 25,
                 step_seconds: 0.2,
                 collective_seconds: 0.01,
                 learning_rate: 1e-3,

@@ -23,6 +23,15 @@ pub enum DeployError {
     /// Evaluating a checkpoint failed.
     #[error("evaluation: {0}")]
     Evaluation(String),
+    /// A template could not be filled.
+    #[error("template {0}")]
+    Template(String),
+    /// The cluster's scheduler or tool refused (sbatch, squeue, kubectl, ssh).
+    #[error("{0}")]
+    Scheduler(String),
+    /// The `deploy:` section or the flags do not describe a deployment.
+    #[error("{0}")]
+    Invalid(rosetta_common::ConfigProblems),
     /// The token is missing or unreadable.
     #[error("token: {0}")]
     Token(String),

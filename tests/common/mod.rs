@@ -67,11 +67,13 @@ pub fn tiny_run(run: &str, steps: u64, workers: usize) -> RawRunConfig {
             rendezvous_timeout_secs: 120.0,
             step_timeout_secs: 600.0,
             run_dir: PathBuf::from(format!("runs/{run}")),
+            name: None,
             metrics_address: "127.0.0.1:0".into(),
             max_restarts: 3,
             elastic: ElasticSection::default(),
         }),
         evaluation: None,
+        deploy: None,
     }
 }
 
@@ -107,6 +109,7 @@ impl InProcessCoordinator {
             stop_after: None,
             run_config_yaml: config.resolved.to_yaml(),
             worker_spec_json: config.worker_spec().to_json(),
+            model_label: config.model_label(),
         };
         let running = runtime.block_on(start_coordinator(process)).unwrap();
         Self { runtime, running: Some(running) }
@@ -295,4 +298,35 @@ pub fn worker_process(address: &str, token_file: &Path, env: &[(&str, &str)]) ->
         "1",
     ];
     Logged::start(&args, env)
+}
+
+/// Whether a test may use `service` on this machine. Where it is missing, the test is skipped
+/// with a line saying so — except under `ROSETTA_REQUIRE_SERVICES=1` (set by `.ci/run`, which
+/// installs and starts every service first), where a missing service fails the test.
+pub fn service_available(service: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var("ROSETTA_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "{service} is required here (ROSETTA_REQUIRE_SERVICES=1) but missing: run scripts/ci-services.sh as root"
+    );
+    eprintln!("SKIPPED: {service} is not available on this machine (scripts/ci-services.sh sets it up as root)");
+    false
+}
+
+/// Whether `command` runs here.
+pub fn have_command(command: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {command}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A free TCP port on loopback (bound and released; good enough for a test's own services).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

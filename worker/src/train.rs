@@ -53,6 +53,8 @@ pub struct StepOutcome {
     pub lr: f64,
     /// Tokens encoded by this rank (queries, positives, negatives; padding excluded).
     pub tokens: u64,
+    /// Padding positions of this rank's tokenised batches (what padding to the longest text cost).
+    pub padding_tokens: u64,
     /// Seconds this rank spent in gradient all-reduce calls (on the CPU mostly overlapped with
     /// the backward pass).
     pub collective_seconds: f64,
@@ -71,6 +73,7 @@ pub struct Trainer {
     schedule: LinearSchedule,
     config: StepConfig,
     last_tokens: u64,
+    last_padding: u64,
     last_collective_seconds: f64,
     last_forward_seconds: f64,
     last_backward_seconds: f64,
@@ -104,6 +107,7 @@ impl Trainer {
             schedule,
             config,
             last_tokens: 0,
+            last_padding: 0,
             last_collective_seconds: 0.0,
             last_forward_seconds: 0.0,
             last_backward_seconds: 0.0,
@@ -157,6 +161,7 @@ impl Trainer {
             grad_norm,
             lr,
             tokens: self.last_tokens,
+            padding_tokens: self.last_padding,
             collective_seconds: self.last_collective_seconds,
             forward_seconds: self.last_forward_seconds,
             backward_seconds: self.last_backward_seconds,
@@ -190,7 +195,7 @@ impl Trainer {
         let layers = self.staged.layers();
         let mut collective_seconds = 0.0;
         let mut total_loss = 0.0;
-        let mut tokens = 0u64;
+        let (mut tokens, mut padding) = (0u64, 0u64);
         let (mut forward_seconds, mut backward_seconds) = (0.0, 0.0);
         for chunk in 0..chunks {
             let started = std::time::Instant::now();
@@ -205,7 +210,9 @@ impl Trainer {
                 None
             };
             for b in [Some(&queries), Some(&positives), negatives.as_ref()].into_iter().flatten() {
-                tokens += b.attention_mask.sum(Kind::Int64).int64_value(&[]) as u64;
+                let real = b.attention_mask.sum(Kind::Int64).int64_value(&[]) as u64;
+                tokens += real;
+                padding += (b.attention_mask.numel() as u64).saturating_sub(real);
             }
             let train = self.config.dropout;
             let width = self.model.embedding_width();
@@ -264,6 +271,7 @@ impl Trainer {
         self.last_backward_seconds = backward_seconds;
         self.last_collective_seconds = collective_seconds;
         self.last_tokens = tokens;
+        self.last_padding = padding;
         Ok(total_loss)
     }
 

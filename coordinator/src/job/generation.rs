@@ -40,6 +40,8 @@ pub(crate) struct Generation {
     /// Cursor after the last planned step.
     pub cursor: Cursor,
     pub next_planned: u64,
+    /// The highest step any rank asked a plan for.
+    pub highest_requested: Option<u64>,
     /// Plans (with the row numbers of every example and the cursor after the step), back to
     /// the last checkpoint.
     pub plans: BTreeMap<u64, PlannedStep>,
@@ -68,6 +70,7 @@ impl Generation {
             workers: Vec::new(),
             cursor: start.cursor.clone(),
             next_planned: start.step,
+            highest_requested: None,
             start,
             plans: BTreeMap::new(),
             reports: BTreeMap::new(),

@@ -358,6 +358,18 @@ impl JobStateMachine {
         state.end_step = steps.min(self.settings.steps).max(state.steps_done);
     }
 
+    /// Ends the job cleanly as soon as it can: after the first step that no rank has asked a
+    /// plan for yet (so that every rank sees the same checkpoint flag), with a checkpoint there.
+    /// For a scheduler's warning before a time limit (Slurm's `--signal`); `--resume` continues.
+    /// Returns the step after which the job will stop.
+    pub fn stop_at_next_checkpoint(&self) -> u64 {
+        let mut state = self.lock();
+        let next_unasked = state.generation.highest_requested.map_or(state.steps_done, |h| h + 1);
+        state.end_step = state.end_step.min((next_unasked + 1).max(state.steps_done + 1));
+        tracing::warn!(last_step = state.end_step - 1, "stopping at the next checkpoint, as asked");
+        state.end_step - 1
+    }
+
     /// True once every worker of the finished job has been told so (it may then go away).
     pub fn workers_released(&self) -> bool {
         let state = self.lock();

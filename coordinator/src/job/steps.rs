@@ -66,6 +66,8 @@ pub struct StepReport {
     pub examples: u64,
     /// Tokens it encoded.
     pub tokens: u64,
+    /// Padding positions of its batches.
+    pub padding_tokens: u64,
     /// Seconds the step took on this rank.
     pub step_seconds: f64,
     /// Seconds in collectives.
@@ -138,6 +140,8 @@ impl JobStateMachine {
             return Err(JobError::Failed(reason.clone()));
         }
         let rank = Self::rank_in(&state, worker_id, generation)?;
+        let highest = &mut state.generation.highest_requested;
+        *highest = Some(highest.map_or(step, |h| h.max(step)));
         if step >= state.end_step {
             state.generation.released.insert(worker_id.to_string());
             drop(state);
@@ -205,6 +209,7 @@ impl JobStateMachine {
         let seconds = reports.iter().map(|r| r.step_seconds).fold(0.0, f64::max).max(1e-9);
         let examples: u64 = reports.iter().map(|r| r.examples).sum();
         let tokens: u64 = reports.iter().map(|r| r.tokens).sum();
+        let padding_tokens: u64 = reports.iter().map(|r| r.padding_tokens).sum();
         let loss = reports[0].loss;
         state.steps_done = step + 1;
         state.last_loss = loss;
@@ -216,6 +221,7 @@ impl JobStateMachine {
             learning_rate: reports[0].learning_rate,
             examples,
             tokens,
+            padding_tokens,
             seconds,
             collective_seconds: reports.iter().map(|r| r.collective_seconds).fold(0.0, f64::max),
         };

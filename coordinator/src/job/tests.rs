@@ -46,6 +46,7 @@ fn report(worker: &Registered, step: u64) -> StepReport {
         loss: 1.0,
         examples: 4,
         tokens: 40,
+        padding_tokens: 10,
         step_seconds: 0.1,
         collective_seconds: 0.0,
         learning_rate: 1e-3,

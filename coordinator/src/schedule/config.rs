@@ -25,6 +25,19 @@ pub enum Strategy {
     EnEn,
 }
 
+impl Strategy {
+    /// The name a run config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hybrid => "hybrid",
+            Self::XXMono => "x-x-mono",
+            Self::XY => "x-y",
+            Self::XX => "x-x",
+            Self::EnEn => "en-en",
+        }
+    }
+}
+
 /// How the dataset of each batch is chosen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

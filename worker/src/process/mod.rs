@@ -175,6 +175,12 @@ pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
     let ring_address = listener.local_addr().map_err(|e| WorkerError::io("ring port", e))?;
     let client = runtime.block_on(connect(&config.coordinator, &config.token, config.connect_patience))?;
     let mut coordinator = Coordinator { runtime: &runtime, client, address, deadline: config.rpc_timeout };
+    // Listening on every interface: announce the address on the way to the coordinator.
+    let ring_address = if ring_address.ip().is_unspecified() {
+        SocketAddr::new(route_to(&config.coordinator.url)?, ring_address.port())
+    } else {
+        ring_address
+    };
     let host = config.host.clone().unwrap_or_else(|| ring_address.ip().to_string());
     let request = RegisterRequest {
         protocol_version: PROTOCOL_VERSION,
@@ -211,6 +217,26 @@ pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
         let _ = coordinator.call("heartbeat", farewell, |mut c| async move { c.heartbeat(report).await });
     }
     outcome
+}
+
+/// This machine's address on the route to the coordinator at `url` (what peers can reach when
+/// the ring listens on every interface).
+fn route_to(url: &str) -> Result<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let invalid = |message: String| WorkerError::invalid("--coordinator", message);
+    let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| invalid(format!("{url:?}: {e}")))?;
+    let host = uri.host().ok_or_else(|| invalid(format!("{url:?} has no host")))?;
+    let port = uri.port_u16().unwrap_or(50051);
+    let target = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        .to_socket_addrs()
+        .map_err(|e| invalid(format!("resolving {host}: {e}")))?
+        .next()
+        .ok_or_else(|| invalid(format!("{host} resolves to no address")))?;
+    let probe = std::net::UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })
+        .and_then(|socket| socket.connect(target).map(|()| socket))
+        .and_then(|socket| socket.local_addr())
+        .map_err(|e| WorkerError::io(format!("route to the coordinator {target}"), e))?;
+    Ok(probe.ip())
 }
 
 /// Everything after registration: model, store, rendezvous, ring, the training loop.
@@ -313,6 +339,7 @@ fn train(
             loss: outcome.loss,
             examples: batch.queries.len() as u64,
             tokens: outcome.tokens,
+            padding_tokens: outcome.padding_tokens,
             step_seconds: seconds,
             collective_seconds: outcome.collective_seconds,
             learning_rate: outcome.lr,
