@@ -178,10 +178,10 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
     drop(coordinator);
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
     assert!(
-        scraped.contains("rosetta_eval_map{benchmark=\"synth-lareqa\",setting=\"monolingual\",query_lang=\"qaa\",corpus_lang=\"qaa\"}"),
+        scraped.contains("rosetta_eval_map{run=\"w\",benchmark=\"synth-lareqa\",setting=\"monolingual\",query_lang=\"qaa\",corpus_lang=\"qaa\"}"),
         "{scraped}"
     );
-    assert!(scraped.contains("rosetta_eval_rank_distance_macro{benchmark=\"synth-lareqa\"}"), "{scraped}");
+    assert!(scraped.contains("rosetta_eval_rank_distance_macro{run=\"w\",benchmark=\"synth-lareqa\"}"), "{scraped}");
 
     // Side by side.
     let table = ok(rosetta(&[

@@ -243,24 +243,31 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
     let recorded = c.report_evaluation(authed(ReportEvaluationRequest { report_json })).await.unwrap().into_inner();
     assert_eq!(recorded.benchmark, "tiny");
     let metrics = scrape(metrics_address).await;
+    // Every series carries the run label (the run directory's name, "run").
     for series in [
-        "rosetta_eval_map{benchmark=\"tiny\",setting=\"monolingual\",query_lang=\"en\",corpus_lang=\"en\"} 1",
-        "rosetta_eval_map{benchmark=\"tiny\",setting=\"cross-lingual\",query_lang=\"en\",corpus_lang=\"de\"} 0.5",
-        "rosetta_eval_map{benchmark=\"tiny\",setting=\"multilingual\",query_lang=\"en\",corpus_lang=\"all\"}",
-        "rosetta_eval_rank_distance{benchmark=\"tiny\",query_lang=\"en\"} 2",
-        "rosetta_eval_map_macro{benchmark=\"tiny\",setting=\"monolingual\"}",
-        "rosetta_eval_rank_distance_macro{benchmark=\"tiny\"}",
-        "rosetta_eval_step{benchmark=\"tiny\"} 3",
-        "rosetta_step 4",
-        "rosetta_loss 1.7",
-        "rosetta_learning_rate",
-        "rosetta_examples_per_second 50",
-        "rosetta_tokens_per_second 500",
-        "rosetta_step_seconds_bucket",
-        "rosetta_collective_seconds_bucket",
-        "rosetta_batches_total{",
-        "rosetta_last_checkpoint_step 3",
-        "rosetta_workers{state=\"running\"} 2",
+        "rosetta_eval_map{run=\"run\",benchmark=\"tiny\",setting=\"monolingual\",query_lang=\"en\",corpus_lang=\"en\"} 1",
+        "rosetta_eval_map{run=\"run\",benchmark=\"tiny\",setting=\"cross-lingual\",query_lang=\"en\",corpus_lang=\"de\"} 0.5",
+        "rosetta_eval_map{run=\"run\",benchmark=\"tiny\",setting=\"multilingual\",query_lang=\"en\",corpus_lang=\"all\"}",
+        "rosetta_eval_rank_distance{run=\"run\",benchmark=\"tiny\",query_lang=\"en\"} 2",
+        "rosetta_eval_map_macro{run=\"run\",benchmark=\"tiny\",setting=\"monolingual\"}",
+        "rosetta_eval_rank_distance_macro{run=\"run\",benchmark=\"tiny\"}",
+        "rosetta_eval_step{run=\"run\",benchmark=\"tiny\"} 3",
+        "rosetta_step{run=\"run\"} 4",
+        "rosetta_loss{run=\"run\"} 1.7",
+        "rosetta_learning_rate{run=\"run\"}",
+        "rosetta_examples_per_second{run=\"run\"} 50",
+        "rosetta_tokens_per_second{run=\"run\"} 500",
+        "rosetta_step_seconds_bucket{run=\"run\",",
+        "rosetta_collective_seconds_bucket{run=\"run\",",
+        "rosetta_batches_total{run=\"run\",",
+        "rosetta_last_checkpoint_step{run=\"run\"} 3",
+        "rosetta_workers{run=\"run\",state=\"running\"} 2",
+        "rosetta_loss_by_kind{run=\"run\",kind=",
+        "rosetta_padding_tokens_total{run=\"run\"}",
+        "rosetta_padding_fraction{run=\"run\"} 0.333",
+        "rosetta_last_step_timestamp_seconds{run=\"run\"}",
+        "rosetta_run_info{run=\"run\",strategy=\"hybrid\",alpha=\"0.5\",model=\"virtual\",world_size=\"",
+        "rosetta_build_info{run=\"run\",version=\"",
     ] {
         assert!(metrics.contains(series), "{series} missing from /metrics:\n{metrics}");
     }
