@@ -101,7 +101,7 @@ def write_config(work, st_dir, steps, batch, world, name):
 
 def run_rosetta(rosetta, work, config):
     started = time.perf_counter()
-    out = subprocess.run([rosetta, "train", "--config", config, "--quiet"], check=True, capture_output=True,
+    out = subprocess.run([rosetta, "train", "--config", config, "--quiet", "--overwrite"], check=True, capture_output=True,
                          cwd=work, text=True).stdout
     seconds = time.perf_counter() - started
     # "steady state: X s/step, ..." (timed by rosetta train after the first 2 steps)

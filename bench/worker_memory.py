@@ -58,11 +58,11 @@ def timed(command):
     return time.monotonic() - started, usage.ru_maxrss / 1024
 
 
-def run_job(binary, config, token_file):
+def run_job(binary, config, token_file, extra=()):
     """A coordinator and two workers; returns [(start-up s, peak RSS MiB) per worker], coordinator RSS."""
     env = dict(os.environ, RUST_LOG="info")
     coordinator = subprocess.Popen([binary, "coordinator", "--config", config, "--listen", "127.0.0.1:0",
-                                    "--token-file", token_file], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    "--token-file", token_file, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                    env=env)
     line = coordinator.stdout.readline().decode()
     match = re.search(r"coordinator on (\S+),", line)
@@ -125,7 +125,7 @@ def main():
         new_config = os.path.join(data, "new.yaml")
         write_config(new_config, data, tokenizer, os.path.join(data, "run-new"), store)
         pack = timed([args.new, "data", "pack", "--config", new_config])
-        workers, coordinator = run_job(args.new, new_config, token)
+        workers, coordinator = run_job(args.new, new_config, token, ["--overwrite"])
         rows.append(("row store (new)", groups, size_mb, workers, coordinator, pack))
         print(f"new, {groups} groups: pack {pack[0]:.1f} s at {pack[1]:.0f} MiB; workers {workers}; "
               f"coordinator {coordinator:.0f} MiB", flush=True)

@@ -25,7 +25,7 @@ fi
 # munge: the key comes with the package; the daemon runs as the munge user.
 install -d -o munge -g munge -m 0755 /run/munge
 if ! pgrep -x munged >/dev/null; then
-    runuser -u munge -- /usr/sbin/munged
+    runuser -u munge -- /usr/sbin/munged --force
 fi
 
 host="$(hostname -s)"
