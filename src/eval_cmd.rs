@@ -46,9 +46,10 @@ pub struct EvalArgs {
     /// Torch threads per worker [default: CPU cores / workers].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Candidates per query and pool in the TREC run files (with qrels.txt, under `trec/`);
-    /// 0 writes none. Run files hold one line per candidate: mind the size on large benchmarks.
-    #[arg(long, default_value_t = 1000)]
+    /// Candidates per query and pool in TREC run files (with qrels.txt, under `trec/`); 0 (the
+    /// default) writes none. A LAReQA benchmark gets one run per language pair plus the pooled
+    /// one: the size is printed before they are written (XQuAD-R at depth 1000: several GB).
+    #[arg(long, default_value_t = 0)]
     pub trec_depth: usize,
     /// Also write the query and corpus embeddings with their ids as Parquet into this directory.
     #[arg(long)]

@@ -80,7 +80,7 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
         assert!(printed.trim().ends_with("synth-lareqa"), "{printed}");
         out_dir.join("synth-lareqa")
     };
-    let one = eval("1", "one", &["--save-embeddings", "emb"]);
+    let one = eval("1", "one", &["--save-embeddings", "emb", "--trec-depth", "20"]);
     let three = eval("3", "three", &["--trec-depth", "0"]);
     let (a, b) = (report(&one), report(&three));
     assert_eq!(a.lareqa, b.lareqa, "1 and 3 workers disagree");

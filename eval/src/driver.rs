@@ -91,6 +91,14 @@ pub fn evaluate(
         let dir = run.out.join(&task.name);
         write_report(&dir, &report)?;
         if depth > 0 {
+            let (lines, bytes) = crate::output::trec_size(&task, depth);
+            if !run.quiet {
+                eprintln!(
+                    "writing TREC run files of depth {depth}: about {lines} lines, {:.1} MB, into {}",
+                    bytes as f64 / 1e6,
+                    dir.join("trec").display()
+                );
+            }
             write_trec(&dir.join("trec"), &task, &ranking, depth)?;
         }
         if !run.quiet {

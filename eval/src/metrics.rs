@@ -48,6 +48,29 @@ pub fn rank_distance(ranks: &[u64]) -> u64 {
     }
 }
 
+/// Spearman's rank correlation of two paired samples without ties (Pearson's r of their ranks);
+/// `None` with fewer than three pairs or a constant sample.
+pub fn spearman(a: &[u64], b: &[u64]) -> Option<f64> {
+    if a.len() != b.len() || a.len() < 3 {
+        return None;
+    }
+    let ranks = |values: &[u64]| {
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by_key(|&i| values[i]);
+        let mut ranks = vec![0.0; values.len()];
+        for (rank, &i) in order.iter().enumerate() {
+            ranks[i] = rank as f64;
+        }
+        ranks
+    };
+    let (x, y) = (ranks(a), ranks(b));
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(&y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let (vx, vy): (f64, f64) = (x.iter().map(|a| (a - mx).powi(2)).sum(), y.iter().map(|b| (b - my).powi(2)).sum());
+    (vx > 0.0 && vy > 0.0).then(|| cov / (vx * vy).sqrt())
+}
+
 /// Arithmetic mean; `None` for no values.
 pub fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     let (sum, count) = values.into_iter().fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
@@ -90,5 +113,14 @@ mod tests {
         // A relevant document beyond the cut-off still counts in the ideal ordering.
         assert!(close(ndcg_at(&[(1, 1), (11, 1)], 10), 1.0 / (1.0 + 1.0 / 3f64.log2())));
         assert!(close(ndcg_at(&[(1, 2)], 10), 1.0));
+    }
+
+    #[test]
+    fn spearman_by_hand() {
+        // Same order, reversed order, and one swap of four (1 − 6·2 / (4·15) = 0.8).
+        assert!(close(spearman(&[1, 5, 9], &[2, 3, 40]).unwrap(), 1.0));
+        assert!(close(spearman(&[1, 5, 9], &[40, 3, 2]).unwrap(), -1.0));
+        assert!(close(spearman(&[1, 2, 3, 4], &[1, 3, 2, 4]).unwrap(), 0.8));
+        assert_eq!(spearman(&[1, 2], &[2, 1]), None);
     }
 }

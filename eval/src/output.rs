@@ -13,6 +13,8 @@ use crate::task::EvalTask;
 
 /// File name of the machine-readable report inside a report directory.
 pub const REPORT_JSON: &str = "report.json";
+/// File name of every query's numbers inside a report directory.
+pub const PER_QUERY_JSON: &str = "per_query.json";
 
 /// Writes `report.json`, `report.md`, `report.html` and (LAReQA) `heatmap.svg` and `bias.svg`
 /// into `dir`, each atomically (temporary file, then rename). Returns the paths written.
@@ -21,6 +23,11 @@ pub fn write_report(dir: &Path, report: &EvalReport) -> Result<Vec<PathBuf>> {
     let json = serde_json::to_string_pretty(report).map_err(|e| EvalError::invalid("report", e.to_string()))?;
     let mut files =
         vec![(REPORT_JSON, json), ("report.md", render::markdown(report)), ("report.html", render::html(report))];
+    if let Some(per_query) = &report.per_query {
+        let text =
+            serde_json::to_string(per_query).map_err(|e| EvalError::invalid("per-query results", e.to_string()))?;
+        files.push((PER_QUERY_JSON, text));
+    }
     if let Some(lareqa) = &report.lareqa {
         files.push((
             "heatmap.svg",
@@ -29,6 +36,24 @@ pub fn write_report(dir: &Path, report: &EvalReport) -> Result<Vec<PathBuf>> {
         files.push(("bias.svg", render::bias_svg(lareqa, "rank distance by query language (lower is less biased)")));
     }
     files.into_iter().map(|(name, text)| write_atomic(&dir.join(name), text.as_bytes())).collect()
+}
+
+/// Reads the per-query numbers of a report directory (`per_query.json`).
+pub fn read_per_query(dir: &Path) -> Result<crate::per_query::PerQueryResults> {
+    let file = dir.join(PER_QUERY_JSON);
+    let bytes = std::fs::read(&file).map_err(|e| EvalError::io(&file, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| EvalError::invalid(file.display().to_string(), e.to_string()))
+}
+
+/// The size of the TREC run files `write_trec` would write: lines and bytes (about).
+pub fn trec_size(task: &EvalTask, depth: usize) -> (usize, usize) {
+    let pools = match task.protocol {
+        Protocol::Lareqa => task.languages.len() + 1,
+        Protocol::Qrels => 1,
+    };
+    let lines = task.num_queries() * depth.min(task.num_docs()) * pools;
+    let id = |ids: &[String]| ids.iter().map(String::len).sum::<usize>() / ids.len().max(1);
+    (lines, lines * (id(&task.query_ids) + id(&task.doc_ids) + 30))
 }
 
 /// Reads a report from `report.json` or from a directory that holds one.

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use rosetta_datasets::benchmark::Protocol;
 
+use crate::document::{Document, Table, escape};
 use crate::report::{EvalReport, LareqaResults, QrelsResults};
 
 /// A number with three decimals, or `–` when absent.
@@ -16,100 +17,156 @@ pub fn fmt1(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_string(), |v| format!("{v:.1}"))
 }
 
-/// The tables a paper would show (per-language summary, query × corpus mAP, rank distance).
-pub fn markdown(report: &EvalReport) -> String {
-    let mut out = String::new();
+/// The report as a document: the tables a paper would show (per-language summary, query ×
+/// corpus mAP, rank distance) and, for LAReQA benchmarks, the two pictures.
+pub fn document(report: &EvalReport) -> Document {
     let step = report.step.map(|s| format!(" (step {s})")).unwrap_or_default();
-    let _ = writeln!(out, "# {} — {}{step}\n", report.benchmark, report.model);
-    let _ = writeln!(
-        out,
-        "{} queries, {} candidates, {} languages. AP: {}.\n",
+    let mut doc = Document::new(format!("{} — {}{step}", report.benchmark, report.model));
+    doc.paragraph(format!(
+        "{} queries, {} candidates, {} languages. AP: {}.",
         report.queries,
         report.candidates,
         report.languages.len(),
         report.ap_variant
-    );
+    ));
     if let Some(lareqa) = &report.lareqa {
-        lareqa_markdown(&mut out, lareqa);
+        lareqa_blocks(&mut doc, lareqa, &report.benchmark);
     }
     if let Some(qrels) = &report.qrels {
-        qrels_markdown(&mut out, qrels);
+        doc.table(qrels_table(qrels));
     }
-    out
+    doc
 }
 
-fn lareqa_markdown(out: &mut String, r: &LareqaResults) {
-    let _ = writeln!(out, "## Summary\n");
-    let _ = writeln!(out, "| setting | mAP | R@k | settings |\n|---|---|---|---|");
+/// The report as Markdown.
+pub fn markdown(report: &EvalReport) -> String {
+    document(report).markdown()
+}
+
+/// The report as a self-contained HTML page: real tables and both pictures inline.
+pub fn html(report: &EvalReport) -> String {
+    document(report).html()
+}
+
+fn row(cells: impl IntoIterator<Item = String>) -> Vec<String> {
+    cells.into_iter().collect()
+}
+
+fn lareqa_blocks(doc: &mut Document, r: &LareqaResults, benchmark: &str) {
+    doc.heading(1, "Summary");
+    let mut summary = Table {
+        caption: String::new(),
+        header: row(["setting", "mAP", "R@k", "nDCG@10", "settings"].map(String::from)),
+        rows: Vec::new(),
+    };
     for (setting, recall, average) in [
         ("monolingual", "R@1", r.monolingual),
         ("cross-lingual", "R@1", r.cross_lingual),
         ("multilingual", "R@10", r.multilingual),
     ] {
-        let _ = writeln!(
-            out,
-            "| {setting} | {} | {recall} {} | {} |",
+        summary.rows.push(row([
+            setting.to_string(),
             fmt3(average.map),
-            fmt3(average.recall),
-            average.settings
-        );
+            format!("{recall} {}", fmt3(average.recall)),
+            fmt3(average.ndcg_at_10),
+            average.settings.to_string(),
+        ]));
     }
-    let _ = writeln!(out, "\nRank distance (language bias, lower is better): {}\n", fmt1(r.rank_distance));
-    let _ = writeln!(out, "## Per query language\n");
-    let _ = writeln!(
-        out,
-        "| lang | mono mAP | mono R@1 | cross mAP | multi mAP | multi R@10 | rank distance | queries (skipped) |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    doc.table(summary);
+    doc.paragraph(format!(
+        "Rank distance (language bias, lower is better): {}. Parallel rank correlation (language bias, 1 = none): {} over {} groups.",
+        fmt1(r.rank_distance),
+        fmt3(r.parallel_rank_correlation),
+        r.parallel_rank_correlation_coverage.evaluated
+    ));
+    doc.heading(1, "Per query language");
+    let mut per_language = Table {
+        caption: String::new(),
+        header: row([
+            "lang",
+            "mono mAP",
+            "mono R@1",
+            "cross mAP",
+            "multi mAP",
+            "multi R@10",
+            "rank distance",
+            "queries (skipped)",
+        ]
+        .map(String::from)),
+        rows: Vec::new(),
+    };
     for pooled in &r.pooled {
         let lang = &pooled.query_lang;
         let mono = r.pairs.iter().find(|p| &p.query_lang == lang && &p.corpus_lang == lang);
         let cross = crate::metrics::mean(
             r.pairs.iter().filter(|p| &p.query_lang == lang && &p.corpus_lang != lang).filter_map(|p| p.map),
         );
-        let _ = writeln!(
-            out,
-            "| {lang} | {} | {} | {} | {} | {} | {} | {} ({}) |",
+        per_language.rows.push(row([
+            lang.clone(),
             fmt3(mono.and_then(|p| p.map)),
             fmt3(mono.and_then(|p| p.recall_at_1)),
             fmt3(cross),
             fmt3(pooled.map),
             fmt3(pooled.recall_at_10),
             fmt1(pooled.rank_distance),
-            pooled.coverage.evaluated,
-            pooled.coverage.skipped
-        );
+            format!("{} ({})", pooled.coverage.evaluated, pooled.coverage.skipped),
+        ]));
     }
+    doc.table(per_language);
     let languages = matrix_languages(r);
-    let _ = writeln!(out, "\n## mAP, query language (rows) × corpus language (columns)\n");
-    let _ = writeln!(out, "| q \\ c | {} |", languages.join(" | "));
-    let _ = writeln!(out, "|---|{}", "---|".repeat(languages.len()));
-    for ql in &languages {
-        let cells: Vec<String> = languages.iter().map(|cl| fmt3(pair_map(r, ql, cl))).collect();
-        let _ = writeln!(out, "| {ql} | {} |", cells.join(" | "));
-    }
+    doc.heading(1, "mAP, query language (rows) × corpus language (columns)");
+    let mut header = vec!["q \\ c".to_string()];
+    header.extend(languages.iter().cloned());
+    let rows = languages
+        .iter()
+        .map(|ql| {
+            let mut cells = vec![ql.clone()];
+            cells.extend(languages.iter().map(|cl| fmt3(pair_map(r, ql, cl))));
+            cells
+        })
+        .collect();
+    doc.table(Table { caption: String::new(), header, rows });
     let skipped: usize = r.pairs.iter().map(|p| p.coverage.skipped).sum();
     if skipped > 0 {
-        let _ =
-            writeln!(out, "\n{skipped} (query, corpus language) settings had no relevant candidate and were skipped.");
+        doc.paragraph(format!(
+            "{skipped} (query, corpus language) settings had no relevant candidate and were skipped."
+        ));
     }
+    doc.picture(
+        "mAP by query × corpus language",
+        heatmap_svg(r, &format!("{benchmark}: mAP by query × corpus language")),
+        Some("heatmap.svg"),
+    );
+    doc.picture(
+        "rank distance by query language",
+        bias_svg(r, "rank distance by query language (lower is less biased)"),
+        Some("bias.svg"),
+    );
 }
 
-fn qrels_markdown(out: &mut String, r: &QrelsResults) {
-    let _ = writeln!(out, "| lang | nDCG@10 | R@100 | MAP | queries (skipped) |\n|---|---|---|---|---|");
+fn qrels_table(r: &QrelsResults) -> Table {
+    let mut table = Table {
+        caption: String::new(),
+        header: row(["lang", "nDCG@10", "R@100", "MAP", "queries (skipped)"].map(String::from)),
+        rows: Vec::new(),
+    };
     for l in &r.languages {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} ({}) |",
-            l.lang,
+        table.rows.push(row([
+            l.lang.clone(),
             fmt3(l.ndcg_at_10),
             fmt3(l.recall_at_100),
             fmt3(l.map),
-            l.coverage.evaluated,
-            l.coverage.skipped
-        );
+            format!("{} ({})", l.coverage.evaluated, l.coverage.skipped),
+        ]));
     }
-    let _ = writeln!(out, "| **average** | {} | {} | {} | |", fmt3(r.ndcg_at_10), fmt3(r.recall_at_100), fmt3(r.map));
+    table.rows.push(row([
+        "average".to_string(),
+        fmt3(r.ndcg_at_10),
+        fmt3(r.recall_at_100),
+        fmt3(r.map),
+        String::new(),
+    ]));
+    table
 }
 
 /// Languages that appear in the pair matrix, in report order.
@@ -129,10 +186,6 @@ fn matrix_languages(r: &LareqaResults) -> Vec<String> {
 
 fn pair_map(r: &LareqaResults, ql: &str, cl: &str) -> Option<f64> {
     r.pairs.iter().find(|p| p.query_lang == ql && p.corpus_lang == cl).and_then(|p| p.map)
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Heat colour for a value in [0, 1]: pale yellow (low) to dark blue (high).
@@ -226,22 +279,6 @@ pub fn bias_svg(r: &LareqaResults, title: &str) -> String {
     }
     svg.push_str("</svg>");
     svg
-}
-
-/// A self-contained page: the Markdown tables as preformatted text and both pictures inline.
-pub fn html(report: &EvalReport) -> String {
-    let mut page = String::new();
-    let _ = write!(
-        page,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body style=\"font-family:sans-serif\">",
-        escape(&report.benchmark)
-    );
-    if let Some(lareqa) = &report.lareqa {
-        page.push_str(&heatmap_svg(lareqa, &format!("{}: mAP by query × corpus language", report.benchmark)));
-        page.push_str(&bias_svg(lareqa, "rank distance by query language (lower is less biased)"));
-    }
-    let _ = write!(page, "<pre>{}</pre></body></html>", escape(&markdown(report)));
-    page
 }
 
 /// One line with the headline numbers of a report.

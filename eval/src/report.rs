@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use rosetta_datasets::benchmark::Protocol;
 
-use crate::metrics::{average_precision, mean, ndcg_at, rank_distance, recall_at};
+use crate::metrics::{average_precision, mean, ndcg_at, rank_distance, recall_at, spearman};
+use crate::per_query::{PerQueryResults, QueryResult};
 use crate::rank::Ranking;
 use crate::task::EvalTask;
 
@@ -31,6 +32,9 @@ pub struct PairResult {
     pub map: Option<f64>,
     /// Mean recall at 1.
     pub recall_at_1: Option<f64>,
+    /// Mean nDCG@10 (gain 1 per relevant candidate), to set beside MTEB's numbers.
+    #[serde(default)]
+    pub ndcg_at_10: Option<f64>,
     /// Queries evaluated and skipped.
     pub coverage: Coverage,
 }
@@ -42,6 +46,9 @@ pub struct MacroAverage {
     pub map: Option<f64>,
     /// Mean of the settings' R@k (k = 1 for mono/cross, 10 for multilingual).
     pub recall: Option<f64>,
+    /// Mean of the settings' nDCG@10.
+    #[serde(default)]
+    pub ndcg_at_10: Option<f64>,
     /// Settings that entered the mean.
     pub settings: usize,
 }
@@ -55,6 +62,9 @@ pub struct PooledResult {
     pub map: Option<f64>,
     /// Mean recall at 10 over the pooled corpus.
     pub recall_at_10: Option<f64>,
+    /// Mean nDCG@10 over the pooled corpus.
+    #[serde(default)]
+    pub ndcg_at_10: Option<f64>,
     /// Mean rank distance (max − min rank of the relevant candidates; queries with at least two).
     pub rank_distance: Option<f64>,
     /// Queries evaluated and skipped for mAP and R@10.
@@ -80,6 +90,16 @@ pub struct LareqaResults {
     pub pooled: Vec<PooledResult>,
     /// Rank distance macro-averaged over query languages (lower is less biased).
     pub rank_distance: Option<f64>,
+    /// A second language-bias measure: for every parallel group, the mean Spearman correlation
+    /// between the orders its query versions (one per language) give their shared relevant
+    /// candidates in the pooled corpus, averaged over groups. 1: every version orders the
+    /// answers the same way, whatever its language; lower: the query's language changes which
+    /// answers come first (groups with at least two versions and three relevant candidates).
+    #[serde(default)]
+    pub parallel_rank_correlation: Option<f64>,
+    /// Groups that entered it, and groups left out.
+    #[serde(default)]
+    pub parallel_rank_correlation_coverage: Coverage,
 }
 
 /// One language of the qrels protocol (queries ranked against the corpus of their language).
@@ -135,14 +155,18 @@ pub struct EvalReport {
     pub lareqa: Option<LareqaResults>,
     /// Qrels results (for `qrels` benchmarks).
     pub qrels: Option<QrelsResults>,
+    /// The numbers of every query (written to `per_query.json`, not into `report.json`).
+    #[serde(skip)]
+    pub per_query: Option<PerQueryResults>,
 }
 
 impl EvalReport {
-    /// Computes every metric of the task's protocol from the ranks.
+    /// Computes every metric of the task's protocol from the ranks (and every query's numbers).
     pub fn compute(task: &EvalTask, ranking: &Ranking, model: &str, step: Option<u64>) -> Self {
+        let mut per_query = per_query_skeleton(task);
         let (lareqa, qrels) = match task.protocol {
-            Protocol::Lareqa => (Some(lareqa_results(task, ranking)), None),
-            Protocol::Qrels => (None, Some(qrels_results(task, ranking))),
+            Protocol::Lareqa => (Some(lareqa_results(task, ranking, &mut per_query)), None),
+            Protocol::Qrels => (None, Some(qrels_results(task, ranking, &mut per_query))),
         };
         Self {
             benchmark: task.name.clone(),
@@ -155,6 +179,7 @@ impl EvalReport {
             ap_variant: AP_VARIANT.to_string(),
             lareqa,
             qrels,
+            per_query: Some(per_query),
         }
     }
 
@@ -166,6 +191,10 @@ impl EvalReport {
             ("cross_lingual_map", Some(l), _) => l.cross_lingual.map,
             ("multilingual_map", Some(l), _) => l.multilingual.map,
             ("rank_distance", Some(l), _) => l.rank_distance,
+            ("parallel_rank_correlation", Some(l), _) => l.parallel_rank_correlation,
+            ("monolingual_ndcg_at_10", Some(l), _) => l.monolingual.ndcg_at_10,
+            ("cross_lingual_ndcg_at_10", Some(l), _) => l.cross_lingual.ndcg_at_10,
+            ("multilingual_ndcg_at_10", Some(l), _) => l.multilingual.ndcg_at_10,
             ("ndcg_at_10", _, Some(q)) => q.ndcg_at_10,
             ("recall_at_100", _, Some(q)) => q.recall_at_100,
             ("map", _, Some(q)) => q.map,
@@ -180,26 +209,62 @@ pub const METRICS: &[(&str, bool)] = &[
     ("cross_lingual_map", true),
     ("multilingual_map", true),
     ("rank_distance", false),
+    ("parallel_rank_correlation", true),
+    ("monolingual_ndcg_at_10", true),
+    ("cross_lingual_ndcg_at_10", true),
+    ("multilingual_ndcg_at_10", true),
     ("ndcg_at_10", true),
     ("recall_at_100", true),
     ("map", true),
 ];
 
-fn lareqa_results(task: &EvalTask, ranking: &Ranking) -> LareqaResults {
+/// Every query with its parallel group (the set of its relevant candidates) and no numbers yet.
+fn per_query_skeleton(task: &EvalTask) -> PerQueryResults {
+    let mut groups: Vec<String> = Vec::new();
+    let mut group_of: std::collections::HashMap<Vec<u32>, u32> = std::collections::HashMap::new();
+    let queries = task
+        .relevant
+        .iter()
+        .enumerate()
+        .map(|(q, list)| {
+            let mut key: Vec<u32> = list.iter().map(|r| r.doc).collect();
+            key.sort_unstable();
+            let next = groups.len() as u32;
+            let group = *group_of.entry(key).or_insert_with(|| {
+                groups.push(task.query_ids[q].clone());
+                next
+            });
+            QueryResult { id: task.query_ids[q].clone(), group, lang: task.query_lang[q], ..QueryResult::default() }
+        })
+        .collect();
+    PerQueryResults { benchmark: task.name.clone(), languages: task.languages.clone(), groups, queries }
+}
+
+fn binary_ndcg(ranks: &[u64]) -> f64 {
+    let judged: Vec<(u64, i32)> = ranks.iter().map(|&r| (r, 1)).collect();
+    ndcg_at(&judged, 10)
+}
+
+fn lareqa_results(task: &EvalTask, ranking: &Ranking, per_query: &mut PerQueryResults) -> LareqaResults {
     let languages = task.languages.len();
     let offsets = task.pair_offsets();
-    // Per (query language, corpus language): AP and R@1 of each evaluated query, and skips.
+    // Per (query language, corpus language): AP, R@1 and nDCG@10 of each evaluated query, and skips.
     let mut ap = vec![Vec::new(); languages * languages];
     let mut r1 = vec![Vec::new(); languages * languages];
+    let mut ndcg = vec![Vec::new(); languages * languages];
     let mut skipped = vec![0usize; languages * languages];
     let mut pooled_ap = vec![Vec::new(); languages];
     let mut pooled_r10 = vec![Vec::new(); languages];
+    let mut pooled_ndcg = vec![Vec::new(); languages];
     let mut pooled_skipped = vec![0usize; languages];
     let mut distances = vec![Vec::new(); languages];
     let mut distance_skipped = vec![0usize; languages];
     let mut all_ap = Vec::new();
     let mut in_pool: Vec<Vec<u64>> = vec![Vec::new(); languages];
-    for ((&query_lang, list), &first_pair) in task.query_lang.iter().zip(&task.relevant).zip(&offsets) {
+    // Per group: each version's pooled ranks of the relevant candidates, in corpus order.
+    let mut versions: Vec<Vec<Vec<u64>>> = vec![Vec::new(); per_query.groups.len()];
+    for (q, ((&query_lang, list), &first_pair)) in task.query_lang.iter().zip(&task.relevant).zip(&offsets).enumerate()
+    {
         let ql = query_lang as usize;
         for ranks in &mut in_pool {
             ranks.clear();
@@ -211,28 +276,41 @@ fn lareqa_results(task: &EvalTask, ranking: &Ranking) -> LareqaResults {
             in_pool[cl].push(ranking.rank_in(pair, [cl]));
             pooled.push(ranking.rank_pooled(pair));
         }
+        let result = &mut per_query.queries[q];
+        result.pair_ap = vec![None; languages];
+        result.pair_ndcg = vec![None; languages];
         for (cl, ranks) in in_pool.iter().enumerate() {
             let setting = ql * languages + cl;
             if ranks.is_empty() {
                 skipped[setting] += 1;
             } else {
-                ap[setting].push(average_precision(ranks));
+                let (value, gain) = (average_precision(ranks), binary_ndcg(ranks));
+                ap[setting].push(value);
                 r1[setting].push(recall_at(ranks, 1));
+                ndcg[setting].push(gain);
+                result.pair_ap[cl] = Some(value as f32);
+                result.pair_ndcg[cl] = Some(gain as f32);
             }
         }
         if pooled.is_empty() {
             pooled_skipped[ql] += 1;
         } else {
-            let value = average_precision(&pooled);
+            let (value, gain) = (average_precision(&pooled), binary_ndcg(&pooled));
             pooled_ap[ql].push(value);
             all_ap.push(value);
             pooled_r10[ql].push(recall_at(&pooled, 10));
+            pooled_ndcg[ql].push(gain);
+            result.pooled_ap = Some(value as f32);
+            result.pooled_ndcg = Some(gain as f32);
         }
         if pooled.len() < 2 {
             distance_skipped[ql] += 1;
         } else {
-            distances[ql].push(rank_distance(&pooled) as f64);
+            let distance = rank_distance(&pooled) as f64;
+            distances[ql].push(distance);
+            result.rank_distance = Some(distance as f32);
         }
+        versions[result.group as usize].push(pooled);
     }
     let mut pairs = Vec::with_capacity(languages * languages);
     for ql in 0..languages {
@@ -243,6 +321,7 @@ fn lareqa_results(task: &EvalTask, ranking: &Ranking) -> LareqaResults {
                 corpus_lang: task.languages[cl].clone(),
                 map: mean(ap[setting].iter().copied()),
                 recall_at_1: mean(r1[setting].iter().copied()),
+                ndcg_at_10: mean(ndcg[setting].iter().copied()),
                 coverage: Coverage { evaluated: ap[setting].len(), skipped: skipped[setting] },
             });
         }
@@ -252,6 +331,7 @@ fn lareqa_results(task: &EvalTask, ranking: &Ranking) -> LareqaResults {
         MacroAverage {
             map: mean(chosen.iter().filter_map(|p| p.map)),
             recall: mean(chosen.iter().filter_map(|p| p.recall_at_1)),
+            ndcg_at_10: mean(chosen.iter().filter_map(|p| p.ndcg_at_10)),
             settings: chosen.len(),
         }
     };
@@ -263,6 +343,7 @@ fn lareqa_results(task: &EvalTask, ranking: &Ranking) -> LareqaResults {
             query_lang: task.languages[ql].clone(),
             map: mean(pooled_ap[ql].iter().copied()),
             recall_at_10: mean(pooled_r10[ql].iter().copied()),
+            ndcg_at_10: mean(pooled_ndcg[ql].iter().copied()),
             rank_distance: mean(distances[ql].iter().copied()),
             coverage: Coverage { evaluated: pooled_ap[ql].len(), skipped: pooled_skipped[ql] },
             rank_distance_coverage: Coverage { evaluated: distances[ql].len(), skipped: distance_skipped[ql] },
@@ -272,9 +353,11 @@ fn lareqa_results(task: &EvalTask, ranking: &Ranking) -> LareqaResults {
     let multilingual = MacroAverage {
         map: mean(evaluated.iter().filter_map(|p| p.map)),
         recall: mean(evaluated.iter().filter_map(|p| p.recall_at_10)),
+        ndcg_at_10: mean(evaluated.iter().filter_map(|p| p.ndcg_at_10)),
         settings: evaluated.len(),
     };
     let rank_distance = mean(pooled.iter().filter_map(|p| p.rank_distance));
+    let (correlation, correlation_coverage) = parallel_rank_correlation(&versions);
     LareqaResults {
         pairs,
         monolingual,
@@ -283,10 +366,34 @@ fn lareqa_results(task: &EvalTask, ranking: &Ranking) -> LareqaResults {
         multilingual_map_all_queries: mean(all_ap),
         pooled,
         rank_distance,
+        parallel_rank_correlation: correlation,
+        parallel_rank_correlation_coverage: correlation_coverage,
     }
 }
 
-fn qrels_results(task: &EvalTask, ranking: &Ranking) -> QrelsResults {
+/// The mean over groups of the mean pairwise Spearman correlation of the group's versions.
+fn parallel_rank_correlation(versions: &[Vec<Vec<u64>>]) -> (Option<f64>, Coverage) {
+    let mut per_group = Vec::new();
+    let mut skipped = 0;
+    for group in versions {
+        let mut correlations = Vec::new();
+        for (i, a) in group.iter().enumerate() {
+            for b in &group[i + 1..] {
+                if let Some(r) = spearman(a, b) {
+                    correlations.push(r);
+                }
+            }
+        }
+        match mean(correlations) {
+            Some(r) => per_group.push(r),
+            None => skipped += 1,
+        }
+    }
+    let coverage = Coverage { evaluated: per_group.len(), skipped };
+    (mean(per_group), coverage)
+}
+
+fn qrels_results(task: &EvalTask, ranking: &Ranking, per_query: &mut PerQueryResults) -> QrelsResults {
     let languages = task.languages.len();
     let offsets = task.pair_offsets();
     let mut ndcg = vec![Vec::new(); languages];
@@ -295,7 +402,8 @@ fn qrels_results(task: &EvalTask, ranking: &Ranking) -> QrelsResults {
     let mut skipped = vec![0usize; languages];
     let mut outside = vec![0usize; languages];
     let mut seen = vec![false; languages];
-    for ((&query_lang, list), &first_pair) in task.query_lang.iter().zip(&task.relevant).zip(&offsets) {
+    for (q, ((&query_lang, list), &first_pair)) in task.query_lang.iter().zip(&task.relevant).zip(&offsets).enumerate()
+    {
         let ql = query_lang as usize;
         seen[ql] = true;
         let mut judged = Vec::new();
@@ -311,9 +419,12 @@ fn qrels_results(task: &EvalTask, ranking: &Ranking) -> QrelsResults {
             continue;
         }
         let ranks: Vec<u64> = judged.iter().map(|(rank, _)| *rank).collect();
-        ndcg[ql].push(ndcg_at(&judged, 10));
+        let (gain, precision) = (ndcg_at(&judged, 10), average_precision(&ranks));
+        ndcg[ql].push(gain);
         recall[ql].push(recall_at(&ranks, 100));
-        ap[ql].push(average_precision(&ranks));
+        ap[ql].push(precision);
+        let result = &mut per_query.queries[q];
+        (result.ndcg_at_10, result.ap) = (Some(gain as f32), Some(precision as f32));
     }
     let per_language: Vec<QrelsLanguage> = (0..languages)
         .filter(|&l| seen[l])

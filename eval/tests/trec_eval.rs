@@ -47,6 +47,7 @@ fn assert_close(ours: Option<f64>, theirs: &Value, what: &str) {
 
 #[test]
 fn lareqa_numbers_match_pytrec_eval() {
+    let mut correlations = 0;
     for (seed, ties) in [(11, true), (12, false), (13, true)] {
         let dir = tempfile::tempdir().unwrap();
         let (task, q, d, dim) = random_task(seed, Protocol::Lareqa, 3, 60, 150, ties);
@@ -61,6 +62,7 @@ fn lareqa_numbers_match_pytrec_eval() {
                 Some(t) => {
                     assert_close(pair.map, &t["map"], &format!("{key} map"));
                     assert_close(pair.recall_at_1, &t["recall_1"], &format!("{key} R@1"));
+                    assert_close(pair.ndcg_at_10, &t["ndcg_cut_10"], &format!("{key} nDCG@10"));
                     assert_eq!(t["n"].as_u64().unwrap() as usize, pair.coverage.evaluated, "{key} queries");
                     compared += 1;
                 }
@@ -72,11 +74,19 @@ fn lareqa_numbers_match_pytrec_eval() {
             let t = &theirs["multilingual"][&pooled.query_lang];
             assert_close(pooled.map, &t["map"], &format!("multilingual {} map", pooled.query_lang));
             assert_close(pooled.recall_at_10, &t["recall_10"], "multilingual R@10");
+            assert_close(pooled.ndcg_at_10, &t["ndcg_cut_10"], "multilingual nDCG@10");
             match pooled.rank_distance {
                 Some(rd) => assert_close(Some(rd), &t["rank_distance"], "rank distance"),
                 None => assert!(t["rank_distance"].is_null()),
             }
             assert_eq!(t["n"].as_u64().unwrap() as usize, pooled.coverage.evaluated);
+        }
+        match lareqa.parallel_rank_correlation {
+            Some(r) => {
+                assert_close(Some(r), &theirs["parallel_rank_correlation"], "parallel rank correlation");
+                correlations += 1;
+            }
+            None => assert!(theirs["parallel_rank_correlation"].is_null()),
         }
         // Skipped queries are counted: every query is either evaluated or skipped in each setting.
         for pair in &lareqa.pairs {
@@ -84,6 +94,7 @@ fn lareqa_numbers_match_pytrec_eval() {
             assert_eq!(pair.coverage.evaluated + pair.coverage.skipped, in_lang);
         }
     }
+    assert_eq!(correlations, 3, "every random task should have parallel groups with three relevant candidates");
 }
 
 #[test]

@@ -38,9 +38,12 @@ pub fn random_task(
     let langs: Vec<String> = (0..languages)
         .map(|i| format!("q{}{}", (b'a' + (i / 26) as u8) as char, (b'a' + (i % 26) as u8) as char))
         .collect();
-    let query_lang: Vec<u16> = (0..queries).map(|_| rng.below(languages) as u16).collect();
+    // LAReQA: queries come in parallel groups, one version per language, sharing their relevant set.
+    let query_lang: Vec<u16> = (0..queries)
+        .map(|q| if protocol == Protocol::Lareqa { (q % languages) as u16 } else { rng.below(languages) as u16 })
+        .collect();
     let doc_lang: Vec<u16> = (0..docs).map(|_| rng.below(languages) as u16).collect();
-    let relevant = (0..queries)
+    let mut relevant: Vec<Vec<Relevant>> = (0..queries)
         .map(|_| {
             let mut list: Vec<Relevant> = (0..rng.below(5))
                 .map(|_| Relevant { doc: rng.below(docs) as u32, relevance: 1 + rng.below(3) as i32 })
@@ -53,6 +56,15 @@ pub fn random_task(
             list
         })
         .collect();
+    if protocol == Protocol::Lareqa {
+        // Three of every four groups are parallel (the fourth keeps independent relevant sets).
+        for q in 0..queries {
+            let first = q - q % languages;
+            if q != first && (q / languages) % 4 != 3 {
+                relevant[q] = relevant[first].clone();
+            }
+        }
+    }
     let value = |rng: &mut Rng| {
         if ties { rng.below(3) as f32 - 1.0 } else { (rng.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5 }
     };

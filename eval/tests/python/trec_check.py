@@ -14,6 +14,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytrec_eval
 
 
@@ -54,17 +55,39 @@ def main(root):
     pairs = os.path.join(root, "pairs")
     for name in sorted(os.listdir(pairs)) if os.path.isdir(pairs) else []:
         ql, cl = name[: -len(".run")].split("-")
-        res, _ = score(qrels, read_run(os.path.join(pairs, name)), {cl}, doc_lang, {"map", "recall.1"})
+        res, _ = score(qrels, read_run(os.path.join(pairs, name)), {cl}, doc_lang, {"map", "recall.1", "ndcg_cut.10"})
         if res:
             out["pairs"][f"{ql}-{cl}"] = {
                 "map": sum(r["map"] for r in res.values()) / len(res),
                 "recall_1": sum(r["recall_1"] for r in res.values()) / len(res),
+                "ndcg_cut_10": sum(r["ndcg_cut_10"] for r in res.values()) / len(res),
                 "n": len(res),
             }
     multi = os.path.join(root, "multilingual.run")
     if os.path.exists(multi):
         run = read_run(multi)
-        res, pooled = score(qrels, run, set(langs), doc_lang, {"map", "recall.10"})
+        res, pooled = score(qrels, run, set(langs), doc_lang, {"map", "recall.10", "ndcg_cut.10"})
+        # Parallel rank correlation: queries sharing their relevant set are versions of one
+        # question; Spearman (numpy, ranks without ties) between versions' orders of that set.
+        groups = collections.defaultdict(list)
+        for q in res:
+            groups[tuple(sorted(d for d, r in pooled[q].items() if r > 0))].append(q)
+        per_group = []
+        for key, members in groups.items():
+            vectors = []
+            for q in members:
+                order = sorted(run[q], key=lambda d: -run[q][d])
+                vectors.append([order.index(d) + 1 for d in key])
+            rs = []
+            for i in range(len(vectors)):
+                for j in range(i + 1, len(vectors)):
+                    if len(key) >= 3:
+                        a = np.argsort(np.argsort(vectors[i])); b = np.argsort(np.argsort(vectors[j]))
+                        if a.std() > 0 and b.std() > 0:
+                            rs.append(float(np.corrcoef(a, b)[0, 1]))
+            if rs:
+                per_group.append(sum(rs) / len(rs))
+        out["parallel_rank_correlation"] = sum(per_group) / len(per_group) if per_group else None
         for lang in langs:
             mine = [q for q in res if query_lang[q] == lang]
             if not mine:
@@ -78,6 +101,7 @@ def main(root):
             out["multilingual"][lang] = {
                 "map": sum(res[q]["map"] for q in mine) / len(mine),
                 "recall_10": sum(res[q]["recall_10"] for q in mine) / len(mine),
+                "ndcg_cut_10": sum(res[q]["ndcg_cut_10"] for q in mine) / len(mine),
                 "rank_distance": sum(distances) / len(distances) if distances else None,
                 "n": len(mine),
             }
