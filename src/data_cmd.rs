@@ -65,6 +65,14 @@ pub struct SynthArgs {
     /// Hard negatives per training row (other sentences of the same paragraph).
     #[arg(long, default_value_t = 2)]
     pub negatives: usize,
+    /// People in the out-of-domain benchmark `benchmark-ood/` (other facts, other sentence
+    /// templates, plus the held-out languages; 0 = none).
+    #[arg(long, default_value_t = 100)]
+    pub ood_people: usize,
+    /// Languages held out of training that only the out-of-domain benchmark has (the profiles
+    /// after the --languages ones; fewer when fewer remain).
+    #[arg(long, default_value_t = 2)]
+    pub held_out_languages: usize,
     /// Vocabulary size of the trained WordPiece tokenizer (0 = do not train one).
     #[arg(long, default_value_t = 4000)]
     pub vocab_size: usize,
@@ -80,6 +88,8 @@ impl SynthArgs {
             benchmark_people: self.benchmark_people,
             coverage: self.coverage,
             negatives: self.negatives,
+            ood_people: self.ood_people,
+            held_out_languages: self.held_out_languages,
         }
     }
 }
@@ -248,6 +258,18 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<()> {
         summary.languages.join(" "),
         summary.benchmark_dir.display()
     );
+    if let Some(dir) = &summary.ood_benchmark_dir {
+        println!(
+            "synth: out-of-domain benchmark with {} queries (other facts and sentence templates; held out of training: {}) -> {}",
+            summary.ood_queries,
+            if summary.held_out_languages.is_empty() {
+                "none".to_string()
+            } else {
+                summary.held_out_languages.join(" ")
+            },
+            dir.display()
+        );
+    }
     if args.vocab_size > 0 {
         let tokenizer_path = args.out.join("tokenizer.json");
         let tokenizer = train_tokenizer(&summary.train_path, args.vocab_size, &tokenizer_path)?;

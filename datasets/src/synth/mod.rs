@@ -8,12 +8,14 @@
 //! script (names included); numbers are the only tokens every language shares.
 
 mod language;
+mod ood;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use language::{Language, make_word};
 pub use language::{LanguageProfile, PROFILES, Script, WordOrder, transliterate};
+pub use ood::{OOD_BENCHMARK, OOD_RELATIONS};
 
 use crate::benchmark::{BenchmarkSpec, Candidate, CorpusWriter, Protocol, Qrel, QrelWriter, Query, QueryWriter};
 use crate::error::{DatasetError, Result};
@@ -46,6 +48,12 @@ pub struct SynthConfig {
     pub coverage: f64,
     /// Hard negatives per training row (other sentences of the same paragraph).
     pub negatives: usize,
+    /// People of the out-of-domain benchmark `benchmark-ood/` (other facts, other sentence
+    /// templates; 0 writes none).
+    pub ood_people: usize,
+    /// Languages held out of training that the out-of-domain benchmark adds (the profiles
+    /// after the training ones; as many as remain, at most this many).
+    pub held_out_languages: usize,
 }
 
 impl Default for SynthConfig {
@@ -58,6 +66,8 @@ impl Default for SynthConfig {
             benchmark_people: 200,
             coverage: 0.9,
             negatives: 2,
+            ood_people: 100,
+            held_out_languages: 2,
         }
     }
 }
@@ -98,6 +108,12 @@ pub struct SynthSummary {
     pub benchmark_candidates: usize,
     /// Language codes used.
     pub languages: Vec<String>,
+    /// The out-of-domain benchmark directory, if one was written.
+    pub ood_benchmark_dir: Option<PathBuf>,
+    /// Its queries.
+    pub ood_queries: usize,
+    /// Languages of the out-of-domain benchmark held out of training.
+    pub held_out_languages: Vec<String>,
 }
 
 // Concept indices of the shared lexicon.
@@ -151,7 +167,7 @@ impl World {
         let languages = PROFILES[..config.languages]
             .iter()
             .enumerate()
-            .map(|(i, p)| Language::generate(*p, config.seed, i as u64, CONCEPTS))
+            .map(|(i, p)| Language::generate(*p, config.seed, i as u64, ood::LEXICON))
             .collect();
         let mut rng = SeededRng::from_parts(&[config.seed, 0xC17]);
         let cities = proper_nouns(&mut rng, 60);
@@ -159,17 +175,22 @@ impl World {
         Self { languages, cities, rivers, used_names: HashSet::new() }
     }
 
-    fn person(&mut self, rng: &mut SeededRng, id: String) -> Person {
-        let name = loop {
+    /// A person's name no one has yet.
+    fn fresh_name(&mut self, rng: &mut SeededRng) -> String {
+        loop {
             let given_syllables = 2 + rng.index(2);
             let given = capitalise(&make_word(rng, "bdfgklmnprstvz", "aeiou", false, given_syllables));
             let family_syllables = 2 + rng.index(2);
             let family = capitalise(&make_word(rng, "bdfgklmnprstvz", "aeiou", true, family_syllables));
             let name = format!("{given} {family}");
             if self.used_names.insert(name.clone()) {
-                break name;
+                return name;
             }
-        };
+        }
+    }
+
+    fn person(&mut self, rng: &mut SeededRng, id: String) -> Person {
+        let name = self.fresh_name(rng);
         let mut order = [0, 1, 2, 3, 4, 5, 6];
         rng.shuffle(&mut order);
         Person {
@@ -343,7 +364,18 @@ pub fn synthesize(out_dir: &Path, config: &SynthConfig) -> Result<SynthSummary> 
 
     let benchmark_dir = out_dir.join("benchmark");
     let (queries, candidates) = write_benchmark(&benchmark_dir, &world.languages, &bench_people)?;
+    let held_out = ood::held_out_languages(config.seed, config.languages, config.held_out_languages);
+    let (ood_benchmark_dir, ood_queries) = if config.ood_people > 0 {
+        let dir = out_dir.join("benchmark-ood");
+        let (queries, _) = ood::write_ood_benchmark(&dir, &mut world, &held_out, config.ood_people, config.seed)?;
+        (Some(dir), queries)
+    } else {
+        (None, 0)
+    };
     Ok(SynthSummary {
+        ood_benchmark_dir,
+        ood_queries,
+        held_out_languages: held_out.iter().map(|l| l.profile.code.to_string()).collect(),
         train_path,
         benchmark_dir,
         train_rows: written.rows,
