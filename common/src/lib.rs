@@ -1,6 +1,6 @@
 //! What every Rosetta crate shares, each mechanism with exactly one owner: the layout of a run
 //! directory ([`RunDir`]), writing a file so that a crash leaves the old or the new version and
-//! never a torn one ([`atomic`]), SHA-256 checksums ([`digest`]), random secrets ([`random`]), and the list of problems a
+//! never a torn one ([`atomic`]), SHA-256 checksums ([`digest`]), the per-step training log ([`training_log`]), random secrets ([`random`]), and the list of problems a
 //! configuration has, each with its YAML path ([`ConfigProblems`]).
 
 pub mod atomic;
@@ -8,6 +8,7 @@ pub mod digest;
 pub mod problems;
 pub mod random;
 pub mod run_dir;
+pub mod training_log;
 
 pub use problems::{ConfigProblem, ConfigProblems};
 pub use run_dir::RunDir;

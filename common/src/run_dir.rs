@@ -6,6 +6,7 @@
 //! RUN/checkpoints/latest                name of the newest committed checkpoint
 //! RUN/eval/step-NNNNNNNN/<benchmark>/   evaluation reports of that checkpoint
 //! RUN/eval/latest, RUN/eval/best.json   newest evaluated checkpoint, best one by the chosen metric
+//! RUN/training-log.jsonl              one line per completed step (loss, batch kind), see training_log
 //! RUN/job-state.json                    the coordinator's generation and used restarts (for --resume)
 //! RUN/coordinator.json                  where the running coordinator listens (gRPC, metrics)
 //! ```
@@ -130,6 +131,11 @@ impl RunDir {
     /// `RUN/job-state.json`: what a restarted coordinator continues from.
     pub fn job_state(&self) -> PathBuf {
         self.root.join("job-state.json")
+    }
+
+    /// `RUN/training-log.jsonl`: one line per completed step.
+    pub fn training_log(&self) -> PathBuf {
+        self.root.join("training-log.jsonl")
     }
 
     /// `RUN/coordinator.json`: the addresses of the coordinator serving this run.

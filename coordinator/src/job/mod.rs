@@ -88,6 +88,16 @@ struct PersistedJobState {
     restarts: u32,
 }
 
+/// A fresh or overwritten run starts its training log anew.
+fn remove_stale_training_log(run_dir: &rosetta_common::RunDir) -> Result<()> {
+    let path = run_dir.training_log();
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CoordinatorError::Checkpoint(format!("removing {}: {e}", path.display()))),
+    }
+}
+
 /// What a job is made of.
 #[derive(Debug)]
 pub struct JobSpec {
@@ -131,6 +141,8 @@ struct JobState {
     last_checkpoint: Option<u64>,
     /// When the generation last made progress (formed, finished a step, committed a checkpoint).
     last_progress: Instant,
+    /// Completed steps not yet in `RUN/training-log.jsonl` (written when their checkpoint commits).
+    unlogged: std::collections::BTreeMap<u64, rosetta_common::training_log::StepRecord>,
 }
 
 /// One job's live state and its transitions, shared by the gRPC service, the watchdog and the
@@ -168,6 +180,7 @@ impl JobStateMachine {
         let mut persisted = PersistedJobState::default();
         match start {
             StartMode::Fresh => {
+                remove_stale_training_log(run_dir)?;
                 let committed = run_dir.committed_steps().map_err(|e| CoordinatorError::Checkpoint(e.to_string()))?;
                 if let Some(step) = committed.last() {
                     return Err(CoordinatorError::Checkpoint(format!(
@@ -178,6 +191,7 @@ impl JobStateMachine {
                 }
             }
             StartMode::Overwrite => {
+                remove_stale_training_log(run_dir)?;
                 for dir in [run_dir.checkpoints(), run_dir.eval()] {
                     match std::fs::remove_dir_all(&dir) {
                         Ok(()) => tracing::warn!(dir = %dir.display(), "--overwrite: removed"),
@@ -224,6 +238,7 @@ impl JobStateMachine {
             examples_per_second: 0.0,
             last_checkpoint,
             last_progress: Instant::now(),
+            unlogged: std::collections::BTreeMap::new(),
         };
         let job = Arc::new(Self {
             settings,

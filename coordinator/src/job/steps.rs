@@ -2,6 +2,8 @@
 //! example, step reports (the step is done once every rank reported), and checkpoint commits
 //! (the checkpoint counts once every rank reported its part).
 
+use rosetta_common::training_log::{self, StepRecord};
+
 use super::generation::PlannedStep;
 use super::{CheckpointPart, JobError, JobResult, JobState, JobStateMachine, Phase};
 use crate::manifest::{self, Manifest};
@@ -226,6 +228,16 @@ impl JobStateMachine {
             collective_seconds: reports.iter().map(|r| r.collective_seconds).fold(0.0, f64::max),
         };
         let batch = state.generation.plans.get(&step).map(|p| (kind_name(p.plan.kind), p.plan.languages.join("-")));
+        let record = StepRecord {
+            step,
+            loss,
+            kind: batch.as_ref().map_or("unknown", |(kind, _)| kind).to_string(),
+            languages: state.generation.plans.get(&step).map(|p| p.plan.languages.clone()).unwrap_or_default(),
+            learning_rate: totals.learning_rate,
+            examples_per_second: state.examples_per_second,
+            generation: state.generation.number,
+        };
+        state.unlogged.insert(step, record);
         metrics::step_done(&totals, batch);
         if step + 1 >= state.end_step && state.last_checkpoint == Some(step) {
             state.phase = Phase::Finished;
@@ -246,6 +258,7 @@ impl JobStateMachine {
             return Err(JobError::Internal(reason));
         }
         self.checkpoint_written(&manifest);
+        self.log_steps_until(manifest.step);
         Ok(true)
     }
 
@@ -301,6 +314,19 @@ impl JobStateMachine {
             Ok(meta) if meta.file_type().is_file() => Ok(()),
             Ok(_) => Err(invalid(format!("{path:?} is not a regular file"))),
             Err(e) => Err(invalid(format!("{path:?}: {e}"))),
+        }
+    }
+
+    /// Appends the completed steps up to a committed checkpoint to `RUN/training-log.jsonl` (a
+    /// failure costs only the curves: warned, not fatal).
+    fn log_steps_until(&self, step: u64) {
+        let records: Vec<StepRecord> = {
+            let mut state = self.lock();
+            let later = state.unlogged.split_off(&(step + 1));
+            std::mem::replace(&mut state.unlogged, later).into_values().collect()
+        };
+        if let Err(error) = training_log::append(&self.settings.run_dir.training_log(), &records) {
+            tracing::warn!(%error, "could not append to the training log");
         }
     }
 

@@ -137,3 +137,25 @@ async fn workers_told_the_job_is_finished_are_released() {
     let verdict = job.heartbeat("g9-w0-stranger", None);
     assert!(matches!(verdict, HeartbeatVerdict::Abort(reason) if reason.contains("not part of generation 1")));
 }
+
+#[tokio::test]
+async fn the_training_log_holds_the_steps_of_committed_checkpoints_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(dir.path(), 1, 6);
+    let worker = register(&job, 1);
+    for step in 0..3 {
+        let planned = plan(&job, &worker, step);
+        assert!(!planned.examples.is_empty());
+        job.report_step(StepReport { loss: 3.0 - step as f64, ..report(&worker, step) }).unwrap();
+        if step == 1 {
+            let part = CheckpointPart { worker_id: worker.worker_id.clone(), generation: 1, step, files: Vec::new() };
+            assert!(job.commit_checkpoint(part).unwrap());
+        }
+    }
+    let path = job.settings().run_dir.training_log();
+    let (records, skipped) = rosetta_common::training_log::read(&path).unwrap();
+    assert_eq!(skipped, 0);
+    assert_eq!(records.iter().map(|r| (r.step, r.loss)).collect::<Vec<_>>(), [(0, 3.0), (1, 2.0)]);
+    assert!(records.iter().all(|r| r.generation == 1 && (r.learning_rate - 1e-3).abs() < 1e-12));
+    assert!(records.iter().all(|r| ["monolingual", "cross-lingual"].contains(&r.kind.as_str())), "{records:?}");
+}
