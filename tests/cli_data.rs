@@ -48,9 +48,16 @@ fn synth_validate_stats_and_shard_round_trip() {
     assert!(ok(&["data", "validate", &train]).contains("0 problems"));
     // The synth directory itself: every training file and benchmark in it is checked.
     let whole = ok(&["data", "validate", &out]);
-    assert!(whole.contains("train.parquet:") && whole.contains("benchmark:") && !whole.contains("missing"), "{whole}");
+    assert!(
+        whole.contains("train.parquet:")
+            && whole.contains("benchmark:")
+            && whole.contains("benchmark-ood:")
+            && !whole.contains("missing"),
+        "{whole}"
+    );
+    // train.parquet, benchmark/ and the out-of-domain benchmark-ood/.
     let json: serde_json::Value = serde_json::from_str(&ok(&["data", "validate", &out, "--json"])).unwrap();
-    assert_eq!((json["valid"].as_bool(), json["targets"].as_array().map(Vec::len)), (Some(true), Some(2)));
+    assert_eq!((json["valid"].as_bool(), json["targets"].as_array().map(Vec::len)), (Some(true), Some(3)));
     let report = ok(&["data", "validate", &bench, "--json"]);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["valid"], true);
