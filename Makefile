@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo test bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
+.PHONY: setup demo experiment test bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
 
 setup:
 	@scripts/setup.sh
@@ -17,6 +17,14 @@ setup:
 ## The main job on the embedded default (synthetic corpus, CPU, minutes).
 demo: setup
 	cargo run --release --bin rosetta -- demo
+
+## The embedded experiment: x-x-mono, x-y and hybrid x 3 seeds on the synthetic corpus,
+## evaluated in- and out-of-domain, with significance tests (about 20 minutes on 2 cores;
+## rerunning skips finished cells). Report: runs/experiment/study/report.html.
+experiment: setup
+	cargo build --release --bin rosetta
+	test -f runs/experiment/data/benchmark-ood/benchmark.yaml || $(CARGO_TARGET_DIR)/release/rosetta data synth --out runs/experiment/data
+	$(CARGO_TARGET_DIR)/release/rosetta experiment --config configs/experiment.yaml
 
 ## The whole test suite (unit, property and integration tests).
 test: setup

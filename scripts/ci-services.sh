@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (from Debian) and starts what the end-to-end tests of the deploy targets run against
 # on this machine: a one-node Slurm (slurm-wlm + munge, the recipe of DESIGN.md §6), Prometheus
-# and promtool, and sshd + iproute2 for the ssh target across network namespaces. Needs root;
+# and promtool, sshd + iproute2 for the ssh target across network namespaces, and Chromium for
+# the headless check of the experiment report page. Needs root;
 # idempotent (a second run changes nothing). `.ci/run` calls it and then requires the services
 # (ROSETTA_REQUIRE_SERVICES=1), so a test that needs one fails instead of skipping.
 set -euo pipefail
@@ -12,14 +13,14 @@ if [[ "$(id -u)" != 0 ]]; then
 fi
 
 missing=()
-for command in sbatch slurmctld slurmd munged prometheus promtool sshd ip; do
+for command in sbatch slurmctld slurmd munged prometheus promtool sshd ip chromium; do
     command -v "$command" >/dev/null 2>&1 || missing+=("$command")
 done
 if (( ${#missing[@]} )); then
-    echo "ci-services: installing slurm-wlm munge prometheus openssh-server iproute2 (missing: ${missing[*]})" >&2
+    echo "ci-services: installing slurm-wlm munge prometheus openssh-server iproute2 chromium (missing: ${missing[*]})" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        slurm-wlm munge prometheus openssh-server iproute2 >/dev/null
+        slurm-wlm munge prometheus openssh-server iproute2 chromium >/dev/null
 fi
 
 # munge: the key comes with the package; the daemon runs as the munge user.

@@ -17,8 +17,9 @@ use rosetta_datasets::validate::{ValidationReport, validate_benchmark, validate_
 /// The `data` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
-    /// Write a synthetic parallel corpus: `train.parquet`, a LAReQA-style `benchmark/` and a
-    /// WordPiece `tokenizer.json` trained on it. Deterministic in --seed.
+    /// Write a synthetic parallel corpus: `train.parquet`, a LAReQA-style `benchmark/`, an
+    /// out-of-domain `benchmark-ood/` (other facts and templates, plus languages held out of
+    /// training) and a WordPiece `tokenizer.json` trained on it. Deterministic in --seed.
     Synth(SynthArgs),
     /// Convert a public release format into Rosetta's Parquet formats (streams its input).
     Convert(ConvertArgs),

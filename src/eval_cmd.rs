@@ -99,8 +99,13 @@ pub struct EvalShardArgs {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// A checkpoint directory (`RUN/checkpoints/step-N`) or a run directory (its latest checkpoint).
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    pub model: Option<PathBuf>,
+    /// Export instead the model a run config's `model:` section starts from, before any
+    /// training (a preset initialised from `model.seed`): the zero-shot baseline, and one
+    /// initialisation several runs can share as `model.path`.
     #[arg(long)]
-    pub model: PathBuf,
+    pub config: Option<PathBuf>,
     /// The directory to write (replaced only once the new export is complete).
     #[arg(long)]
     pub out: PathBuf,
@@ -108,11 +113,18 @@ pub struct ExportArgs {
 
 /// Runs `rosetta export`.
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let model = ModelToLoad::resolve(&args.model)?;
-    if matches!(model, ModelToLoad::Pretrained(_)) {
-        bail!("{} is already a model directory; export takes a checkpoint or a run directory", args.model.display());
-    }
-    rosetta_worker::export::export_sentence_transformers(&model.load(tch::Device::Cpu)?, &args.out)?;
+    let encoder = match (&args.model, &args.config) {
+        (_, Some(config)) => rosetta::run_config::RunConfig::load(config)?.model.build_encoder(tch::Device::Cpu)?,
+        (Some(path), None) => {
+            let model = ModelToLoad::resolve(path)?;
+            if matches!(model, ModelToLoad::Pretrained(_)) {
+                bail!("{} is already a model directory; export takes a checkpoint or a run directory", path.display());
+            }
+            model.load(tch::Device::Cpu)?
+        }
+        (None, None) => bail!("give --model (a checkpoint or run directory) or --config (a run config)"),
+    };
+    rosetta_worker::export::export_sentence_transformers(&encoder, &args.out)?;
     println!("{}", args.out.display());
     Ok(())
 }

@@ -6,6 +6,7 @@ mod demo;
 mod deploy_cmd;
 mod doctor;
 mod eval_cmd;
+mod experiment_cmd;
 mod report_cmd;
 mod schedule_cmd;
 mod train_cmd;
@@ -56,6 +57,11 @@ enum Command {
     /// One shard of `rosetta eval` (started by it; binary protocol on stdin/stdout).
     #[command(hide = true)]
     EvalShard(eval_cmd::EvalShardArgs),
+    /// Run a whole study in one command: strategies × α × seeds trained from one initial
+    /// model, every run evaluated on in- and out-of-domain benchmarks, and one report (tables
+    /// as mean ± sd over seeds, paired significance tests with Holm's correction, figures).
+    /// Resumable: finished runs are skipped, interrupted ones resume.
+    Experiment(experiment_cmd::ExperimentArgs),
     /// Evaluation reports: compare runs side by side.
     #[command(subcommand)]
     Report(report_cmd::ReportCommand),
@@ -81,6 +87,7 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => eval_cmd::export(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Report(command) => report_cmd::run(command),
+        Command::Experiment(args) => experiment_cmd::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
