@@ -363,7 +363,9 @@ pub fn synthesize(out_dir: &Path, config: &SynthConfig) -> Result<SynthSummary> 
     let written = writer.finish()?;
 
     let benchmark_dir = out_dir.join("benchmark");
-    let (queries, candidates) = write_benchmark(&benchmark_dir, &world.languages, &bench_people)?;
+    let languages: Vec<&Language> = world.languages.iter().collect();
+    let (queries, candidates) =
+        write_lareqa_benchmark(&benchmark_dir, "synth-lareqa", &languages, &bench_people, &RELATIONS)?;
     let held_out = ood::held_out_languages(config.seed, config.languages, config.held_out_languages);
     let (ood_benchmark_dir, ood_queries) = if config.ood_people > 0 {
         let dir = out_dir.join("benchmark-ood");
@@ -404,24 +406,59 @@ fn training_row(lang: &Language, person: &Person, relation: usize, dataset: &str
     }
 }
 
-fn doc_id(lang: &Language, person: &Person, position: usize) -> String {
-    format!("{}/{}/s{position}", lang.profile.code, person.id)
+/// A person of a synthetic LAReQA benchmark: facts stated in a shuffled order, one question
+/// per relation, in every language.
+pub(super) trait BenchmarkPerson {
+    /// Id shared by the person's queries and sentences in every language.
+    fn id(&self) -> &str;
+    /// Fact indices in the order the person's paragraph states them.
+    fn order(&self) -> &[usize];
+    /// The sentence stating `fact` in `lang`.
+    fn statement(&self, lang: &Language, fact: usize) -> String;
+    /// The question asking for `relation` in `lang`.
+    fn question(&self, lang: &Language, relation: usize) -> String;
 }
 
-fn write_benchmark(dir: &Path, languages: &[Language], people: &[Person]) -> Result<(usize, usize)> {
+impl BenchmarkPerson for Person {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn order(&self) -> &[usize] {
+        &self.order
+    }
+    fn statement(&self, lang: &Language, fact: usize) -> String {
+        statement(lang, self, fact)
+    }
+    fn question(&self, lang: &Language, relation: usize) -> String {
+        question(lang, self, relation)
+    }
+}
+
+/// Writes a LAReQA benchmark: every person's paragraph in every language (each sentence a
+/// candidate with its paragraph as context), one query per person, relation and language, and
+/// a judgement per target language (the same fact's sentence there). Returns (queries, candidates).
+pub(super) fn write_lareqa_benchmark<P: BenchmarkPerson>(
+    dir: &Path,
+    name: &str,
+    languages: &[&Language],
+    people: &[P],
+    relations: &[&str],
+) -> Result<(usize, usize)> {
     BenchmarkSpec {
-        name: "synth-lareqa".to_string(),
+        name: name.to_string(),
         protocol: Protocol::Lareqa,
         languages: languages.iter().map(|l| l.profile.code.to_string()).collect(),
         format_version: 1,
     }
     .save(dir)?;
+    let doc_id =
+        |lang: &Language, person: &P, position: usize| format!("{}/{}/s{position}", lang.profile.code, person.id());
     let mut corpus = CorpusWriter::create(dir)?;
     let mut queries = QueryWriter::create(dir)?;
     let mut qrels = QrelWriter::create(dir)?;
     for lang in languages {
         for person in people {
-            let sentences: Vec<String> = person.order.iter().map(|&fact| statement(lang, person, fact)).collect();
+            let sentences: Vec<String> = person.order().iter().map(|&fact| person.statement(lang, fact)).collect();
             let context = sentences.join(" ");
             for (position, text) in sentences.into_iter().enumerate() {
                 corpus.push(Candidate {
@@ -435,14 +472,14 @@ fn write_benchmark(dir: &Path, languages: &[Language], people: &[Person]) -> Res
     }
     for lang in languages {
         for person in people {
-            for (relation, name) in RELATIONS.iter().enumerate() {
-                let query_id = format!("{}-{name}.{}", person.id, lang.profile.code);
+            for (relation, relation_name) in relations.iter().enumerate() {
+                let query_id = format!("{}-{relation_name}.{}", person.id(), lang.profile.code);
                 queries.push(Query {
                     query_id: query_id.clone(),
                     lang: lang.profile.code.to_string(),
-                    text: question(lang, person, relation),
+                    text: person.question(lang, relation),
                 })?;
-                let position = person.order.iter().position(|&fact| fact == relation).unwrap_or(0);
+                let position = person.order().iter().position(|&fact| fact == relation).unwrap_or(0);
                 for target in languages {
                     qrels.push(Qrel {
                         query_id: query_id.clone(),

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use super::language::{Language, PROFILES};
 use super::{CONCEPTS, World, finish, number_phrase, proper_nouns, with_case};
-use crate::benchmark::{BenchmarkSpec, Candidate, CorpusWriter, Protocol, Qrel, QrelWriter, Query, QueryWriter};
 use crate::error::Result;
 use crate::rng::SeededRng;
 
@@ -113,57 +112,22 @@ pub(super) fn write_ood_benchmark(
     let people: Vec<OodPerson> =
         (0..people).map(|i| ood_person(world, &mut rng, &cities, format!("o{i:06}"))).collect();
     let languages: Vec<&Language> = world.languages.iter().chain(held_out).collect();
-    BenchmarkSpec {
-        name: OOD_BENCHMARK.to_string(),
-        protocol: Protocol::Lareqa,
-        languages: languages.iter().map(|l| l.profile.code.to_string()).collect(),
-        format_version: 1,
+    super::write_lareqa_benchmark(dir, OOD_BENCHMARK, &languages, &people, &OOD_RELATIONS)
+}
+
+impl super::BenchmarkPerson for OodPerson {
+    fn id(&self) -> &str {
+        &self.id
     }
-    .save(dir)?;
-    let doc_id = |lang: &Language, person: &OodPerson, position: usize| {
-        format!("{}/{}/s{position}", lang.profile.code, person.id)
-    };
-    let mut corpus = CorpusWriter::create(dir)?;
-    let mut queries = QueryWriter::create(dir)?;
-    let mut qrels = QrelWriter::create(dir)?;
-    for lang in &languages {
-        for person in &people {
-            let sentences: Vec<String> = person.order.iter().map(|&fact| statement(lang, person, fact)).collect();
-            let context = sentences.join(" ");
-            for (position, text) in sentences.into_iter().enumerate() {
-                corpus.push(Candidate {
-                    doc_id: doc_id(lang, person, position),
-                    lang: lang.profile.code.to_string(),
-                    text,
-                    context: Some(context.clone()),
-                })?;
-            }
-        }
+    fn order(&self) -> &[usize] {
+        &self.order
     }
-    for lang in &languages {
-        for person in &people {
-            for (relation, name) in OOD_RELATIONS.iter().enumerate() {
-                let query_id = format!("{}-{name}.{}", person.id, lang.profile.code);
-                queries.push(Query {
-                    query_id: query_id.clone(),
-                    lang: lang.profile.code.to_string(),
-                    text: question(lang, person, relation),
-                })?;
-                let position = person.order.iter().position(|&fact| fact == relation).unwrap_or(0);
-                for target in &languages {
-                    qrels.push(Qrel {
-                        query_id: query_id.clone(),
-                        doc_id: doc_id(target, person, position),
-                        relevance: 1,
-                    })?;
-                }
-            }
-        }
+    fn statement(&self, lang: &Language, fact: usize) -> String {
+        statement(lang, self, fact)
     }
-    let candidates = corpus.finish()?;
-    let query_count = queries.finish()?;
-    qrels.finish()?;
-    Ok((query_count, candidates))
+    fn question(&self, lang: &Language, relation: usize) -> String {
+        question(lang, self, relation)
+    }
 }
 
 #[cfg(test)]
