@@ -104,6 +104,17 @@ pub enum SourceFormat {
     Squad,
     /// BEIR / MIRACL directory (corpus.jsonl, queries.jsonl or topics TSV, TSV/TREC qrels) → `qrels` benchmark.
     Beir,
+    /// MTEB retrieval sub-sets in BEIR layout, `SUBSET=DIR` each (`deu=…`, cross-lingual
+    /// `eng-deu=…`: queries in the first language, corpus in the second) → `qrels` benchmark
+    /// whose pools are the sub-sets (XPQA, NeuCLIR, MLQA, Mr. TyDi as MTEB distributes them).
+    Mteb,
+    /// MKQA: `mkqa.jsonl` and an English passage collection (BEIR `corpus.jsonl` or DPR
+    /// `psgs_w100.tsv`) → `qrels` benchmark over the whole corpus, judged by which passages
+    /// contain an English answer (success@k as BGE-M3 reports it).
+    Mkqa,
+    /// Belebele: one JSONL/JSON file per language variant (`link`, `question_number`,
+    /// `flores_passage`, `question`, `dialect`) → `lareqa` benchmark (fully parallel).
+    Belebele,
     /// JSONL pairs `{"pair_id","lang","query","positive","negatives"?}` → training pairs.
     JsonlPairs,
 }
@@ -118,7 +129,10 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Inputs. lareqa/squad: `LANG=FILE` or `FILE` named by language (`de.json`); beir: one
-    /// directory per language as `LANG=DIR`; jsonl-pairs: JSONL files.
+    /// directory per language as `LANG=DIR`; mteb: one directory per sub-set as `SUBSET=DIR`;
+    /// belebele: one file per language variant (its `dialect` names the language); mkqa: the
+    /// MKQA JSONL file, then the passage collection;
+    /// jsonl-pairs: JSONL files.
     #[arg(required = true)]
     pub inputs: Vec<String>,
     /// Benchmark name (lareqa, beir); defaults to the output directory's name.
@@ -316,6 +330,54 @@ fn convert_cmd(args: &ConvertArgs) -> anyhow::Result<()> {
             let s = convert::convert_beir(&inputs, &args.out, &name)?;
             println!(
                 "convert: {} queries, {} documents, {} judgements -> {}",
+                s.queries,
+                s.candidates,
+                s.qrels,
+                args.out.display()
+            );
+        }
+        SourceFormat::Mteb => {
+            let inputs = args
+                .inputs
+                .iter()
+                .map(|spec| convert::mteb_subset(spec, &args.split))
+                .collect::<Result<Vec<_>, _>>()?;
+            let s = convert::convert_beir(&inputs, &args.out, &name)?;
+            let pools: Vec<&str> = inputs.iter().map(|i| i.lang.as_str()).collect();
+            println!(
+                "convert: {} queries, {} documents, {} judgements in sub-sets {} -> {}",
+                s.queries,
+                s.candidates,
+                s.qrels,
+                pools.join(" "),
+                args.out.display()
+            );
+        }
+        SourceFormat::Mkqa => {
+            let [mkqa, passages] = args.inputs.as_slice() else {
+                anyhow::bail!(
+                    "--from mkqa takes two inputs: the MKQA JSONL file, then the passages (corpus.jsonl or .tsv)"
+                );
+            };
+            let s = convert::convert_mkqa(Path::new(mkqa), Path::new(passages), &args.out, &name)?;
+            println!(
+                "convert: {} queries in {} languages, {} passages, {} judgements (passages holding an English answer) -> {}",
+                s.benchmark.queries,
+                s.languages.len(),
+                s.benchmark.candidates,
+                s.benchmark.qrels,
+                args.out.display()
+            );
+            println!(
+                "convert: {} questions answered by some passage, {} by none (evaluation skips those), {} without a usable English answer left out",
+                s.answered_questions, s.questions_without_passage, s.benchmark.unanswerable
+            );
+        }
+        SourceFormat::Belebele => {
+            let inputs: Vec<PathBuf> = args.inputs.iter().map(PathBuf::from).collect();
+            let s = convert::convert_belebele(&inputs, &args.out, &name)?;
+            println!(
+                "convert: {} questions, {} passages, {} judgements -> {}",
                 s.queries,
                 s.candidates,
                 s.qrels,

@@ -100,6 +100,7 @@ fn tiny_eval_report() -> rosetta_eval::report::EvalReport {
         doc_ids: vec!["a".into(), "b".into(), "c".into(), "d".into()],
         doc_lang: vec![0, 1, 0, 1],
         relevant: vec![vec![Relevant { doc: 0, relevance: 1 }, Relevant { doc: 3, relevance: 1 }]],
+        pool: Default::default(),
     };
     // Scores: a 0.9, b 0.8, c 0.1, d 0.7 (1-d embeddings).
     let ranking = rosetta_eval::rank::rank_sharded(&task, &[1.0], &[0.9, 0.8, 0.1, 0.7], 1, 2, 0).unwrap();

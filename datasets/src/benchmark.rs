@@ -39,6 +39,24 @@ pub enum Protocol {
     Qrels,
 }
 
+/// Which candidates a query of a `qrels` benchmark is ranked against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pool {
+    /// The candidates of the query's own language (or sub-set label).
+    #[default]
+    Language,
+    /// The whole corpus, whatever the query's language (MKQA: every language asks one corpus).
+    Corpus,
+}
+
+impl Pool {
+    /// True for the default, which `benchmark.yaml` leaves unwritten.
+    pub fn is_language(&self) -> bool {
+        *self == Self::Language
+    }
+}
+
 /// The contents of `benchmark.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +70,9 @@ pub struct BenchmarkSpec {
     /// Format version of the directory.
     #[serde(default = "default_format_version")]
     pub format_version: u32,
+    /// What `qrels` queries are ranked against (default: their language's candidates).
+    #[serde(default, skip_serializing_if = "Pool::is_language")]
+    pub pool: Pool,
 }
 
 fn default_format_version() -> u32 {
@@ -339,6 +360,7 @@ mod tests {
             protocol: Protocol::Lareqa,
             languages: vec!["en".into(), "de".into()],
             format_version: 1,
+            pool: Pool::Language,
         };
         spec.save(dir.path()).unwrap();
         let mut queries = QueryWriter::create(dir.path()).unwrap();

@@ -10,7 +10,7 @@ use arrow_schema::DataType;
 
 use crate::benchmark::{BenchmarkSpec, CORPUS_FILE, QRELS_FILE, QUERIES_FILE, SPEC_FILE};
 use crate::error::Result;
-use crate::lang::{is_known_language, unknown_language_message};
+use crate::lang::{is_known_language, is_pool_label, unknown_language_message};
 use crate::pairs::{NEGATIVES_COLUMN, PAIR_TEXT_COLUMNS, PairColumns};
 use crate::table::{TableReader, TextColumn, is_text_type, text_column};
 
@@ -160,8 +160,10 @@ fn required_text<'a>(
     }
 }
 
+/// A benchmark row's language: a pool label (a language, or `q-c` of a cross-lingual sub-set)
+/// that its `benchmark.yaml` lists.
 fn check_language(file: &Path, row: usize, lang: &str, allowed: Option<&[String]>, out: &mut Vec<Problem>) {
-    if !is_known_language(lang) {
+    if !is_pool_label(lang) {
         out.push(problem(file, row, "lang", unknown_language_message(lang)));
     } else if let Some(allowed) = allowed.filter(|a| !a.iter().any(|l| l == lang)) {
         out.push(problem(file, row, "lang", format!("language {lang:?} is not listed in {SPEC_FILE} ({allowed:?})")));
@@ -208,8 +210,10 @@ pub fn validate_pairs(path: &Path) -> Result<ValidationReport> {
             {
                 out.push(problem(path, row, NEGATIVES_COLUMN, format!("negative {k} is empty text")));
             }
-            if let Some(lang) = lang {
-                check_language(path, row, lang, None, out);
+            if let Some(lang) = lang
+                && !is_known_language(lang)
+            {
+                out.push(problem(path, row, "lang", unknown_language_message(lang)));
             }
             let (Some(pair_id), Some(lang)) = (pair_id, lang) else {
                 continue;
@@ -247,7 +251,7 @@ pub fn validate_benchmark(dir: &Path) -> Result<ValidationReport> {
     let spec_path = dir.join(SPEC_FILE);
     let languages = match BenchmarkSpec::load(dir) {
         Ok(spec) => {
-            for lang in spec.languages.iter().filter(|l| !is_known_language(l)) {
+            for lang in spec.languages.iter().filter(|l| !is_pool_label(l)) {
                 report.push(&spec_path, None, Some("languages"), unknown_language_message(lang));
             }
             if spec.languages.is_empty() {

@@ -120,9 +120,15 @@ fn non_utf8_text_is_reported_at_its_row_and_the_other_rows_still_checked() {
 #[test]
 fn benchmark_cross_references_and_unanswered_queries() {
     let dir = tempfile::tempdir().unwrap();
-    BenchmarkSpec { name: "b".into(), protocol: Protocol::Qrels, languages: vec!["en".into()], format_version: 1 }
-        .save(dir.path())
-        .unwrap();
+    BenchmarkSpec {
+        name: "b".into(),
+        protocol: Protocol::Qrels,
+        languages: vec!["en".into()],
+        format_version: 1,
+        pool: Default::default(),
+    }
+    .save(dir.path())
+    .unwrap();
     write_table(
         &dir.path().join("queries.parquet"),
         vec![

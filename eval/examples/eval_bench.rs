@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         doc_ids: (0..LANGUAGES * GROUPS).map(|d| format!("d{d}")).collect(),
         doc_lang,
         relevant,
+        pool: Default::default(),
     };
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     std::fs::write(out.join("queries.f32"), bytes(&queries))?;

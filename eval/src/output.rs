@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use rosetta_datasets::benchmark::Protocol;
+use rosetta_datasets::benchmark::{Pool, Protocol};
 
 use crate::error::{EvalError, Result};
 use crate::rank::Ranking;
@@ -137,9 +137,20 @@ pub fn write_trec(dir: &Path, task: &EvalTask, ranking: &Ranking, depth: usize) 
         }
         Protocol::Qrels => {
             for lang in 0..languages {
+                // The query's pool: its language's candidates, or the whole corpus merged.
+                let top = |q: usize| match task.pool {
+                    Pool::Language => ranking.top[q * languages + lang].clone(),
+                    Pool::Corpus => {
+                        let mut all: Vec<_> =
+                            ranking.top[q * languages..(q + 1) * languages].iter().flatten().cloned().collect();
+                        all.sort_by(crate::rank::hit_order);
+                        all.truncate(depth);
+                        all
+                    }
+                };
                 let mut rows = (0..task.num_queries())
                     .filter(|&q| task.query_lang[q] as usize == lang)
-                    .map(|q| (q, ranking.top[q * languages + lang].clone()))
+                    .map(|q| (q, top(q)))
                     .peekable();
                 if rows.peek().is_some() {
                     written.push(write_run(dir.join(format!("{}.run", task.languages[lang])), &mut rows)?);

@@ -147,7 +147,7 @@ fn lareqa_blocks(doc: &mut Document, r: &LareqaResults, benchmark: &str) {
 fn qrels_table(r: &QrelsResults) -> Table {
     let mut table = Table {
         caption: String::new(),
-        header: row(["lang", "nDCG@10", "R@100", "MAP", "queries (skipped)"].map(String::from)),
+        header: row(["lang", "nDCG@10", "R@100", "MAP", "S@20", "S@100", "queries (skipped)"].map(String::from)),
         rows: Vec::new(),
     };
     for l in &r.languages {
@@ -156,6 +156,8 @@ fn qrels_table(r: &QrelsResults) -> Table {
             fmt3(l.ndcg_at_10),
             fmt3(l.recall_at_100),
             fmt3(l.map),
+            fmt3(l.success_at_20),
+            fmt3(l.success_at_100),
             format!("{} ({})", l.coverage.evaluated, l.coverage.skipped),
         ]));
     }
@@ -164,6 +166,8 @@ fn qrels_table(r: &QrelsResults) -> Table {
         fmt3(r.ndcg_at_10),
         fmt3(r.recall_at_100),
         fmt3(r.map),
+        fmt3(r.success_at_20),
+        fmt3(r.success_at_100),
         String::new(),
     ]));
     table
@@ -295,11 +299,13 @@ pub fn summary_line(report: &EvalReport) -> String {
         ),
         Protocol::Qrels => {
             format!(
-                "{}: nDCG@10 {} · R@100 {} · MAP {}",
+                "{}: nDCG@10 {} · R@100 {} · MAP {} · success@20 {} · success@100 {}",
                 report.benchmark,
                 f("ndcg_at_10"),
                 f("recall_at_100"),
-                f("map")
+                f("map"),
+                f("success_at_20"),
+                f("success_at_100")
             )
         }
     }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use rosetta_datasets::benchmark::Protocol;
+use rosetta_datasets::benchmark::{Pool, Protocol};
 
 use crate::metrics::{average_precision, mean, ndcg_at, rank_distance, recall_at, spearman};
 use crate::per_query::{PerQueryResults, QueryResult};
@@ -113,6 +113,13 @@ pub struct QrelsLanguage {
     pub recall_at_100: Option<f64>,
     /// Mean AP (trec_eval `map`).
     pub map: Option<f64>,
+    /// Share of queries with a relevant candidate in the top 20 (success@20; MKQA's and
+    /// BGE-M3's "Recall@20": a retrieved passage contains an answer).
+    #[serde(default)]
+    pub success_at_20: Option<f64>,
+    /// Share of queries with a relevant candidate in the top 100.
+    #[serde(default)]
+    pub success_at_100: Option<f64>,
     /// Queries evaluated and skipped.
     pub coverage: Coverage,
     /// Judgements naming a relevant candidate of another language (outside the pool, ignored).
@@ -130,6 +137,12 @@ pub struct QrelsResults {
     pub recall_at_100: Option<f64>,
     /// Macro-average over languages of mAP.
     pub map: Option<f64>,
+    /// Macro-average over languages of success@20.
+    #[serde(default)]
+    pub success_at_20: Option<f64>,
+    /// Macro-average over languages of success@100.
+    #[serde(default)]
+    pub success_at_100: Option<f64>,
 }
 
 /// Everything one evaluation measured, serialised as `report.json`.
@@ -198,6 +211,8 @@ impl EvalReport {
             ("ndcg_at_10", _, Some(q)) => q.ndcg_at_10,
             ("recall_at_100", _, Some(q)) => q.recall_at_100,
             ("map", _, Some(q)) => q.map,
+            ("success_at_20", _, Some(q)) => q.success_at_20,
+            ("success_at_100", _, Some(q)) => q.success_at_100,
             _ => None,
         }
     }
@@ -216,6 +231,8 @@ pub const METRICS: &[(&str, bool)] = &[
     ("ndcg_at_10", true),
     ("recall_at_100", true),
     ("map", true),
+    ("success_at_20", true),
+    ("success_at_100", true),
 ];
 
 /// Every query with its parallel group (the set of its relevant candidates) and no numbers yet.
@@ -399,7 +416,9 @@ fn qrels_results(task: &EvalTask, ranking: &Ranking, per_query: &mut PerQueryRes
     let mut ndcg = vec![Vec::new(); languages];
     let mut recall = vec![Vec::new(); languages];
     let mut ap = vec![Vec::new(); languages];
+    let mut success = [vec![Vec::new(); languages], vec![Vec::new(); languages]];
     let mut skipped = vec![0usize; languages];
+    let whole_corpus = task.pool == Pool::Corpus;
     let mut outside = vec![0usize; languages];
     let mut seen = vec![false; languages];
     for (q, ((&query_lang, list), &first_pair)) in task.query_lang.iter().zip(&task.relevant).zip(&offsets).enumerate()
@@ -408,7 +427,9 @@ fn qrels_results(task: &EvalTask, ranking: &Ranking, per_query: &mut PerQueryRes
         seen[ql] = true;
         let mut judged = Vec::new();
         for (j, relevant) in list.iter().enumerate() {
-            if task.doc_lang[relevant.doc as usize] as usize == ql {
+            if whole_corpus {
+                judged.push((ranking.rank_pooled(first_pair + j), relevant.relevance));
+            } else if task.doc_lang[relevant.doc as usize] as usize == ql {
                 judged.push((ranking.rank_in(first_pair + j, [ql]), relevant.relevance));
             } else {
                 outside[ql] += 1;
@@ -423,6 +444,10 @@ fn qrels_results(task: &EvalTask, ranking: &Ranking, per_query: &mut PerQueryRes
         ndcg[ql].push(gain);
         recall[ql].push(recall_at(&ranks, 100));
         ap[ql].push(precision);
+        let best = ranks.iter().copied().min().unwrap_or(u64::MAX);
+        for (hits, k) in success.iter_mut().zip([20, 100]) {
+            hits[ql].push(if best <= k { 1.0 } else { 0.0 });
+        }
         let result = &mut per_query.queries[q];
         (result.ndcg_at_10, result.ap) = (Some(gain as f32), Some(precision as f32));
     }
@@ -433,6 +458,8 @@ fn qrels_results(task: &EvalTask, ranking: &Ranking, per_query: &mut PerQueryRes
             ndcg_at_10: mean(ndcg[l].iter().copied()),
             recall_at_100: mean(recall[l].iter().copied()),
             map: mean(ap[l].iter().copied()),
+            success_at_20: mean(success[0][l].iter().copied()),
+            success_at_100: mean(success[1][l].iter().copied()),
             coverage: Coverage { evaluated: ndcg[l].len(), skipped: skipped[l] },
             judgements_outside_pool: outside[l],
         })
@@ -441,6 +468,8 @@ fn qrels_results(task: &EvalTask, ranking: &Ranking, per_query: &mut PerQueryRes
         ndcg_at_10: mean(per_language.iter().filter_map(|l| l.ndcg_at_10)),
         recall_at_100: mean(per_language.iter().filter_map(|l| l.recall_at_100)),
         map: mean(per_language.iter().filter_map(|l| l.map)),
+        success_at_20: mean(per_language.iter().filter_map(|l| l.success_at_20)),
+        success_at_100: mean(per_language.iter().filter_map(|l| l.success_at_100)),
         languages: per_language,
     }
 }

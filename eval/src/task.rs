@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use rosetta_datasets::benchmark::{Benchmark, Protocol};
+use rosetta_datasets::benchmark::{Benchmark, Pool, Protocol};
 
 use crate::error::{EvalError, Result};
 
@@ -35,6 +35,8 @@ pub struct EvalTask {
     pub doc_lang: Vec<u16>,
     /// Relevant candidates of every query, in corpus order.
     pub relevant: Vec<Vec<Relevant>>,
+    /// What a `qrels` query is ranked against: its language's candidates, or the whole corpus.
+    pub pool: Pool,
 }
 
 impl EvalTask {
@@ -95,6 +97,7 @@ impl EvalTask {
             doc_ids: benchmark.corpus.iter().map(|d| d.doc_id.clone()).collect(),
             doc_lang,
             relevant,
+            pool: benchmark.spec.pool,
         })
     }
 

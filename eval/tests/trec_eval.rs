@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::random_task;
-use rosetta_datasets::benchmark::Protocol;
+use rosetta_datasets::benchmark::{Pool, Protocol};
 use rosetta_eval::output::write_trec;
 use rosetta_eval::rank::rank_sharded;
 use rosetta_eval::report::EvalReport;
@@ -33,8 +33,13 @@ fn pytrec_eval(dir: &Path, task: &EvalTask, ranking: &rosetta_eval::rank::Rankin
     std::fs::write(dir.join("doc_langs.tsv"), tsv(&task.doc_ids, &task.doc_lang)).unwrap();
     std::fs::write(dir.join("query_langs.tsv"), tsv(&task.query_ids, &task.query_lang)).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/trec_check.py");
-    let out =
-        Command::new(python()).arg(script).arg(dir).output().expect("the project's python (make test sets it up)");
+    let pool = if task.pool == Pool::Corpus { "corpus" } else { "language" };
+    let out = Command::new(python())
+        .arg(script)
+        .arg(dir)
+        .arg(pool)
+        .output()
+        .expect("the project's python (make test sets it up)");
     assert!(out.status.success(), "trec_check.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -99,9 +104,11 @@ fn lareqa_numbers_match_pytrec_eval() {
 
 #[test]
 fn qrels_numbers_match_pytrec_eval() {
-    for (seed, ties) in [(21, true), (22, false)] {
+    // Each query in its language's pool, and (MKQA's protocol) every query in the whole corpus.
+    for (seed, ties, pool) in [(21, true, Pool::Language), (22, false, Pool::Language), (23, true, Pool::Corpus)] {
         let dir = tempfile::tempdir().unwrap();
-        let (task, q, d, dim) = random_task(seed, Protocol::Qrels, 2, 50, 240, ties);
+        let (mut task, q, d, dim) = random_task(seed, Protocol::Qrels, 2, 50, 240, ties);
+        task.pool = pool;
         let ranking = rank_sharded(&task, &q, &d, dim, 3, task.num_docs()).unwrap();
         let report = EvalReport::compute(&task, &ranking, "random", None);
         let theirs = pytrec_eval(dir.path(), &task, &ranking);
@@ -110,6 +117,8 @@ fn qrels_numbers_match_pytrec_eval() {
             assert_close(lang.ndcg_at_10, &t["ndcg_cut_10"], &format!("{} nDCG@10", lang.lang));
             assert_close(lang.recall_at_100, &t["recall_100"], "R@100");
             assert_close(lang.map, &t["map"], "map");
+            assert_close(lang.success_at_20, &t["success_20"], "success@20");
+            assert_close(lang.success_at_100, &t["success_100"], "success@100");
             assert_eq!(t["n"].as_u64().unwrap() as usize, lang.coverage.evaluated);
         }
     }

@@ -2,6 +2,8 @@
 //! their input: memory holds ids and one article or partition at a time, never the whole file.
 
 mod beir;
+mod belebele;
+mod mkqa;
 mod spill;
 pub mod squad;
 
@@ -10,7 +12,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-pub use beir::{BeirInputs, convert_beir};
+pub use beir::{BeirInputs, convert_beir, mteb_subset};
+pub use belebele::convert_belebele;
+pub use mkqa::{MKQA_CORPUS_LANGUAGE, MkqaSummary, answer_tokens, convert_mkqa};
 pub use spill::GroupSpill;
 
 use crate::benchmark::{BenchmarkSpec, Candidate, CorpusWriter, Protocol, Qrel, QrelWriter, Query, QueryWriter};
@@ -80,7 +84,14 @@ pub fn convert_lareqa(inputs: &[LanguageFile], out_dir: &Path, name: &str) -> Re
     if languages.len() != inputs.len() {
         return Err(DatasetError::invalid("inputs", "a language is given twice"));
     }
-    BenchmarkSpec { name: name.to_string(), protocol: Protocol::Lareqa, languages, format_version: 1 }.save(out_dir)?;
+    BenchmarkSpec {
+        name: name.to_string(),
+        protocol: Protocol::Lareqa,
+        languages,
+        format_version: 1,
+        pool: Default::default(),
+    }
+    .save(out_dir)?;
     let mut corpus = CorpusWriter::create(out_dir)?;
     let mut queries = QueryWriter::create(out_dir)?;
     // question id → relevant doc ids (all languages); and the queries, in order.

@@ -449,6 +449,7 @@ pub(super) fn write_lareqa_benchmark<P: BenchmarkPerson>(
         protocol: Protocol::Lareqa,
         languages: languages.iter().map(|l| l.profile.code.to_string()).collect(),
         format_version: 1,
+        pool: Default::default(),
     }
     .save(dir)?;
     let doc_id =

@@ -79,6 +79,7 @@ pub fn random_task(
         doc_ids: (0..docs).map(|i| format!("d{i}")).collect(),
         doc_lang,
         relevant,
+        pool: Default::default(),
     };
     (task, q, d, dim)
 }

@@ -1,7 +1,8 @@
 """Independent scoring of Rosetta's TREC run files with pytrec_eval (trec_eval's own code).
 
-Usage: trec_check.py DIR
-DIR holds qrels.txt, doc_langs.tsv and query_langs.tsv (id<TAB>lang), and the run files
+Usage: trec_check.py DIR [corpus]
+With `corpus`, qrels queries are scored against the whole corpus (the benchmark's
+`pool: corpus`) instead of their language's candidates. DIR holds qrels.txt, doc_langs.tsv and query_langs.tsv (id<TAB>lang), and the run files
 Rosetta wrote: multilingual.run and pairs/{q}-{c}.run (lareqa) or {lang}.run (qrels).
 Scores in the run files are replaced by the inverse of the written rank, so pytrec_eval sees
 exactly Rosetta's ranking (its own tie-breaking never comes into play). Judgements are limited
@@ -42,7 +43,7 @@ def score(qrels, run, pool_langs, doc_lang, measures):
     return evaluator.evaluate({q: run[q] for q in pooled}), pooled
 
 
-def main(root):
+def main(root, pool="language"):
     doc_lang = read_tsv(os.path.join(root, "doc_langs.tsv"))
     query_lang = read_tsv(os.path.join(root, "query_langs.tsv"))
     qrels = collections.defaultdict(dict)
@@ -109,14 +110,16 @@ def main(root):
         path = os.path.join(root, f"{lang}.run")
         if not os.path.exists(path):
             continue
-        res, _ = score(qrels, read_run(path), {lang}, doc_lang, {"map", "ndcg_cut.10", "recall.100"})
+        pool_langs = set(langs) if pool == "corpus" else {lang}
+        res, _ = score(qrels, read_run(path), pool_langs, doc_lang, {"map", "ndcg_cut.10", "recall.100", "success.20,100"})
         if res:
             out["qrels"][lang] = {
-                m: sum(r[m] for r in res.values()) / len(res) for m in ("map", "ndcg_cut_10", "recall_100")
+                m: sum(r[m] for r in res.values()) / len(res)
+                for m in ("map", "ndcg_cut_10", "recall_100", "success_20", "success_100")
             }
             out["qrels"][lang]["n"] = len(res)
     json.dump(out, sys.stdout)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])
