@@ -120,7 +120,17 @@ fn run_study(args: RunArgs) -> anyhow::Result<()> {
     println!("languages seen in training: {}", languages.seen.iter().cloned().collect::<Vec<_>>().join(" "));
     if args.dry_run {
         for prepared in &plan.cells {
-            println!("  {}  (last step {})", prepared.cell.id(), prepared.final_step + 1);
+            let dir = prepared.cell.dir(&settings.out);
+            let state = match rosetta_experiment::runner::read_record(&dir) {
+                Ok(Some(_)) => "finished".to_string(),
+                _ => match rosetta_common::RunDir::new(dir.join("run")).committed_steps() {
+                    Ok(steps) if !steps.is_empty() => {
+                        format!("resumes after step {}", steps.last().copied().unwrap_or_default() + 1)
+                    }
+                    _ => "to run".to_string(),
+                },
+            };
+            println!("  {:<24} {} steps, {state}", prepared.cell.id(), prepared.final_step + 1);
         }
         return Ok(());
     }
