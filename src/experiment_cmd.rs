@@ -14,7 +14,7 @@ use rosetta_eval::config::EvaluationConfig;
 use rosetta_experiment::measure::Languages;
 use rosetta_experiment::plan::{Cell, base_model_dir, cells};
 use rosetta_experiment::runner::{BaseModel, ExperimentPlan, PreparedCell};
-use rosetta_experiment::spec::{ExperimentSettings, Selection};
+use rosetta_experiment::spec::{ExperimentSettings, Launch, Selection};
 
 /// File name of the experiment file's copy in the experiment directory (what `report DIR` reads).
 const EXPERIMENT_COPY: &str = "experiment.yaml";
@@ -201,6 +201,13 @@ fn prepare(settings: &ExperimentSettings) -> anyhow::Result<ExperimentPlan> {
             BaseModel::Export { config_yaml: base_config.to_yaml(), dir: base_model_dir(&settings.out) }
         }
     };
+    if settings.launch == Launch::Slurm && base_config.deploy.as_ref().and_then(|d| d.slurm.as_ref()).is_none() {
+        bail!(
+            "{}: launch: slurm needs a `deploy.slurm` section in the base run config {}",
+            settings.file.display(),
+            settings.base.display()
+        );
+    }
     if base_config.job.is_none() {
         bail!("{}: job: missing (e.g. `job: {{steps: 200, workers: 2}}`)", settings.base.display());
     }
@@ -208,7 +215,7 @@ fn prepare(settings: &ExperimentSettings) -> anyhow::Result<ExperimentPlan> {
     let mut prepared = Vec::new();
     for (i, cell) in cells(settings).into_iter().enumerate() {
         let strategy_index = settings.strategies.iter().position(|s| *s == cell.arm.strategy).unwrap_or(i);
-        match cell_config(settings, &base_config, &base_model, &cell) {
+        match cell_config(settings, &base_config, &base_model, &cell, i) {
             Ok(config) => {
                 // Checked with the base's own model section: the shared initial model it
                 // names is exported only when the experiment starts.
@@ -244,8 +251,16 @@ fn cell_config(
     base: &RawRunConfig,
     base_model: &BaseModel,
     cell: &Cell,
+    index: usize,
 ) -> Result<RawRunConfig, String> {
     let mut config = base.clone();
+    if let Some(deploy) = config.deploy.as_mut() {
+        // Cells may share a node (`--parallel`): each gets its own coordinator and metrics ports.
+        let offset = u16::try_from(2 * index).map_err(|_| "too many cells for distinct ports".to_string())?;
+        deploy.port = deploy.port.checked_add(offset).ok_or("deploy.port + cells is past 65535")?;
+        deploy.metrics_port =
+            deploy.metrics_port.checked_add(offset).ok_or("deploy.metrics_port + cells is past 65535")?;
+    }
     config.schedule.strategy = parse_strategy(&cell.arm.strategy)?;
     if let Some(alpha) = cell.arm.alpha {
         config.schedule.alpha = alpha;

@@ -2,7 +2,8 @@
 //! of the experiment in the middle of a cell loses nothing (the next invocation skips the
 //! finished cells untouched and resumes the interrupted one), the report rebuilds from the
 //! directory alone, bad experiment files are refused naming the field, and the report page
-//! loads in headless Chromium with real tables and pictures.
+//! loads in headless Chromium with real tables and pictures; with `launch: slurm` every cell
+//! trains as a job of a real one-node Slurm.
 
 mod common;
 
@@ -10,8 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{rosetta, tiny_run, write_config};
+use common::{free_port, have_command, rosetta, service_available, tiny_run, write_config};
 use rosetta_common::RunDir;
+use rosetta_deploy::section::{DeploySection, SlurmSection};
 
 fn synth(dir: &Path) {
     let out = rosetta(&[
@@ -166,4 +168,51 @@ fn bad_experiment_files_are_refused_naming_the_field() {
     assert!(!dir.path().join("study").exists(), "nothing is written before every cell checks out");
     let out = rosetta(&["experiment", "report", dir.path().join("data").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an experiment directory"));
+}
+
+#[test]
+fn cells_train_as_slurm_jobs_two_at_a_time() {
+    let available = have_command("sbatch")
+        && Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| {
+            let state = String::from_utf8_lossy(&o.stdout);
+            state.contains("idle") || state.contains("mixed") || state.contains("alloc")
+        });
+    if !service_available("a running Slurm (sbatch, sinfo)", available) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path());
+    let mut base = tiny_run("unused", 6, 1);
+    base.job.as_mut().unwrap().checkpoint_every = 3;
+    base.deploy = Some(DeploySection {
+        binary: Some(env!("CARGO_BIN_EXE_rosetta").into()),
+        port: free_port(),
+        metrics_port: free_port(),
+        slurm: Some(SlurmSection { nodes: 1, workers_per_node: 1, cpus_per_worker: 1, ..SlurmSection::default() }),
+        ..DeploySection::default()
+    });
+    write_config(dir.path(), "base", &base);
+    let config = dir.path().join("experiment.yaml");
+    std::fs::write(
+        &config,
+        "version: 1\nbase: base.yaml\nout: study\nstrategies: [x-y]\nseeds: [1, 2]\nzero_shot: false\n\
+         benchmarks: [{path: data/benchmark, domain: in}]\nlaunch: slurm\nlaunch_timeout_hours: 0.1\n\
+         significance: {resamples: 200}\n",
+    )
+    .unwrap();
+    let out = rosetta(&["experiment", "--config", config.to_str().unwrap(), "--parallel", "2", "--quiet"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches("submitted to Slurm").count(), 2, "{stdout}");
+    for seed in [1, 2] {
+        let cell = dir.path().join(format!("study/runs/x-y.seed-{seed}"));
+        let job = std::fs::read_to_string(cell.join("run/deploy/slurm/job-id")).expect("the cell went through Slurm");
+        let state = Command::new("scontrol").args(["show", "job", job.trim()]).output().unwrap();
+        let state = String::from_utf8_lossy(&state.stdout);
+        assert!(state.contains("JobState=COMPLETED"), "job {job}: {state}");
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(cell.join("cell.json")).unwrap()).unwrap();
+        assert_eq!(record["step"], 5);
+    }
+    assert!(dir.path().join("study/report.html").is_file());
 }

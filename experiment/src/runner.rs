@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::child::{ChildRun, interrupted, log_tail};
 use crate::error::{ExperimentError, Result};
 use crate::plan::{Cell, ZERO_SHOT, zero_shot_dir};
-use crate::spec::{ExperimentSettings, Selection};
+use crate::spec::{ExperimentSettings, Launch, Selection};
 
 /// File name of a finished cell's record.
 pub const CELL_RECORD: &str = "cell.json";
@@ -276,7 +276,9 @@ impl Runner<'_> {
         }
         let started = Instant::now();
         let trained = committed.contains(&prepared.final_step);
-        if !trained {
+        if !trained && self.plan.settings.launch == Launch::Slurm {
+            self.train_on_slurm(&id, &dir, &config_path, &run_dir, prepared.final_step, position)?;
+        } else if !trained {
             let mut command = Command::new(&self.plan.program);
             command.arg("train").arg("--config").arg(&config_path);
             let how = match committed.last() {
@@ -320,6 +322,100 @@ impl Runner<'_> {
         write_json(&dir.join(CELL_RECORD), &record)?;
         println!("{position} {id}: done (training {train_seconds:.0}s, evaluation {eval_seconds:.0}s)");
         Ok(true)
+    }
+}
+
+/// Whether `rosetta deploy slurm --status` describes a job that is still queued or running
+/// (`squeue` lists it, or `scontrol` gives a state that is not final).
+fn slurm_job_active(status: &str) -> bool {
+    let status = status.trim();
+    match status.find("JobState=") {
+        Some(at) => {
+            let state = status[at + "JobState=".len()..].split_whitespace().next().unwrap_or_default();
+            matches!(state, "PENDING" | "RUNNING" | "REQUEUED" | "CONFIGURING" | "COMPLETING" | "SUSPENDED")
+        }
+        None => !status.is_empty(),
+    }
+}
+
+impl Runner<'_> {
+    fn slurm_status(&self, config: &Path) -> Option<String> {
+        let out = Command::new(&self.plan.program)
+            .args(["deploy", "slurm", "--status", "--config"])
+            .arg(config)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Trains a cell as a Slurm job: submits it (unless its job from an earlier invocation is
+    /// still queued or running) and waits, bounded by `launch_timeout`, until its last
+    /// checkpoint is committed or the job ends without it.
+    fn train_on_slurm(
+        &self,
+        id: &str,
+        dir: &Path,
+        config: &Path,
+        run_dir: &RunDir,
+        final_step: u64,
+        position: &str,
+    ) -> Result<()> {
+        let log = dir.join("train.log");
+        // The job's own log (`slurm-<id>.log`, the newest), whose tail the error shows.
+        let failed = |status: String| {
+            let slurm_dir = run_dir.root().join("deploy/slurm");
+            let newest = std::fs::read_dir(&slurm_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|e| e == "log"))
+                .max_by_key(|path| path.metadata().and_then(|m| m.modified()).ok());
+            ExperimentError::Step {
+                cell: id.to_string(),
+                what: "training on Slurm".into(),
+                status,
+                log: newest.unwrap_or(slurm_dir),
+            }
+        };
+        match self.slurm_status(config) {
+            Some(status) if slurm_job_active(&status) => {
+                println!("{position} {id}: waiting for its Slurm job from before ({status})");
+            }
+            _ => {
+                let mut command = Command::new(&self.plan.program);
+                command.args(["deploy", "slurm", "--config"]).arg(config);
+                ChildRun { cell: id, what: "submitting to Slurm", log: log.clone(), relay_progress: false }
+                    .run(command)?;
+                println!("{position} {id}: submitted to Slurm");
+            }
+        }
+        let started = Instant::now();
+        let mut checked = Instant::now();
+        loop {
+            if run_dir.committed_steps()?.contains(&final_step) {
+                return Ok(());
+            }
+            if interrupted() {
+                println!("{id}: its Slurm job keeps running; the next invocation waits for it");
+                return Err(ExperimentError::Interrupted);
+            }
+            if checked.elapsed() >= std::time::Duration::from_secs(5) {
+                checked = Instant::now();
+                let status = self.slurm_status(config).unwrap_or_default();
+                if !slurm_job_active(&status) && !run_dir.committed_steps()?.contains(&final_step) {
+                    return Err(failed(format!("the job ended before its last checkpoint ({status})")));
+                }
+            }
+            if started.elapsed() > self.plan.settings.launch_timeout {
+                return Err(failed(format!(
+                    "not finished within {:?} (launch_timeout_hours)",
+                    self.plan.settings.launch_timeout
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
     }
 }
 
@@ -380,4 +476,20 @@ pub fn run_cells(plan: &ExperimentPlan, parallel: usize, relay_progress: bool) -
         return Err(ExperimentError::Interrupted);
     }
     Ok(summary.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_states_that_are_still_going_are_told_from_final_ones() {
+        assert!(slurm_job_active("17 RUNNING 0:05 node1"));
+        assert!(slurm_job_active("17 PENDING 0:00 (Priority)"));
+        assert!(slurm_job_active("JobState=REQUEUED ExitCode=0:0"));
+        assert!(!slurm_job_active("JobState=COMPLETED ExitCode=0:0"));
+        assert!(!slurm_job_active("JobState=FAILED ExitCode=1:0"));
+        assert!(!slurm_job_active("JobState=CANCELLED ExitCode=0:15"));
+        assert!(!slurm_job_active(""));
+    }
 }

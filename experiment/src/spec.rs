@@ -55,6 +55,18 @@ pub enum CheckpointChoice {
     Best,
 }
 
+/// Where each cell's training runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Launch {
+    /// On this machine (`rosetta train`), `--parallel` cells at a time.
+    #[default]
+    Local,
+    /// As a Slurm batch job per cell (`rosetta deploy slurm`, the base config's `deploy.slurm`),
+    /// `--parallel` jobs in the queue at a time; evaluation runs here.
+    Slurm,
+}
+
 /// `selection:` as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,6 +187,16 @@ pub struct ExperimentSection {
     /// Steps of every run (overrides the base config's `job.steps`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
+    /// Where cells train: `local` or `slurm`.
+    #[serde(default)]
+    pub launch: Launch,
+    /// Longest wait for one cell's Slurm job, queueing included, in hours.
+    #[serde(default = "default_launch_timeout")]
+    pub launch_timeout_hours: f64,
+}
+
+fn default_launch_timeout() -> f64 {
+    48.0
 }
 
 fn default_alphas() -> Vec<f64> {
@@ -253,6 +275,10 @@ pub struct ExperimentSettings {
     pub workers: Option<usize>,
     /// Steps override.
     pub steps: Option<u64>,
+    /// Where cells train.
+    pub launch: Launch,
+    /// Longest wait for one cell's Slurm job.
+    pub launch_timeout: std::time::Duration,
     /// The file as written, re-serialised (recorded in the report).
     pub written: ExperimentSection,
 }
@@ -413,6 +439,12 @@ impl ExperimentSection {
         if self.steps == Some(0) {
             problems.push("steps", "must be at least 1");
         }
+        if !(self.launch_timeout_hours.is_finite() && self.launch_timeout_hours > 0.0) {
+            problems.push(
+                "launch_timeout_hours",
+                format!("{} is not a positive number of hours", self.launch_timeout_hours),
+            );
+        }
         if let Some(languages) = &self.training_languages
             && languages.is_empty()
         {
@@ -433,6 +465,8 @@ impl ExperimentSection {
             significance: self.significance.clone(),
             workers: self.workers,
             steps: self.steps,
+            launch: self.launch,
+            launch_timeout: std::time::Duration::from_secs_f64(self.launch_timeout_hours.clamp(1e-3, 1e4) * 3600.0),
             written: self.clone(),
         })
     }
