@@ -19,7 +19,7 @@ demo: setup
 	cargo run --release --bin rosetta -- demo
 
 ## The embedded experiment: x-x-mono, x-y and hybrid x 3 seeds on the synthetic corpus,
-## evaluated in- and out-of-domain, with significance tests (about 20 minutes on 2 cores;
+## evaluated in- and out-of-domain, with significance tests (about 16 minutes on 2 cores;
 ## rerunning skips finished cells). Report: runs/experiment/study/report.html.
 experiment: setup
 	cargo build --release --bin rosetta
