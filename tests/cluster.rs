@@ -253,3 +253,27 @@ fn workers_reach_a_tls_coordinator_only_with_its_certificate() {
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
     coordinator.wait_finished(Duration::from_secs(30)).unwrap();
 }
+
+#[test]
+fn frozen_parameters_stay_put_across_two_workers_and_are_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), 4, 2, false, "frozen");
+    let mut config = common::tiny_run("frozen", 4, 2);
+    config.training.freeze =
+        rosetta_worker::freeze::FreezeConfig { embeddings: true, layers: vec![0], ..Default::default() };
+    let path = common::write_config(dir.path(), "frozen", &config);
+    let out = train(&path, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("parameters trainable") && stderr.contains("frozen in"), "{stderr}");
+    let (first, last) = (model_tensors(dir.path(), "frozen", 1), model_tensors(dir.path(), "frozen", 3));
+    let mut moved = 0;
+    for ((name, a), (_, b)) in first.iter().zip(&last) {
+        let frozen = name.contains(".embeddings.") || name.contains(".layer.0.");
+        if frozen {
+            assert_eq!(a, b, "{name} is frozen but changed");
+        } else if a != b {
+            moved += 1;
+        }
+    }
+    assert!(moved > 0 && first.iter().any(|(n, _)| n.contains("word_embeddings")), "trained tensors moved: {moved}");
+}

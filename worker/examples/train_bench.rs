@@ -36,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         max_grad_norm: 1.0,
         accumulation_steps: 1,
         dropout: true,
+        freeze: Default::default(),
     };
     let mut trainer = Trainer::new(model, config)?;
     let micro = |i: usize| {

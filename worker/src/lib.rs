@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod collective;
 pub mod device;
 pub mod export;
+pub mod freeze;
 pub mod loss;
 pub mod nccl;
 pub mod optim;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use crate::error::{Result, WorkerError};
+use crate::freeze::FreezeConfig;
 use crate::hf_config::EncoderConfig;
 use crate::loss::LossConfig;
 use crate::optim::AdamWConfig;
@@ -343,6 +344,10 @@ pub struct TrainingSection {
     /// Hard negatives per example taken from the data (0 = in-batch negatives only).
     #[serde(default)]
     pub hard_negatives: usize,
+    /// Parameters kept at their initial values (`embeddings: true`, `layers: [0, 1]`,
+    /// `patterns: ["*.attention.*"]`): no gradient, no optimiser state, no all-reduce.
+    #[serde(default, skip_serializing_if = "FreezeConfig::is_empty")]
+    pub freeze: FreezeConfig,
 }
 
 impl Default for TrainingSection {
@@ -370,6 +375,9 @@ pub struct TrainingSettings {
     pub dropout: bool,
     /// Hard negatives per example.
     pub hard_negatives: usize,
+    /// Parameters kept at their initial values.
+    #[serde(default, skip_serializing_if = "FreezeConfig::is_empty")]
+    pub freeze: FreezeConfig,
 }
 
 impl TrainingSection {
@@ -407,6 +415,11 @@ impl TrainingSection {
         if self.accumulation_steps == 0 {
             problems.push("training.accumulation_steps", "must be at least 1");
         }
+        for (i, pattern) in self.freeze.patterns.iter().enumerate() {
+            if pattern.trim().is_empty() {
+                problems.push(format!("training.freeze.patterns[{i}]"), "empty pattern");
+            }
+        }
         problems.into_result(TrainingSettings {
             device,
             loss: self.loss.clone(),
@@ -416,6 +429,7 @@ impl TrainingSection {
             accumulation_steps: self.accumulation_steps,
             dropout: self.dropout,
             hard_negatives: self.hard_negatives,
+            freeze: self.freeze.clone(),
         })
     }
 }
@@ -431,6 +445,7 @@ impl TrainingSettings {
             max_grad_norm: self.max_grad_norm,
             accumulation_steps: self.accumulation_steps,
             dropout: self.dropout,
+            freeze: self.freeze.clone(),
         }
     }
 }

@@ -6,6 +6,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::collective::Collective;
 use crate::error::{Result, WorkerError};
+use crate::freeze::{FreezeConfig, ParameterCounts};
 use crate::loss::{LossConfig, distributed_info_nce};
 use crate::optim::{AdamW, AdamWConfig, LinearSchedule, clip_grad_norm};
 use crate::overlap::{DEFAULT_BUCKET_BYTES, GradientBuckets, backward_overlapped, staged_backward};
@@ -29,6 +30,8 @@ pub struct StepConfig {
     pub accumulation_steps: usize,
     /// Apply the model's dropout while training.
     pub dropout: bool,
+    /// Parameters kept at their initial values.
+    pub freeze: FreezeConfig,
 }
 
 /// One rank's examples for a step: row i of `queries` pairs with row i of `positives`.
@@ -81,6 +84,8 @@ pub struct Trainer {
     staged: GradientBuckets,
     /// Every parameter in one bucket (CUDA: all-reduce after the backward pass).
     whole: GradientBuckets,
+    /// Trainable and frozen parameters.
+    parameters: ParameterCounts,
 }
 
 impl Trainer {
@@ -92,8 +97,16 @@ impl Trainer {
         if config.loss.temperature.is_nan() || config.loss.temperature <= 0.0 {
             return Err(WorkerError::invalid("training.loss.temperature", "must be positive"));
         }
-        let optimizer = AdamW::new(model.var_store(), config.optimizer.clone());
         let layers = model.encoder().config().num_hidden_layers.max(0) as usize;
+        // Before the optimiser and the gradient buckets: both take the trainable parameters only.
+        let parameters = config.freeze.apply(model.var_store(), layers)?;
+        tracing::info!(
+            trainable = parameters.trainable,
+            frozen = parameters.frozen,
+            frozen_tensors = parameters.frozen_tensors,
+            "trainable parameters"
+        );
+        let optimizer = AdamW::new(model.var_store(), config.optimizer.clone());
         let staged = GradientBuckets::new(optimizer.parameters(), layers, DEFAULT_BUCKET_BYTES);
         let whole = GradientBuckets::single(optimizer.parameters());
         let schedule = LinearSchedule {
@@ -113,7 +126,13 @@ impl Trainer {
             last_backward_seconds: 0.0,
             staged,
             whole,
+            parameters,
         })
+    }
+
+    /// Trainable and frozen parameters.
+    pub fn parameter_counts(&self) -> ParameterCounts {
+        self.parameters
     }
 
     /// The model.

@@ -1,5 +1,7 @@
 //! DESIGN.md §5: W ranks computing the global-batch loss with gradients only into their own
-//! slots, then summing gradients, reproduce the single-process full-batch gradient.
+//! slots, then summing gradients, reproduce the single-process full-batch gradient; frozen
+//! parameters (`training.freeze`) keep their values, get no optimiser state or all-reduce,
+//! and leave the trained ones equal across world sizes.
 
 use std::time::Duration;
 
@@ -7,6 +9,7 @@ use rosetta_datasets::tokenize::train_wordpiece;
 use std::net::TcpListener;
 
 use rosetta_worker::collective::{Collective, SingleRank, local_group};
+use rosetta_worker::freeze::FreezeConfig;
 use rosetta_worker::hf_config::EncoderConfig;
 use rosetta_worker::loss::LossConfig;
 use rosetta_worker::optim::AdamWConfig;
@@ -42,6 +45,15 @@ fn corpus() -> Vec<(String, String, String)> {
 }
 
 fn trainer(dir: &std::path::Path, symmetric: bool, accumulation: usize) -> Trainer {
+    freezing_trainer(dir, symmetric, accumulation, FreezeConfig::default()).unwrap()
+}
+
+fn freezing_trainer(
+    dir: &std::path::Path,
+    symmetric: bool,
+    accumulation: usize,
+    freeze: FreezeConfig,
+) -> rosetta_worker::Result<Trainer> {
     let texts: Vec<String> = corpus().into_iter().flat_map(|(a, b, c)| [a, b, c]).collect();
     let tokenizer = train_wordpiece(texts.iter().cycle().take(200), 120, &dir.join("tokenizer.json")).unwrap();
     let vocab = tokenizer.vocab_size() as i64;
@@ -57,8 +69,9 @@ fn trainer(dir: &std::path::Path, symmetric: bool, accumulation: usize) -> Train
         max_grad_norm: 1.0,
         accumulation_steps: accumulation,
         dropout: false,
+        freeze,
     };
-    Trainer::new(model, config).unwrap()
+    Trainer::new(model, config)
 }
 
 fn micro_batch(rank: usize, world: usize) -> MicroBatch {
@@ -116,11 +129,22 @@ fn run_ranks_over<C: Collective + 'static>(
     steps: usize,
     accumulation: usize,
 ) -> (f64, Named, Named) {
+    run_ranks_freezing(group, symmetric, steps, accumulation, &FreezeConfig::default())
+}
+
+fn run_ranks_freezing<C: Collective + 'static>(
+    group: Vec<C>,
+    symmetric: bool,
+    steps: usize,
+    accumulation: usize,
+    freeze: &FreezeConfig,
+) -> (f64, Named, Named) {
     let world = group.len();
     // Models are built on this thread (libtorch's generator is global, so seeding in
     // parallel threads would race); only rank 0's initial values matter after the broadcast.
     let dir = tempfile::tempdir().unwrap();
-    let trainers: Vec<Trainer> = (0..world).map(|_| trainer(dir.path(), symmetric, accumulation)).collect();
+    let trainers: Vec<Trainer> =
+        (0..world).map(|_| freezing_trainer(dir.path(), symmetric, accumulation, freeze.clone()).unwrap()).collect();
     let handles: Vec<_> = group
         .into_iter()
         .zip(trainers)
@@ -291,4 +315,79 @@ fn accumulation_across_ranks_gives_the_single_process_gradient() {
     assert!((ring_loss - loss).abs() < 1e-9, "{ring_loss} vs {loss}");
     let diff = max_diff(&ring_gradients, &gradients);
     assert!(diff < 1e-9, "accumulated gradients differ by {diff}");
+}
+
+fn every_variable(trainer: &Trainer) -> std::collections::BTreeMap<String, Tensor> {
+    trainer.model().var_store().variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
+}
+
+#[test]
+fn frozen_parameters_keep_their_values_and_get_no_state_gradient_or_all_reduce() {
+    let dir = tempfile::tempdir().unwrap();
+    let freeze = FreezeConfig { embeddings: true, layers: vec![0], patterns: vec!["*.LayerNorm.bias".into()] };
+    let mut trainer = freezing_trainer(dir.path(), false, 1, freeze.clone()).unwrap();
+    let before = every_variable(&trainer);
+    let counts = trainer.parameter_counts();
+    let total: i64 = before.values().map(|t| t.numel() as i64).sum();
+    assert!(counts.frozen > 0 && counts.trainable > 0 && counts.frozen + counts.trainable == total, "{counts:?}");
+    let frozen: Vec<&String> = before.keys().filter(|n| freeze.freezes(n)).collect();
+    assert_eq!(frozen.len(), counts.frozen_tensors);
+    assert!(frozen.iter().any(|n| n.contains("word_embeddings")) && frozen.iter().any(|n| n.contains("layer.0.")));
+    assert!(trainer.optimizer().parameters().all(|(n, _)| !freeze.freezes(n)), "frozen tensors have optimiser state");
+    let batch = micro_batch(0, 1);
+    trainer.backward(&batch, &SingleRank).unwrap();
+    assert!(trainer.gradients().iter().all(|(n, _)| !freeze.freezes(n)), "a frozen tensor has a gradient");
+    trainer.apply();
+    for _ in 0..2 {
+        trainer.step(&batch, &SingleRank).unwrap();
+    }
+    let after = every_variable(&trainer);
+    for (name, tensor) in &after {
+        let same = tensor.equal(&before[name]);
+        assert_eq!(same, freeze.freezes(name), "{name}: frozen tensors stay, trained ones move");
+    }
+    // Checkpointed and restored with the rest of the model.
+    let path = dir.path().join("checkpoint.safetensors");
+    trainer.save_checkpoint(&path).unwrap();
+    let mut restored = freezing_trainer(dir.path(), false, 1, freeze).unwrap();
+    restored.load_checkpoint(&path).unwrap();
+    for (name, tensor) in every_variable(&restored) {
+        assert!(tensor.equal(&after[&name]), "{name} not restored");
+    }
+}
+
+#[test]
+fn frozen_training_gives_the_same_parameters_on_one_and_two_ranks() {
+    let freeze = FreezeConfig { embeddings: true, ..FreezeConfig::default() };
+    let (_, _, one) = run_ranks_freezing(local_group(1, Duration::from_secs(60)), false, 3, 1, &freeze);
+    let (_, _, two) = run_ranks_freezing(tcp_ring(2), false, 3, 1, &freeze);
+    assert!(one.iter().all(|(n, _)| !freeze.freezes(n)));
+    let diff = max_diff(&one, &two);
+    assert!(diff < 1e-12, "one vs two ranks differ by {diff}");
+}
+
+#[test]
+fn bad_freeze_choices_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            FreezeConfig { layers: vec![2], ..FreezeConfig::default() },
+            "training.freeze.layers",
+            "layer 2 does not exist",
+        ),
+        (
+            FreezeConfig { patterns: vec!["decoder.*".into()], ..FreezeConfig::default() },
+            "training.freeze.patterns",
+            "matches no parameter",
+        ),
+        (
+            FreezeConfig { patterns: vec!["*".into()], ..FreezeConfig::default() },
+            "training.freeze",
+            "nothing is left to train",
+        ),
+    ];
+    for (freeze, field, message) in cases {
+        let err = freezing_trainer(dir.path(), false, 1, freeze).err().expect("refused").to_string();
+        assert!(err.contains(field) && err.contains(message), "{err}");
+    }
 }

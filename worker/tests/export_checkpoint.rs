@@ -48,6 +48,7 @@ fn trainer(model: SentenceEncoder) -> Trainer {
         max_grad_norm: 1.0,
         accumulation_steps: 1,
         dropout: false,
+        freeze: Default::default(),
     };
     Trainer::new(model, config).unwrap()
 }

@@ -281,6 +281,21 @@ fn train(
         seconds = started.elapsed().as_secs_f64(),
         "rendezvous complete"
     );
+    if rank == 0 {
+        let counts = trainer.parameter_counts();
+        let total = counts.trainable + counts.frozen;
+        eprintln!(
+            "worker: {} of {} parameters trainable ({:.1} %){}",
+            counts.trainable,
+            total,
+            100.0 * counts.trainable as f64 / total.max(1) as f64,
+            if counts.frozen_tensors > 0 {
+                format!("; {} frozen in {} tensors (training.freeze)", counts.frozen, counts.frozen_tensors)
+            } else {
+                String::new()
+            }
+        );
+    }
     let peers = rendezvous
         .ring_peers
         .iter()
