@@ -3,7 +3,7 @@
 //! checks them all before anything runs, and calls `rosetta_experiment`.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -240,7 +240,14 @@ fn prepare(settings: &ExperimentSettings) -> anyhow::Result<ExperimentPlan> {
     if !problems.is_empty() {
         bail!("{}: {problems}", settings.file.display());
     }
-    let program = std::env::current_exe().context("finding the rosetta binary")?;
+    // The running binary, also when it was replaced on disk since (an upgrade, a rebuild): its
+    // path then no longer names it, /proc/self/exe still does, so every cell runs one version.
+    let program = match std::env::current_exe() {
+        Ok(path) if path.is_file() => path,
+        _ if Path::new("/proc/self/exe").exists() => PathBuf::from("/proc/self/exe"),
+        Ok(path) => path,
+        Err(e) => return Err(e).context("finding the rosetta binary"),
+    };
     Ok(ExperimentPlan { settings: settings.clone(), program, base_model, cells: prepared })
 }
 

@@ -166,6 +166,10 @@ fn pipe_error(what: &str) -> impl Fn(std::io::Error) -> WorkerError + '_ {
     move |e| WorkerError::io(format!("rosetta eval's pipe ({what})"), e)
 }
 
+/// Batches per window of texts that are sorted by length before encoding (a window is also the
+/// unit of shard boundaries).
+pub const SORT_WINDOW_BATCHES: usize = 16;
+
 /// Runs one shard to the end of round 2, talking to `rosetta eval` over stdin/stdout.
 pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
     tch::set_num_threads(config.threads.max(1) as i32);
@@ -177,18 +181,20 @@ pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
     if config.precision.bf16_on(device) {
         model.var_store_mut().bfloat16();
     }
-    // Shard boundaries on multiples of the batch size: every text is encoded in the same batch
-    // whatever the number of workers, so 1 and N workers give the same embeddings.
+    // Texts are encoded in windows of SORT_WINDOW_BATCHES batches, sorted by length inside each
+    // window; shard boundaries fall on window boundaries, so every text is encoded in the same
+    // batch whatever the number of workers, and 1 and N workers give the same embeddings.
     let shards = config.shards.max(1);
-    let query_range = aligned_range(task.num_queries(), config.shard, shards, config.batch_size);
-    let range = aligned_range(task.num_docs(), config.shard, shards, config.batch_size);
+    let window = config.batch_size.max(1) * SORT_WINDOW_BATCHES;
+    let query_range = aligned_range(task.num_queries(), config.shard, shards, window);
+    let range = aligned_range(task.num_docs(), config.shard, shards, window);
     let settings = model.settings().clone();
     let dim = model.embedding_width() as usize;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut input = BufReader::new(std::io::stdin().lock());
     let queries: Vec<&str> = benchmark.queries[query_range].iter().map(|q| q.text.as_str()).collect();
-    let own_queries = to_vec(&model.encode(&queries, &settings.query_prefix, config.batch_size)?)?;
+    let own_queries = to_vec(&model.encode_by_length(&queries, &settings.query_prefix, config.batch_size, window)?)?;
     wire::send_query_vectors(&mut out, &own_queries).map_err(pipe_error("query embeddings"))?;
     let query_vectors = wire::receive_query_vectors(&mut input, "rosetta eval")?;
     if query_vectors.len() != task.num_queries() * dim {
@@ -198,7 +204,7 @@ pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
         ));
     }
     let docs: Vec<&str> = benchmark.corpus[range.clone()].iter().map(|d| d.text.as_str()).collect();
-    let doc_vectors = to_vec(&model.encode(&docs, &settings.passage_prefix, config.batch_size)?)?;
+    let doc_vectors = to_vec(&model.encode_by_length(&docs, &settings.passage_prefix, config.batch_size, window)?)?;
     tracing::info!(
         shard = config.shard,
         queries = queries.len(),

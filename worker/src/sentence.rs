@@ -262,6 +262,12 @@ impl SentenceEncoder {
 
     /// Tokenises `texts` (each prefixed by `prefix`), truncated and padded to the longest.
     pub fn tokenize(&self, texts: &[&str], prefix: &str) -> Result<TokenBatch> {
+        let encodings = self.token_ids(texts, prefix)?;
+        Ok(self.batch_of(encodings.iter().map(Vec::as_slice)))
+    }
+
+    /// The token ids of `texts` (each prefixed by `prefix`), truncated to `max_seq_length`.
+    pub fn token_ids(&self, texts: &[&str], prefix: &str) -> Result<Vec<Vec<u32>>> {
         let prefixed: Vec<String>;
         let inputs: Vec<&str> = if prefix.is_empty() {
             texts.to_vec()
@@ -269,24 +275,28 @@ impl SentenceEncoder {
             prefixed = texts.iter().map(|t| format!("{prefix}{t}")).collect();
             prefixed.iter().map(String::as_str).collect()
         };
-        let encodings = self.tokenizer.encode_batch(inputs)?;
-        let length = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
+        Ok(self.tokenizer.encode_batch(inputs)?.iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// A batch of token-id sequences padded to the longest.
+    fn batch_of<'a>(&self, sequences: impl ExactSizeIterator<Item = &'a [u32]> + Clone) -> TokenBatch {
+        let count = sequences.len();
+        let length = sequences.clone().map(<[u32]>::len).max().unwrap_or(1).max(1);
         let pad = self.encoder.config().pad_token_id;
-        let mut ids = Vec::with_capacity(encodings.len() * length);
-        let mut mask = Vec::with_capacity(encodings.len() * length);
-        for encoding in &encodings {
-            let tokens = encoding.get_ids();
+        let mut ids = Vec::with_capacity(count * length);
+        let mut mask = Vec::with_capacity(count * length);
+        for tokens in sequences {
             ids.extend(tokens.iter().map(|&t| i64::from(t)));
             ids.extend(std::iter::repeat_n(pad, length - tokens.len()));
             mask.extend(std::iter::repeat_n(1i64, tokens.len()));
             mask.extend(std::iter::repeat_n(0i64, length - tokens.len()));
         }
         let device = self.vs.device();
-        let shape = [encodings.len() as i64, length as i64];
-        Ok(TokenBatch {
+        let shape = [count as i64, length as i64];
+        TokenBatch {
             input_ids: Tensor::from_slice(&ids).view(shape).to_device(device),
             attention_mask: Tensor::from_slice(&mask).view(shape).to_device(device),
-        })
+        }
     }
 
     /// Sentence embeddings `[B, D]` of a batch (with gradients; dropout when `train`).
@@ -379,6 +389,36 @@ impl SentenceEncoder {
         for chunk in texts.chunks(batch_size.max(1)) {
             let batch = self.tokenize(chunk, prefix)?;
             parts.push(tch::no_grad(|| self.embed(&batch, false)));
+        }
+        if parts.is_empty() {
+            return Ok(Tensor::zeros([0, self.embedding_width()], (Kind::Float, self.vs.device())));
+        }
+        Ok(Tensor::cat(&parts, 0))
+    }
+
+    /// Embeddings `[N, D]` of `texts`, in their order, from batches of texts of similar length
+    /// (little padding, as sentence-transformers does): each `window` of texts, counted from the
+    /// slice's start, is tokenised once, ordered by token count (ties by position), cut into
+    /// batches of `batch_size`, and the embeddings are put back in order. Windows that start at
+    /// the same global positions give the same batches, whatever slice they come in.
+    pub fn encode_by_length(&self, texts: &[&str], prefix: &str, batch_size: usize, window: usize) -> Result<Tensor> {
+        let batch_size = batch_size.max(1);
+        let mut parts = Vec::new();
+        for block in texts.chunks(window.max(batch_size)) {
+            let sequences = self.token_ids(block, prefix)?;
+            let mut order: Vec<usize> = (0..block.len()).collect();
+            order.sort_by_key(|&i| (sequences[i].len(), i));
+            let mut embedded = Vec::new();
+            for chunk in order.chunks(batch_size) {
+                let batch = self.batch_of(chunk.iter().map(|&i| sequences[i].as_slice()));
+                embedded.push(tch::no_grad(|| self.embed(&batch, false)));
+            }
+            let mut inverse = vec![0i64; order.len()];
+            for (position, &i) in order.iter().enumerate() {
+                inverse[i] = position as i64;
+            }
+            let inverse = Tensor::from_slice(&inverse).to_device(self.vs.device());
+            parts.push(Tensor::cat(&embedded, 0).index_select(0, &inverse));
         }
         if parts.is_empty() {
             return Ok(Tensor::zeros([0, self.embedding_width()], (Kind::Float, self.vs.device())));

@@ -44,6 +44,15 @@ fn corpus() -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The tiny random encoder of these tests (f32), with a tokenizer trained on their corpus.
+fn tiny_model(dir: &std::path::Path) -> SentenceEncoder {
+    let texts: Vec<String> = corpus().into_iter().flat_map(|(a, b, c)| [a, b, c]).collect();
+    let tokenizer = train_wordpiece(texts.iter().cycle().take(200), 120, &dir.join("tokenizer.json")).unwrap();
+    let vocab = tokenizer.vocab_size() as i64;
+    let settings = SentenceSettings { max_seq_length: 16, ..SentenceSettings::default() };
+    SentenceEncoder::random(tiny_config(vocab), tokenizer, settings, 7, Device::Cpu).unwrap()
+}
+
 fn trainer(dir: &std::path::Path, symmetric: bool, accumulation: usize) -> Trainer {
     freezing_trainer(dir, symmetric, accumulation, FreezeConfig::default()).unwrap()
 }
@@ -54,12 +63,8 @@ fn freezing_trainer(
     accumulation: usize,
     freeze: FreezeConfig,
 ) -> rosetta_worker::Result<Trainer> {
-    let texts: Vec<String> = corpus().into_iter().flat_map(|(a, b, c)| [a, b, c]).collect();
-    let tokenizer = train_wordpiece(texts.iter().cycle().take(200), 120, &dir.join("tokenizer.json")).unwrap();
-    let vocab = tokenizer.vocab_size() as i64;
-    let settings = SentenceSettings { max_seq_length: 16, ..SentenceSettings::default() };
-    let mut model = SentenceEncoder::random(tiny_config(vocab), tokenizer, settings, 7, Device::Cpu).unwrap();
     // Double precision, so that the only differences left are the summation order's (~1e-15).
+    let mut model = tiny_model(dir);
     model.var_store_mut().double();
     let config = StepConfig {
         loss: LossConfig { temperature: 0.05, symmetric },
@@ -390,4 +395,34 @@ fn bad_freeze_choices_are_refused_naming_the_field() {
         let err = freezing_trainer(dir.path(), false, 1, freeze).err().expect("refused").to_string();
         assert!(err.contains(field) && err.contains(message), "{err}");
     }
+}
+
+#[test]
+fn encoding_by_length_gives_every_text_its_embedding_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = &tiny_model(dir.path());
+    // Lengths that vary a lot, in an order unlike their lengths.
+    let texts: Vec<String> = (0..53)
+        .map(|i| {
+            let (q, p, n) = &corpus()[i % 12];
+            match i % 4 {
+                0 => q.clone(),
+                1 => format!("{p} {n} {p}"),
+                2 => n.split(' ').take(2).collect::<Vec<_>>().join(" "),
+                _ => format!("{q} {p}"),
+            }
+        })
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let plain = model.encode(&texts, "", 4).unwrap();
+    for window in [4, 12, 20, 100] {
+        let sorted = model.encode_by_length(&texts, "", 4, window).unwrap();
+        assert_eq!(sorted.size(), plain.size());
+        let diff = (&sorted - &plain).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "window {window}: {diff}");
+    }
+    // A window's batches do not depend on the slice it comes in (what shards rely on).
+    let whole = model.encode_by_length(&texts, "", 4, 8).unwrap();
+    let tail = model.encode_by_length(&texts[16..], "", 4, 8).unwrap();
+    assert!(whole.narrow(0, 16, 37).equal(&tail));
 }
