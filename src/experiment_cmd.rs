@@ -208,6 +208,18 @@ fn prepare(settings: &ExperimentSettings) -> anyhow::Result<ExperimentPlan> {
             settings.base.display()
         );
     }
+    if let Some(deploy) = base_config.deploy.as_ref().filter(|_| settings.launch == Launch::Slurm) {
+        let cells = cells(settings).len();
+        if usize::from(deploy.port.abs_diff(deploy.metrics_port)) < cells {
+            bail!(
+                "{}: deploy.port ({}) and deploy.metrics_port ({}) must be at least {cells} apart: cell i of the \
+                 experiment uses port + i and metrics_port + i",
+                settings.base.display(),
+                deploy.port,
+                deploy.metrics_port
+            );
+        }
+    }
     if base_config.job.is_none() {
         bail!("{}: job: missing (e.g. `job: {{steps: 200, workers: 2}}`)", settings.base.display());
     }
@@ -262,8 +274,9 @@ fn cell_config(
 ) -> Result<RawRunConfig, String> {
     let mut config = base.clone();
     if let Some(deploy) = config.deploy.as_mut() {
-        // Cells may share a node (`--parallel`): each gets its own coordinator and metrics ports.
-        let offset = u16::try_from(2 * index).map_err(|_| "too many cells for distinct ports".to_string())?;
+        // Cells may share a node (`--parallel`): cell i takes port + i and metrics_port + i
+        // (`prepare` checks that the two ranges do not overlap).
+        let offset = u16::try_from(index).map_err(|_| "too many cells for distinct ports".to_string())?;
         deploy.port = deploy.port.checked_add(offset).ok_or("deploy.port + cells is past 65535")?;
         deploy.metrics_port =
             deploy.metrics_port.checked_add(offset).ok_or("deploy.metrics_port + cells is past 65535")?;

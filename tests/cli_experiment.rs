@@ -184,10 +184,12 @@ fn cells_train_as_slurm_jobs_two_at_a_time() {
     synth(dir.path());
     let mut base = tiny_run("unused", 6, 1);
     base.job.as_mut().unwrap().checkpoint_every = 3;
+    // Cell i uses port + i and metrics_port + i: two ranges far apart.
+    let port = free_port();
     base.deploy = Some(DeploySection {
         binary: Some(env!("CARGO_BIN_EXE_rosetta").into()),
-        port: free_port(),
-        metrics_port: free_port(),
+        port,
+        metrics_port: if port > 40_000 { port - 1000 } else { port + 1000 },
         slurm: Some(SlurmSection { nodes: 1, workers_per_node: 1, cpus_per_worker: 1, ..SlurmSection::default() }),
         ..DeploySection::default()
     });

@@ -98,7 +98,11 @@ fn a_slurm_job_stopped_by_its_time_limit_signal_requeues_resumes_and_matches_an_
     let requeued = Instant::now();
     let stopped_at = rosetta_common::RunDir::new(&run_dir).latest_checkpoint().unwrap().unwrap();
     assert!(stopped_at < 23, "the job ran to its end before stopping (step {stopped_at})");
-    // Skip the hold (a second try in case Slurm was still settling the requeue).
+    // Skip the hold (a second try in case Slurm was still settling the requeue). Not at once:
+    // a requeued job started within a second of its requeue can find its launch credential
+    // still revoked ("Killing non-startable batch job: Job credential revoked", slurmctld),
+    // and then ends FAILED; Slurm's own hold keeps real requeues clear of that.
+    std::thread::sleep(Duration::from_secs(3));
     for _ in 0..2 {
         let status = std::process::Command::new("scontrol")
             .args(["update", &format!("jobid={job}"), "StartTime=now"])

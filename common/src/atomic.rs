@@ -140,8 +140,18 @@ pub fn replace_dir(staged: &Path, target: &Path) -> FileResult<()> {
     Ok(())
 }
 
-/// Removes temporary files this module left behind in `dir` after a crash (not recursive);
-/// returns how many it removed.
+/// Whether a temporary's name (`.<target>.rosetta-tmp.<pid>.<n>`) names another process of
+/// this machine that is still running: its file may be half-written right now (two runs packing
+/// the same store at once), so it is not stale.
+fn written_by_another_live_process(name: &str) -> bool {
+    let Some((_, rest)) = name.split_once(TEMP_MARKER) else { return false };
+    let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else { return false };
+    pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Removes temporary files this module left behind in `dir` after a crash (not recursive),
+/// except those of other processes of this machine that are still running; returns how many it
+/// removed.
 pub fn remove_stale_temporaries(dir: &Path) -> FileResult<usize> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -151,7 +161,8 @@ pub fn remove_stale_temporaries(dir: &Path) -> FileResult<usize> {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if name.to_string_lossy().contains(TEMP_MARKER) {
+        let name = name.to_string_lossy();
+        if name.contains(TEMP_MARKER) && !written_by_another_live_process(&name) {
             let path = entry.path();
             let outcome = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
             outcome.map_err(|e| FileError::new(&path, e))?;
@@ -201,6 +212,18 @@ mod tests {
         std::fs::write(dir.path().join("keep"), b"k").unwrap();
         assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temporaries_of_other_live_processes_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // PID 1 is always running; a PID beyond the kernel's maximum never is.
+        std::fs::create_dir(dir.path().join(format!(".store{TEMP_MARKER}1.0"))).unwrap();
+        std::fs::create_dir(dir.path().join(format!(".store{TEMP_MARKER}4294967295.0"))).unwrap();
+        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
+        let left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(left, [format!(".store{TEMP_MARKER}1.0")]);
     }
 
     #[test]
