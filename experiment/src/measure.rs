@@ -23,6 +23,10 @@ pub enum Setting {
     RankDistance,
     /// Qrels benchmarks: nDCG@10 in each query's pool.
     Ndcg,
+    /// Qrels benchmarks: nDCG@10 of the monolingual sub-sets (pools named by one language).
+    MonoNdcg,
+    /// Qrels benchmarks: nDCG@10 of the cross-lingual sub-sets (pools `q-c`).
+    CrossNdcg,
 }
 
 impl Setting {
@@ -37,6 +41,8 @@ impl Setting {
             Self::Multi => "multi",
             Self::RankDistance => "rank distance",
             Self::Ndcg => "nDCG@10",
+            Self::MonoNdcg => "mono nDCG@10",
+            Self::CrossNdcg => "cross nDCG@10",
         }
     }
 
@@ -125,14 +131,22 @@ impl Languages {
                 Setting::RankDistance => mean(
                     l.pooled.iter().filter(|p| self.keeps_query(subset, &p.query_lang)).filter_map(|p| p.rank_distance),
                 ),
-                Setting::Ndcg => None,
+                Setting::Ndcg | Setting::MonoNdcg | Setting::CrossNdcg => None,
             };
         }
         let q = report.qrels.as_ref()?;
+        let pools = |keep: &dyn Fn(&str) -> bool| {
+            mean(
+                q.languages
+                    .iter()
+                    .filter(|l| keep(&l.lang) && self.keeps_query(subset, &l.lang))
+                    .filter_map(|l| l.ndcg_at_10),
+            )
+        };
         match setting {
-            Setting::Ndcg => {
-                mean(q.languages.iter().filter(|l| self.keeps_query(subset, &l.lang)).filter_map(|l| l.ndcg_at_10))
-            }
+            Setting::Ndcg => pools(&|_| true),
+            Setting::MonoNdcg => pools(&|label| !is_cross_pool(label)),
+            Setting::CrossNdcg => pools(&is_cross_pool),
             _ => None,
         }
     }
@@ -158,15 +172,71 @@ impl Languages {
             Setting::Multi => query.value(Measure::MultilingualMap, |_| true),
             Setting::RankDistance => query.value(Measure::RankDistance, |_| true),
             Setting::Ndcg => query.value(Measure::NdcgAt10, |_| true),
+            Setting::MonoNdcg if !is_cross_pool(own) => query.value(Measure::NdcgAt10, |_| true),
+            Setting::CrossNdcg if is_cross_pool(own) => query.value(Measure::NdcgAt10, |_| true),
+            Setting::MonoNdcg | Setting::CrossNdcg => None,
         }
     }
 }
 
-/// The settings a report's tables show: Table 1's and Table 2's for LAReQA, nDCG@10 for qrels.
+/// A qrels pool label of a cross-lingual sub-set (`en-de`: queries in one language, corpus in another).
+fn is_cross_pool(label: &str) -> bool {
+    label.contains('-')
+}
+
+/// The settings a report's tables show: Table 1's and Table 2's for LAReQA; nDCG@10 for qrels,
+/// also split into mono- and cross-lingual sub-sets when the benchmark has both.
 pub fn settings_of(report: &EvalReport) -> Vec<Setting> {
     if report.lareqa.is_some() {
-        vec![Setting::Mono, Setting::Cross, Setting::Multi, Setting::RankDistance]
+        return vec![Setting::Mono, Setting::Cross, Setting::Multi, Setting::RankDistance];
+    }
+    let labels: Vec<&str> = report.qrels.iter().flat_map(|q| q.languages.iter().map(|l| l.lang.as_str())).collect();
+    if labels.iter().any(|l| is_cross_pool(l)) && labels.iter().any(|l| !is_cross_pool(l)) {
+        vec![Setting::Ndcg, Setting::MonoNdcg, Setting::CrossNdcg]
     } else {
         vec![Setting::Ndcg]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosetta_eval::report::{QrelsLanguage, QrelsResults};
+
+    fn pool(lang: &str, ndcg: f64) -> QrelsLanguage {
+        QrelsLanguage {
+            lang: lang.into(),
+            ndcg_at_10: Some(ndcg),
+            recall_at_100: None,
+            map: None,
+            success_at_20: None,
+            success_at_100: None,
+            coverage: Default::default(),
+            judgements_outside_pool: 0,
+        }
+    }
+
+    #[test]
+    fn qrels_sub_sets_split_into_mono_and_cross_lingual_pools() {
+        let mut report: EvalReport = serde_json::from_value(serde_json::json!({
+            "benchmark": "xpqa", "protocol": "qrels", "model": "m", "step": null, "languages": [],
+            "queries": 0, "candidates": 0, "ap_variant": "trec_eval", "lareqa": null, "qrels": null
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        report.qrels = Some(QrelsResults {
+            languages: vec![pool("de", 0.6), pool("en-de", 0.2), pool("fr", 0.4), pool("en-qag", 0.1)],
+            ndcg_at_10: None,
+            recall_at_100: None,
+            map: None,
+            success_at_20: None,
+            success_at_100: None,
+        });
+        assert_eq!(settings_of(&report), [Setting::Ndcg, Setting::MonoNdcg, Setting::CrossNdcg]);
+        let languages = Languages { seen: ["de", "en", "fr"].into_iter().map(String::from).collect() };
+        let value = |setting, subset| languages.value(&report, setting, subset).unwrap();
+        assert!((value(Setting::MonoNdcg, Subset::All) - 0.5).abs() < 1e-12);
+        assert!((value(Setting::CrossNdcg, Subset::All) - 0.15).abs() < 1e-12);
+        assert!((value(Setting::CrossNdcg, Subset::Seen) - 0.2).abs() < 1e-12);
+        assert!((value(Setting::Ndcg, Subset::Unseen) - 0.1).abs() < 1e-12);
     }
 }

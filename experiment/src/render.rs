@@ -278,7 +278,7 @@ pub fn document(report: &ExperimentReport, results: &ExperimentResults) -> (Docu
     ));
     doc.heading(1, "Table 1: mAP");
     for (i, summary) in report.benchmarks.iter().enumerate() {
-        let table_settings: &[Setting] = if summary.protocol == "lareqa" { &Setting::MAP } else { &[Setting::Ndcg] };
+        let table_settings: &[Setting] = if summary.protocol == "lareqa" { &Setting::MAP } else { &summary.settings };
         if let Some(table) =
             settings_table(report, summary, format!("Table 1{}: {}", letter(i), describe(summary)), table_settings)
         {
