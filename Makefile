@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo experiment test bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
+.PHONY: setup demo experiment test bench-encode bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
 
 setup:
 	@scripts/setup.sh
@@ -62,6 +62,12 @@ bench-eval: setup
 bench-cluster: setup
 	cargo build --release --bin rosetta
 	bench/cluster-train
+
+## Encoding on a real shape (multilingual-e5-small: 12 x 384, 250k vocabulary): rosetta eval vs
+## SentenceTransformer.encode on the same texts, alternating rounds.
+bench-encode: setup
+	cargo build --release --bin rosetta
+	bench/encode
 
 ## Worker memory and start-up for 1M and 10M synthetic groups (ROSETTA_OLD_BINARY: the design
 ## before the row store, for comparison); needs ~8 GB of disk under /tmp.
