@@ -177,11 +177,9 @@ fn training_languages(settings: &ExperimentSettings) -> anyhow::Result<Languages
     }
     let mut seen = BTreeSet::new();
     for train in &raw.resolved(&base).data.train {
-        let stats = rosetta_datasets::stats::pair_stats(train)
+        let languages = rosetta_datasets::stats::pair_languages(train)
             .with_context(|| format!("reading the languages of {}", train.display()))?;
-        for languages in stats.rows_by_dataset.values() {
-            seen.extend(languages.keys().cloned());
-        }
+        seen.extend(languages);
     }
     Ok(Languages { seen })
 }

@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod digest;
 pub mod problems;
+pub mod python;
 pub mod random;
 pub mod run_dir;
 pub mod training_log;

@@ -80,6 +80,11 @@ fn default_format_version() -> u32 {
 }
 
 impl BenchmarkSpec {
+    /// A spec of the current format, each query ranked in its language's pool.
+    pub fn new(name: &str, protocol: Protocol, languages: Vec<String>) -> Self {
+        Self { name: name.to_string(), protocol, languages, format_version: 1, pool: Pool::Language }
+    }
+
     /// Reads and parses `dir/benchmark.yaml`.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(SPEC_FILE);

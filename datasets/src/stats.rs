@@ -58,6 +58,23 @@ pub struct PairStats {
     pub rows_with_negatives: usize,
 }
 
+/// The languages of a training-pairs file, reading its `lang` column only.
+pub fn pair_languages(path: &Path) -> Result<std::collections::BTreeSet<String>> {
+    let reader = crate::table::TableReader::open(path)?;
+    let mut languages = std::collections::BTreeSet::new();
+    reader.scan_strict(&["lang"], 8192, |_, batch| {
+        if let Some(column) = crate::table::text_column(batch, "lang") {
+            for row in 0..column.len() {
+                if let Some(lang) = column.get(row).filter(|l| !languages.contains(*l)) {
+                    languages.insert(lang.to_string());
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(languages)
+}
+
 /// Computes [`PairStats`] in one streaming pass.
 pub fn pair_stats(path: &Path) -> Result<PairStats> {
     let mut languages: Vec<String> = Vec::new();
@@ -144,5 +161,7 @@ mod tests {
         assert_eq!(stats.coverage["de-fr"], 1);
         assert_eq!(stats.groups_by_language_count[&1], 1);
         assert_eq!(stats.rows_by_dataset["d"]["en"], 3);
+        let languages: Vec<String> = pair_languages(&path).unwrap().into_iter().collect();
+        assert_eq!(languages, ["de", "en", "fr"]);
     }
 }

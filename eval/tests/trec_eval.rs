@@ -15,13 +15,7 @@ use rosetta_eval::task::EvalTask;
 use serde_json::Value;
 
 fn python() -> PathBuf {
-    if let Ok(python) = std::env::var("ROSETTA_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = std::env::var("ROSETTA_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
-    venv.join("bin/python")
+    rosetta_common::python::project_python(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
 
 /// Writes full-depth run files and the id → language maps, and scores them with pytrec_eval.

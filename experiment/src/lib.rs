@@ -16,7 +16,7 @@ pub mod runner;
 pub mod spec;
 pub mod stats;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use child::stop_on_signals;
 pub use error::{ExperimentError, Result};
@@ -82,9 +82,4 @@ pub fn run_experiment(
         return Err(ExperimentError::CellsFailed { failed: summary.failed });
     }
     Ok((summary, paths))
-}
-
-/// The experiment directory's report page.
-pub fn report_page(out: &Path) -> PathBuf {
-    out.join(REPORT_FILES[2])
 }

@@ -8,13 +8,7 @@ use std::process::{Command, Stdio};
 use rosetta_experiment::stats::{EXACT_GROUPS, Resampler, sign_flip_test};
 
 fn python() -> PathBuf {
-    if let Ok(python) = std::env::var("ROSETTA_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = std::env::var("ROSETTA_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
-    venv.join("bin/python")
+    rosetta_common::python::project_python(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
 
 /// Difference lists with few groups (exact on both sides): random, with ties, all one sign,

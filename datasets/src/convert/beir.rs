@@ -124,14 +124,7 @@ pub fn convert_beir(inputs: &[BeirInputs], out_dir: &Path, name: &str) -> Result
             return Err(DatasetError::invalid("lang", unknown_language_message(lang)));
         }
     }
-    BenchmarkSpec {
-        name: name.to_string(),
-        protocol: Protocol::Qrels,
-        languages,
-        format_version: 1,
-        pool: Default::default(),
-    }
-    .save(out_dir)?;
+    BenchmarkSpec::new(name, Protocol::Qrels, languages).save(out_dir)?;
     let mut corpus = CorpusWriter::create(out_dir)?;
     let mut queries = QueryWriter::create(out_dir)?;
     let mut doc_ids = HashSet::new();

@@ -36,6 +36,22 @@ struct Variant {
     questions: Vec<(String, String, String)>,
 }
 
+/// Whether the file's first non-blank byte opens a JSON array (else it is read as JSONL).
+fn starts_with_json_array(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| DatasetError::io(path, e))?;
+    let mut head = [0u8; 4096];
+    loop {
+        let read = file.read(&mut head).map_err(|e| DatasetError::io(path, e))?;
+        if read == 0 {
+            return Ok(false);
+        }
+        if let Some(&byte) = head[..read].iter().find(|b| !b.is_ascii_whitespace()) {
+            return Ok(byte == b'[');
+        }
+    }
+}
+
 fn read_variant(path: &Path) -> Result<Variant> {
     let mut lang: Option<(String, String)> = None;
     let mut passages = BTreeMap::new();
@@ -87,14 +103,13 @@ fn read_variant(path: &Path) -> Result<Variant> {
         questions.push((row.link, number, row.question));
         Ok(())
     };
-    let text = std::fs::read_to_string(path).map_err(|e| DatasetError::io(path, e))?;
-    if text.trim_start().starts_with('[') {
+    if starts_with_json_array(path)? {
+        let text = std::fs::read_to_string(path).map_err(|e| DatasetError::io(path, e))?;
         let rows: Vec<Row> = serde_json::from_str(&text).map_err(|e| DatasetError::format(path, e.to_string()))?;
         for (i, row) in rows.into_iter().enumerate() {
             on_row(i + 1, row)?;
         }
     } else {
-        drop(text);
         for_each_line(path, |line, text| {
             let row: Row = serde_json::from_str(text).map_err(|e| DatasetError::at_line(path, line, e.to_string()))?;
             on_row(line, row)
@@ -122,14 +137,7 @@ pub fn convert_belebele(inputs: &[PathBuf], out_dir: &Path, name: &str) -> Resul
     }
     let mut languages: Vec<String> = variants.iter().map(|(_, v)| v.lang.clone()).collect();
     languages.sort();
-    BenchmarkSpec {
-        name: name.to_string(),
-        protocol: Protocol::Lareqa,
-        languages,
-        format_version: 1,
-        pool: Default::default(),
-    }
-    .save(out_dir)?;
+    BenchmarkSpec::new(name, Protocol::Lareqa, languages).save(out_dir)?;
     // Passages are numbered by link in sorted order, the same in every language.
     let mut link_index: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, variant) in &variants {
@@ -228,6 +236,17 @@ mod tests {
         assert_eq!(relevant, ["en/passage-0", "de/passage-0"]);
         let doc = bench.corpus.iter().find(|c| c.doc_id == "de/passage-1").unwrap();
         assert_eq!((doc.text.as_str(), doc.lang.as_str()), ("Text B.", "de"));
+        // The same rows as one JSON array (the other layout of the release) give the same benchmark.
+        let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("deu_Latn.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let array = dir.path().join("deu_Latn.json");
+        std::fs::write(&array, format!("\n  {}", serde_json::to_string(&rows).unwrap())).unwrap();
+        let jsonl = dir.path().join("eng_Latn.jsonl");
+        let again = convert_belebele(&[jsonl, array], &dir.path().join("bench2"), "belebele").unwrap();
+        assert_eq!(again, summary);
     }
 
     #[test]

@@ -215,14 +215,8 @@ pub fn convert_mkqa(mkqa: &Path, passages: &Path, out_dir: &Path, name: &str) ->
     languages.push(MKQA_CORPUS_LANGUAGE.to_string());
     languages.sort();
     languages.dedup();
-    BenchmarkSpec {
-        name: name.to_string(),
-        protocol: Protocol::Qrels,
-        languages: languages.clone(),
-        format_version: 1,
-        pool: Pool::Corpus,
-    }
-    .save(out_dir)?;
+    BenchmarkSpec { pool: Pool::Corpus, ..BenchmarkSpec::new(name, Protocol::Qrels, languages.clone()) }
+        .save(out_dir)?;
     let tsv = passages.extension().is_some_and(|e| e == "tsv");
     let mut corpus = CorpusWriter::create(out_dir)?;
     let mut relevant: Vec<Vec<String>> = vec![Vec::new(); questions.len()];

@@ -84,14 +84,7 @@ pub fn convert_lareqa(inputs: &[LanguageFile], out_dir: &Path, name: &str) -> Re
     if languages.len() != inputs.len() {
         return Err(DatasetError::invalid("inputs", "a language is given twice"));
     }
-    BenchmarkSpec {
-        name: name.to_string(),
-        protocol: Protocol::Lareqa,
-        languages,
-        format_version: 1,
-        pool: Default::default(),
-    }
-    .save(out_dir)?;
+    BenchmarkSpec::new(name, Protocol::Lareqa, languages).save(out_dir)?;
     let mut corpus = CorpusWriter::create(out_dir)?;
     let mut queries = QueryWriter::create(out_dir)?;
     // question id → relevant doc ids (all languages); and the queries, in order.

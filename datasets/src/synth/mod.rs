@@ -444,14 +444,8 @@ pub(super) fn write_lareqa_benchmark<P: BenchmarkPerson>(
     people: &[P],
     relations: &[&str],
 ) -> Result<(usize, usize)> {
-    BenchmarkSpec {
-        name: name.to_string(),
-        protocol: Protocol::Lareqa,
-        languages: languages.iter().map(|l| l.profile.code.to_string()).collect(),
-        format_version: 1,
-        pool: Default::default(),
-    }
-    .save(dir)?;
+    BenchmarkSpec::new(name, Protocol::Lareqa, languages.iter().map(|l| l.profile.code.to_string()).collect())
+        .save(dir)?;
     let doc_id =
         |lang: &Language, person: &P, position: usize| format!("{}/{}/s{position}", lang.profile.code, person.id());
     let mut corpus = CorpusWriter::create(dir)?;

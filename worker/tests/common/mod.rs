@@ -7,13 +7,7 @@ use std::process::Command;
 /// The project's Python (the venv `scripts/setup.sh` made): `ROSETTA_PYTHON`, else
 /// `$ROSETTA_VENV/bin/python`, else `<repo>/.venv/bin/python`.
 pub fn python() -> PathBuf {
-    if let Ok(python) = std::env::var("ROSETTA_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = std::env::var("ROSETTA_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
-    let python = venv.join("bin/python");
+    let python = rosetta_common::python::project_python(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
     assert!(
         python.exists(),
         "{} not found: these tests compare against Python transformers; run `make test` (it runs scripts/setup.sh)",
