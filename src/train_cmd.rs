@@ -178,6 +178,18 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         let batch = config.schedule.global_batch_size as f64;
         println!("steady state: {per_step:.3} s/step, {:.1} examples/s (after the first 2 steps)", batch / per_step);
     }
+    if let Some(mfu) = summary.mfu {
+        println!(
+            "model FLOPs utilisation: {:.1} % (after the first 2 steps; peak measured by each worker)",
+            100.0 * mfu
+        );
+    }
+    if summary.all_reduce_bytes_per_step > 0 {
+        println!(
+            "gradient all-reduce: {:.1} MB per step handed over by all {workers} workers (last step)",
+            summary.all_reduce_bytes_per_step as f64 / 1e6
+        );
+    }
     match summary.last_checkpoint {
         Some(step) => println!(
             "trained {} steps; last checkpoint after step {step}: {}",

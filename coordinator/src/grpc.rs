@@ -175,6 +175,9 @@ impl Coordinator for CoordinatorService {
             padding_tokens: r.padding_tokens,
             step_seconds: r.step_seconds,
             collective_seconds: r.collective_seconds,
+            all_reduce_bytes: r.all_reduce_bytes,
+            model_flops: r.model_flops,
+            peak_flops: r.peak_flops,
             learning_rate: r.learning_rate,
             grad_norm: r.grad_norm,
         })?;

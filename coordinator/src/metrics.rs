@@ -106,6 +106,10 @@ pub struct StepTotals {
     pub seconds: f64,
     /// Collective seconds of the slowest rank.
     pub collective_seconds: f64,
+    /// Bytes all ranks handed to the gradient all-reduce.
+    pub all_reduce_bytes: u64,
+    /// Model FLOPs utilisation (0 when unknown).
+    pub mfu: f64,
 }
 
 /// A step finished; `batch` is its kind and languages (`None` when its plan is no longer kept).
@@ -119,6 +123,10 @@ pub fn step_done(totals: &StepTotals, batch: Option<(&'static str, String)>) {
     metrics::histogram!("rosetta_collective_seconds").record(totals.collective_seconds);
     metrics::counter!("rosetta_tokens_total").increment(totals.tokens);
     metrics::counter!("rosetta_padding_tokens_total").increment(totals.padding_tokens);
+    metrics::counter!("rosetta_all_reduce_bytes_total").increment(totals.all_reduce_bytes);
+    if totals.mfu > 0.0 {
+        metrics::gauge!("rosetta_mfu").set(totals.mfu);
+    }
     let slots = (totals.tokens + totals.padding_tokens).max(1) as f64;
     metrics::gauge!("rosetta_padding_fraction").set(totals.padding_tokens as f64 / slots);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());

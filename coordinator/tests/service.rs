@@ -186,6 +186,9 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
                 padding_tokens: 25,
                 step_seconds: 0.2,
                 collective_seconds: 0.01,
+                all_reduce_bytes: 4096,
+                model_flops: 1e10,
+                peak_flops: 1e11,
                 learning_rate: 1e-3,
                 grad_norm: 1.0,
             };
@@ -265,6 +268,10 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
         "rosetta_workers{run=\"run\",state=\"running\"} 2",
         "rosetta_loss_by_kind{run=\"run\",kind=",
         "rosetta_padding_tokens_total{run=\"run\"}",
+        // Two ranks x 4 steps x 4096 bytes.
+        "rosetta_all_reduce_bytes_total{run=\"run\"} 32768",
+        // 2 x 1e10 FLOPs in 0.2 s on 2 x 1e11 FLOP/s.
+        "rosetta_mfu{run=\"run\"} 0.5",
         "rosetta_padding_fraction{run=\"run\"} 0.333",
         "rosetta_last_step_timestamp_seconds{run=\"run\"}",
         "rosetta_run_info{run=\"run\",strategy=\"hybrid\",alpha=\"0.5\",model=\"virtual\",world_size=\"",

@@ -52,6 +52,10 @@ pub struct LocalSummary {
     pub last_checkpoint: Option<u64>,
     /// Seconds per step after the first two steps of this launch (when there were more).
     pub steady_seconds_per_step: Option<f64>,
+    /// Gradient bytes all ranks handed to the all-reduce in the last step (0 on one worker).
+    pub all_reduce_bytes_per_step: u64,
+    /// Mean model FLOPs utilisation of the steps after the first two (None: unknown).
+    pub mfu: Option<f64>,
     /// Reports of the final evaluation, if one ran.
     pub evaluated: Option<PathBuf>,
 }
@@ -95,6 +99,7 @@ pub fn train_locally(launch: LocalLaunch, on_started: impl FnOnce(LocalAddresses
     // Steady-state speed: timed from the moment the first two steps of this launch are done.
     let mut warm: Option<(Instant, u64)> = None;
     let (mut seen_steps, mut last_step_at) = (first_step, Instant::now());
+    let mut utilisation: Vec<f64> = Vec::new();
     let ending = loop {
         let signalled = runtime.block_on(async {
             tokio::select! {
@@ -109,6 +114,9 @@ pub fn train_locally(launch: LocalLaunch, on_started: impl FnOnce(LocalAddresses
         let now = job.progress();
         if now.steps_done > seen_steps {
             (seen_steps, last_step_at) = (now.steps_done, Instant::now());
+            if warm.is_some() && now.mfu > 0.0 {
+                utilisation.push(now.mfu);
+            }
         }
         if warm.is_none() && now.steps_done >= first_step + 2 {
             warm = Some((Instant::now(), now.steps_done));
@@ -158,6 +166,8 @@ pub fn train_locally(launch: LocalLaunch, on_started: impl FnOnce(LocalAddresses
         steps_done: end.steps_done,
         last_checkpoint: end.last_checkpoint,
         steady_seconds_per_step,
+        all_reduce_bytes_per_step: end.all_reduce_bytes,
+        mfu: (!utilisation.is_empty()).then(|| utilisation.iter().sum::<f64>() / utilisation.len() as f64),
         evaluated,
     })
 }

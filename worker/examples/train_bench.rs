@@ -21,6 +21,25 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+fn rss_mib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs `work` and returns its seconds and how far it raised the resident set above where it
+/// started (the peak is reset first: `/proc/self/clear_refs`, Linux 4.0+).
+fn memory_of(work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<(f64, f64)> {
+    std::fs::write("/proc/self/clear_refs", "5")?;
+    let before = rss_mib("VmRSS:");
+    let started = Instant::now();
+    work()?;
+    Ok((started.elapsed().as_secs_f64(), rss_mib("VmHWM:") - before))
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(args.len() == 4 || args.len() == 5, "usage: train_bench MODEL_DIR BATCHES_JSON STEPS [DEVICE]");
@@ -37,6 +56,8 @@ fn main() -> anyhow::Result<()> {
         accumulation_steps: 1,
         dropout: true,
         freeze: Default::default(),
+        sparse_embedding_all_reduce: true,
+        grad_cache_chunk: 0,
     };
     let mut trainer = Trainer::new(model, config)?;
     let micro = |i: usize| {
@@ -63,10 +84,28 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let peak = peak_rss_mib();
+    // Checkpoint memory: Rosetta's streaming writer and restore against writing every tensor
+    // through tch's safetensors writer (one copy of each tensor's bytes at a time).
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("checkpoint.safetensors");
+    let (write_seconds, write_mib) = memory_of(|| Ok(trainer.save_checkpoint(&path)?))?;
+    let (tch_seconds, tch_mib) = memory_of(|| {
+        let mut tensors: Vec<(String, tch::Tensor)> =
+            trainer.model().var_store().variables().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
+        tensors.extend(trainer.optimizer().state());
+        Ok(tch::Tensor::write_safetensors(&tensors, dir.path().join("tch.safetensors"))?)
+    })?;
+    let (load_seconds, load_mib) = memory_of(|| Ok(trainer.load_checkpoint(&path)?))?;
+    let checkpoint_mb = std::fs::metadata(&path)?.len() as f64 / 1e6;
     println!(
         "{}",
         serde_json::json!({"impl": "rosetta", "samples_per_second": samples as f64 / seconds, "seconds": seconds,
-                           "steps": steps, "last_loss": loss, "peak_rss_mib": peak_rss_mib(),
+                           "steps": steps, "last_loss": loss, "peak_rss_mib": peak,
+                           "checkpoint_mb": checkpoint_mb,
+                           "checkpoint_write": {"seconds": write_seconds, "extra_rss_mib": write_mib},
+                           "checkpoint_write_tch": {"seconds": tch_seconds, "extra_rss_mib": tch_mib},
+                           "checkpoint_restore": {"seconds": load_seconds, "extra_rss_mib": load_mib},
                            "threads": tch::get_num_threads(), "device": format!("{device:?}"),
                            "forward_seconds": phases[0], "backward_seconds": phases[1],
                            "optimizer_seconds": phases[2]})

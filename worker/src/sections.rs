@@ -348,6 +348,15 @@ pub struct TrainingSection {
     /// `patterns: ["*.attention.*"]`): no gradient, no optimiser state, no all-reduce.
     #[serde(default, skip_serializing_if = "FreezeConfig::is_empty")]
     pub freeze: FreezeConfig,
+    /// Sum the token-embedding gradient over ranks by the rows of the step's tokens instead of
+    /// the whole matrix (the same sums, a fraction of the bytes on a 250k-token vocabulary).
+    #[serde(default = "yes")]
+    pub sparse_embedding_all_reduce: bool,
+    /// GradCache-style chunked encoding: texts per forward pass (0 = off). The loss still
+    /// covers the whole global batch; only one chunk's activations are in memory at a time,
+    /// for batches larger than the device holds (costs one extra forward pass).
+    #[serde(default)]
+    pub grad_cache_chunk: usize,
 }
 
 impl Default for TrainingSection {
@@ -378,6 +387,12 @@ pub struct TrainingSettings {
     /// Parameters kept at their initial values.
     #[serde(default, skip_serializing_if = "FreezeConfig::is_empty")]
     pub freeze: FreezeConfig,
+    /// Token-embedding gradients summed by rows.
+    #[serde(default = "yes")]
+    pub sparse_embedding_all_reduce: bool,
+    /// Texts per forward pass of chunked encoding (0 = off).
+    #[serde(default)]
+    pub grad_cache_chunk: usize,
 }
 
 impl TrainingSection {
@@ -430,6 +445,8 @@ impl TrainingSection {
             dropout: self.dropout,
             hard_negatives: self.hard_negatives,
             freeze: self.freeze.clone(),
+            sparse_embedding_all_reduce: self.sparse_embedding_all_reduce,
+            grad_cache_chunk: self.grad_cache_chunk,
         })
     }
 }
@@ -446,6 +463,8 @@ impl TrainingSettings {
             accumulation_steps: self.accumulation_steps,
             dropout: self.dropout,
             freeze: self.freeze.clone(),
+            sparse_embedding_all_reduce: self.sparse_embedding_all_reduce,
+            grad_cache_chunk: self.grad_cache_chunk,
         }
     }
 }

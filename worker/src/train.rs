@@ -8,6 +8,7 @@ use crate::collective::Collective;
 use crate::error::{Result, WorkerError};
 use crate::freeze::{FreezeConfig, ParameterCounts};
 use crate::loss::{LossConfig, distributed_info_nce};
+use crate::mfu::FlopModel;
 use crate::optim::{AdamW, AdamWConfig, LinearSchedule, clip_grad_norm};
 use crate::overlap::{DEFAULT_BUCKET_BYTES, GradientBuckets, backward_overlapped, staged_backward};
 use crate::sentence::SentenceEncoder;
@@ -32,6 +33,12 @@ pub struct StepConfig {
     pub dropout: bool,
     /// Parameters kept at their initial values.
     pub freeze: FreezeConfig,
+    /// Sum the token-embedding gradient over ranks by the rows of the step's tokens (the same
+    /// sums as the dense matrix's; see [`crate::overlap::GradientBuckets::sparse_rows`]).
+    pub sparse_embedding_all_reduce: bool,
+    /// Texts per forward pass of GradCache-style chunked encoding (0: every batch in one pass;
+    /// see [`crate::grad_cache`]).
+    pub grad_cache_chunk: usize,
 }
 
 /// One rank's examples for a step: row i of `queries` pairs with row i of `positives`.
@@ -61,6 +68,10 @@ pub struct StepOutcome {
     /// Seconds this rank spent in gradient all-reduce calls (on the CPU mostly overlapped with
     /// the backward pass).
     pub collective_seconds: f64,
+    /// Bytes this rank handed to the gradient all-reduce (0 on one rank).
+    pub all_reduce_bytes: u64,
+    /// Model FLOPs of this rank's step (see [`crate::mfu`]).
+    pub model_flops: f64,
     /// Seconds of tokenisation, forward pass and loss (the loss's all-gathers included).
     pub forward_seconds: f64,
     /// Seconds from the end of the forward pass until every gradient is summed over ranks.
@@ -78,6 +89,8 @@ pub struct Trainer {
     last_tokens: u64,
     last_padding: u64,
     last_collective_seconds: f64,
+    last_all_reduce_bytes: u64,
+    last_model_flops: f64,
     last_forward_seconds: f64,
     last_backward_seconds: f64,
     /// Parameters by backward stage (CPU: all-reduce overlapped with the backward pass).
@@ -86,6 +99,8 @@ pub struct Trainer {
     whole: GradientBuckets,
     /// Trainable and frozen parameters.
     parameters: ParameterCounts,
+    /// The shapes model FLOPs are counted from.
+    flop_model: FlopModel,
 }
 
 impl Trainer {
@@ -107,8 +122,10 @@ impl Trainer {
             "trainable parameters"
         );
         let optimizer = AdamW::new(model.var_store(), config.optimizer.clone());
-        let staged = GradientBuckets::new(optimizer.parameters(), layers, DEFAULT_BUCKET_BYTES);
-        let whole = GradientBuckets::single(optimizer.parameters());
+        let flop_model = FlopModel::of(&model);
+        let sparse = config.sparse_embedding_all_reduce;
+        let staged = GradientBuckets::new(optimizer.parameters(), layers, DEFAULT_BUCKET_BYTES, sparse);
+        let whole = GradientBuckets::single(optimizer.parameters(), sparse);
         let schedule = LinearSchedule {
             peak: config.optimizer.lr,
             warmup_steps: config.warmup_steps,
@@ -122,11 +139,14 @@ impl Trainer {
             last_tokens: 0,
             last_padding: 0,
             last_collective_seconds: 0.0,
+            last_all_reduce_bytes: 0,
+            last_model_flops: 0.0,
             last_forward_seconds: 0.0,
             last_backward_seconds: 0.0,
             staged,
             whole,
             parameters,
+            flop_model,
         })
     }
 
@@ -182,6 +202,8 @@ impl Trainer {
             tokens: self.last_tokens,
             padding_tokens: self.last_padding,
             collective_seconds: self.last_collective_seconds,
+            all_reduce_bytes: self.last_all_reduce_bytes,
+            model_flops: self.last_model_flops,
             forward_seconds: self.last_forward_seconds,
             backward_seconds: self.last_backward_seconds,
             optimizer_seconds: started.elapsed().as_secs_f64(),
@@ -210,9 +232,14 @@ impl Trainer {
         // of finished buckets overlaps it (see `crate::overlap`; the gradients are the same bits
         // as a plain backward pass); on CUDA, NCCL sums one bucket afterwards.
         let communicate = collective.world_size() > 1;
-        let staged = !autocast && communicate;
+        let grad_cache = self.config.grad_cache_chunk;
+        let staged = !autocast && communicate && grad_cache == 0;
         let layers = self.staged.layers();
         let mut collective_seconds = 0.0;
+        let mut all_reduce_bytes = 0;
+        let mut model_flops = 0.0;
+        // Every token id this rank encodes in the step (the embedding rows with a gradient).
+        let mut token_ids: Vec<Tensor> = Vec::new();
         let mut total_loss = 0.0;
         let (mut tokens, mut padding) = (0u64, 0u64);
         let (mut forward_seconds, mut backward_seconds) = (0.0, 0.0);
@@ -229,11 +256,35 @@ impl Trainer {
                 None
             };
             for b in [Some(&queries), Some(&positives), negatives.as_ref()].into_iter().flatten() {
+                if self.staged.sparse_rows() {
+                    token_ids.push(b.input_ids.flatten(0, -1));
+                }
+                let lengths = b.attention_mask.sum_dim_intlist(1, false, Kind::Int64).to_device(Device::Cpu);
+                model_flops += self.flop_model.training_flops(Vec::<i64>::try_from(&lengths)?);
                 let real = b.attention_mask.sum(Kind::Int64).int64_value(&[]) as u64;
                 tokens += real;
                 padding += (b.attention_mask.numel() as u64).saturating_sub(real);
             }
             let train = self.config.dropout;
+            if grad_cache > 0 {
+                let forwarded = std::time::Instant::now();
+                let parts: Vec<&crate::sentence::TokenBatch> =
+                    [Some(&queries), Some(&positives), negatives.as_ref()].into_iter().flatten().collect();
+                let config = &self.config.loss;
+                let local_negatives = negatives.is_some();
+                total_loss +=
+                    crate::grad_cache::cached_backward(&self.model, &parts, grad_cache, train, autocast, |e| {
+                        let has_negatives = collective_any(collective, local_negatives)?;
+                        let width = e[0].size()[1];
+                        let none = Tensor::zeros([0, width], (e[0].kind(), e[0].device()));
+                        let n = has_negatives.then(|| e.get(2).unwrap_or(&none));
+                        Ok(distributed_info_nce(&e[0], &e[1], n, collective, config)? / chunks as f64)
+                    })?;
+                // The passes interleave forward and backward: all of it counts as backward here.
+                backward_seconds += forwarded.elapsed().as_secs_f64();
+                forward_seconds += (forwarded - started).as_secs_f64();
+                continue;
+            }
             let width = self.model.embedding_width();
             let device = self.model.var_store().device();
             let kind = if autocast { Kind::Float } else { self.model.var_store().kind() };
@@ -271,7 +322,10 @@ impl Trainer {
             forward_seconds += (forwarded - started).as_secs_f64();
             let last_chunk = chunk + 1 == chunks;
             if staged && last_chunk {
-                collective_seconds += backward_overlapped(loss, cuts, &self.staged, collective)?;
+                let ids = concat_ids(&token_ids);
+                let traffic = backward_overlapped(loss, cuts, &self.staged, collective, &ids)?;
+                collective_seconds += traffic.seconds;
+                all_reduce_bytes += traffic.bytes;
             } else if staged {
                 staged_backward(&loss, &cuts, layers, |_| {});
             } else {
@@ -280,12 +334,13 @@ impl Trainer {
             backward_seconds += forwarded.elapsed().as_secs_f64();
         }
         if !staged && communicate {
-            let started = std::time::Instant::now();
-            self.whole.sum_over_ranks(collective)?;
-            let seconds = started.elapsed().as_secs_f64();
-            collective_seconds += seconds;
-            backward_seconds += seconds;
+            let traffic = self.whole.sum_over_ranks(collective, &concat_ids(&token_ids))?;
+            collective_seconds += traffic.seconds;
+            backward_seconds += traffic.seconds;
+            all_reduce_bytes += traffic.bytes;
         }
+        self.last_all_reduce_bytes = all_reduce_bytes;
+        self.last_model_flops = model_flops;
         self.last_forward_seconds = forward_seconds;
         self.last_backward_seconds = backward_seconds;
         self.last_collective_seconds = collective_seconds;
@@ -314,6 +369,11 @@ fn collective_any(collective: &dyn Collective, value: bool) -> Result<bool> {
     let mut flag = Tensor::from_slice(&[f32::from(u8::from(value))]);
     collective.all_reduce_sum(&mut flag)?;
     Ok(flag.double_value(&[0]) > 0.0)
+}
+
+/// One flat tensor of token ids (empty when there are none).
+fn concat_ids(ids: &[Tensor]) -> Tensor {
+    if ids.is_empty() { Tensor::zeros([0], (Kind::Int64, Device::Cpu)) } else { Tensor::cat(ids, 0) }
 }
 
 fn texts(values: &[String]) -> Vec<&str> {

@@ -48,7 +48,9 @@ fn corpus() -> Vec<(String, String, String)> {
 fn tiny_model(dir: &std::path::Path) -> SentenceEncoder {
     let texts: Vec<String> = corpus().into_iter().flat_map(|(a, b, c)| [a, b, c]).collect();
     let tokenizer = train_wordpiece(texts.iter().cycle().take(200), 120, &dir.join("tokenizer.json")).unwrap();
-    let vocab = tokenizer.vocab_size() as i64;
+    // 400 rows no text of the corpus uses, as most of a 250k-token vocabulary goes unused in a
+    // step: the sparse embedding all-reduce must leave them exactly as the dense one does.
+    let vocab = tokenizer.vocab_size() as i64 + 400;
     let settings = SentenceSettings { max_seq_length: 16, ..SentenceSettings::default() };
     SentenceEncoder::random(tiny_config(vocab), tokenizer, settings, 7, Device::Cpu).unwrap()
 }
@@ -63,6 +65,29 @@ fn freezing_trainer(
     accumulation: usize,
     freeze: FreezeConfig,
 ) -> rosetta_worker::Result<Trainer> {
+    configured_trainer(dir, symmetric, accumulation, Options { freeze, ..Options::default() })
+}
+
+/// Step settings the tests vary.
+#[derive(Debug, Clone)]
+struct Options {
+    freeze: FreezeConfig,
+    sparse: bool,
+    grad_cache: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { freeze: FreezeConfig::default(), sparse: true, grad_cache: 0 }
+    }
+}
+
+fn configured_trainer(
+    dir: &std::path::Path,
+    symmetric: bool,
+    accumulation: usize,
+    options: Options,
+) -> rosetta_worker::Result<Trainer> {
     // Double precision, so that the only differences left are the summation order's (~1e-15).
     let mut model = tiny_model(dir);
     model.var_store_mut().double();
@@ -74,7 +99,9 @@ fn freezing_trainer(
         max_grad_norm: 1.0,
         accumulation_steps: accumulation,
         dropout: false,
-        freeze,
+        freeze: options.freeze,
+        sparse_embedding_all_reduce: options.sparse,
+        grad_cache_chunk: options.grad_cache,
     };
     Trainer::new(model, config)
 }
@@ -144,12 +171,30 @@ fn run_ranks_freezing<C: Collective + 'static>(
     accumulation: usize,
     freeze: &FreezeConfig,
 ) -> (f64, Named, Named) {
+    let (loss, gradients, parameters, _) = run_ranks_configured(group, symmetric, steps, accumulation, freeze, true);
+    (loss, gradients, parameters)
+}
+
+/// As [`run_ranks_freezing`], choosing the embedding all-reduce; also returns rank 0's
+/// all-reduce bytes of each step after the first.
+fn run_ranks_configured<C: Collective + 'static>(
+    group: Vec<C>,
+    symmetric: bool,
+    steps: usize,
+    accumulation: usize,
+    freeze: &FreezeConfig,
+    sparse: bool,
+) -> (f64, Named, Named, Vec<u64>) {
     let world = group.len();
     // Models are built on this thread (libtorch's generator is global, so seeding in
     // parallel threads would race); only rank 0's initial values matter after the broadcast.
     let dir = tempfile::tempdir().unwrap();
-    let trainers: Vec<Trainer> =
-        (0..world).map(|_| freezing_trainer(dir.path(), symmetric, accumulation, freeze.clone()).unwrap()).collect();
+    let trainers: Vec<Trainer> = (0..world)
+        .map(|_| {
+            let options = Options { freeze: freeze.clone(), sparse, ..Options::default() };
+            configured_trainer(dir.path(), symmetric, accumulation, options).unwrap()
+        })
+        .collect();
     let handles: Vec<_> = group
         .into_iter()
         .zip(trainers)
@@ -160,10 +205,9 @@ fn run_ranks_freezing<C: Collective + 'static>(
                 let loss = trainer.backward(&batch, &collective).unwrap();
                 let gradients = trainer.gradients();
                 trainer.apply();
-                for _ in 1..steps {
-                    trainer.step(&batch, &collective).unwrap();
-                }
-                (loss, gradients, parameters(&trainer))
+                let bytes: Vec<u64> =
+                    (1..steps).map(|_| trainer.step(&batch, &collective).unwrap().all_reduce_bytes).collect();
+                (loss, gradients, parameters(&trainer), bytes)
             })
         })
         .collect();
@@ -369,6 +413,87 @@ fn frozen_training_gives_the_same_parameters_on_one_and_two_ranks() {
     assert!(one.iter().all(|(n, _)| !freeze.freezes(n)));
     let diff = max_diff(&one, &two);
     assert!(diff < 1e-12, "one vs two ranks differ by {diff}");
+}
+
+#[test]
+fn the_sparse_embedding_all_reduce_leaves_the_parameters_bit_identical() {
+    // Two ranks: each summed element is a + b in both paths, so every parameter after 3 steps
+    // is the same bits, on the in-process group and on the TCP ring.
+    fn run<C: Collective + 'static>(group: Vec<C>, sparse: bool) -> (Named, Vec<u64>) {
+        let (_, _, parameters, bytes) = run_ranks_configured(group, false, 3, 1, &FreezeConfig::default(), sparse);
+        (parameters, bytes)
+    }
+    let (dense_local, dense_bytes) = run(local_group(2, Duration::from_secs(60)), false);
+    let (sparse_local, sparse_bytes) = run(local_group(2, Duration::from_secs(60)), true);
+    let (sparse_ring, ring_bytes) = run(tcp_ring(2), true);
+    let (dense_ring, _) = run(tcp_ring(2), false);
+    for (((name, dense), (_, sparse)), ((_, ring), (_, ring_dense))) in
+        dense_local.iter().zip(&sparse_local).zip(sparse_ring.iter().zip(&dense_ring))
+    {
+        assert!(dense.equal(sparse), "{name}: sparse differs from dense by {}", (dense - sparse).abs().max());
+        assert!(ring.equal(ring_dense), "{name}: ring sparse differs from ring dense");
+        assert!(
+            (ring - sparse).abs().max().double_value(&[]) < 1e-12,
+            "{name}: ring and in-process differ beyond rounding"
+        );
+    }
+    // The rows nobody encoded carry no traffic: the matrix is 32 wide, 8 bytes per value.
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = tiny_model(dir.path()).encoder().config().vocab_size;
+    assert_eq!(sparse_bytes, ring_bytes);
+    for (dense, sparse) in dense_bytes.iter().zip(&sparse_bytes) {
+        assert!(*dense - *sparse >= 400 * 32 * 8, "dense {dense} B vs sparse {sparse} B (vocabulary {vocab})");
+    }
+}
+
+#[test]
+fn grad_cache_chunks_give_the_unchunked_gradient() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = micro_batch(0, 1);
+    let gradients = |chunk: usize, accumulation: usize| {
+        let options = Options { grad_cache: chunk, ..Options::default() };
+        let mut trainer = configured_trainer(dir.path(), true, accumulation, options).unwrap();
+        let loss = trainer.backward(&batch, &SingleRank).unwrap();
+        (loss, trainer.gradients())
+    };
+    let (loss, plain) = gradients(0, 1);
+    for (chunk, accumulation) in [(1, 1), (5, 1), (64, 1), (2, 2)] {
+        let (cached_loss, cached) = gradients(chunk, accumulation);
+        let accumulated;
+        let (expected_loss, expected) = if accumulation == 1 {
+            (loss, &plain)
+        } else {
+            accumulated = gradients(0, accumulation);
+            (accumulated.0, &accumulated.1)
+        };
+        assert!((cached_loss - expected_loss).abs() < 1e-12, "chunk {chunk}: loss {cached_loss} vs {expected_loss}");
+        assert_eq!(cached.len(), expected.len(), "chunk {chunk}: every parameter gets a gradient");
+        let diff = max_diff(&cached, expected);
+        assert!(diff < 1e-10, "chunk {chunk} x {accumulation}: gradients differ by {diff}");
+    }
+    // Across ranks (TCP ring, all-reduce after the chunked passes): the single-process gradient.
+    let dir2 = tempfile::tempdir().unwrap();
+    let trainers: Vec<Trainer> = (0..2)
+        .map(|_| configured_trainer(dir2.path(), true, 1, Options { grad_cache: 4, ..Options::default() }).unwrap())
+        .collect();
+    let handles: Vec<_> = tcp_ring(2)
+        .into_iter()
+        .zip(trainers)
+        .map(|(collective, mut trainer)| {
+            std::thread::spawn(move || {
+                trainer.broadcast_parameters(&collective).unwrap();
+                let batch = micro_batch(collective.rank(), 2);
+                let loss = trainer.backward(&batch, &collective).unwrap();
+                (loss, trainer.gradients())
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (ring_loss, ring) = handle.join().unwrap();
+        assert!((ring_loss - loss).abs() < 1e-12);
+        let diff = max_diff(&ring, &plain);
+        assert!(diff < 1e-10, "2 ranks with chunks of 4: gradients differ by {diff}");
+    }
 }
 
 #[test]

@@ -49,6 +49,8 @@ fn trainer(model: SentenceEncoder) -> Trainer {
         accumulation_steps: 1,
         dropout: false,
         freeze: Default::default(),
+        sparse_embedding_all_reduce: true,
+        grad_cache_chunk: 0,
     };
     Trainer::new(model, config).unwrap()
 }

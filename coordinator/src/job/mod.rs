@@ -52,6 +52,10 @@ pub struct Progress {
     pub loss: f64,
     /// Examples per second of the last step.
     pub examples_per_second: f64,
+    /// Gradient bytes all ranks handed to the all-reduce in the last step.
+    pub all_reduce_bytes: u64,
+    /// Model FLOPs utilisation of the last step (0 when unknown).
+    pub mfu: f64,
     /// Last committed checkpoint step.
     pub last_checkpoint: Option<u64>,
     /// Workers registered in the current generation.
@@ -138,6 +142,8 @@ struct JobState {
     steps_done: u64,
     last_loss: f64,
     examples_per_second: f64,
+    all_reduce_bytes: u64,
+    mfu: f64,
     last_checkpoint: Option<u64>,
     /// When the generation last made progress (formed, finished a step, committed a checkpoint).
     last_progress: Instant,
@@ -236,6 +242,8 @@ impl JobStateMachine {
             end_step: settings.steps,
             last_loss: f64::NAN,
             examples_per_second: 0.0,
+            all_reduce_bytes: 0,
+            mfu: 0.0,
             last_checkpoint,
             last_progress: Instant::now(),
             unlogged: std::collections::BTreeMap::new(),
@@ -296,6 +304,8 @@ impl JobStateMachine {
             total_steps: self.settings.steps,
             loss: state.last_loss,
             examples_per_second: state.examples_per_second,
+            all_reduce_bytes: state.all_reduce_bytes,
+            mfu: state.mfu,
             last_checkpoint: state.last_checkpoint,
             workers: state.generation.workers.len(),
             generation: state.generation.number,

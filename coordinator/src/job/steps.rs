@@ -74,10 +74,24 @@ pub struct StepReport {
     pub step_seconds: f64,
     /// Seconds in collectives.
     pub collective_seconds: f64,
+    /// Bytes it handed to the gradient all-reduce.
+    pub all_reduce_bytes: u64,
+    /// Model FLOPs of its step.
+    pub model_flops: f64,
+    /// Its device's peak FLOP/s (0: unknown).
+    pub peak_flops: f64,
     /// Learning rate used.
     pub learning_rate: f64,
     /// Gradient norm before clipping.
     pub grad_norm: f64,
+}
+
+/// The cluster's model FLOPs utilisation of a step that took `seconds` (the slowest rank): all
+/// ranks' model FLOPs over all their devices' peaks (0 when a peak is unknown).
+fn model_flops_utilisation(reports: &[StepReport], seconds: f64) -> f64 {
+    let peak: f64 = reports.iter().map(|r| r.peak_flops).sum();
+    let flops: f64 = reports.iter().map(|r| r.model_flops).sum();
+    if reports.iter().any(|r| r.peak_flops <= 0.0) || seconds <= 0.0 { 0.0 } else { flops / seconds / peak }
 }
 
 /// The name of a batch kind in plans and metrics.
@@ -217,6 +231,8 @@ impl JobStateMachine {
         state.last_loss = loss;
         state.last_progress = std::time::Instant::now();
         state.examples_per_second = examples as f64 / seconds;
+        state.all_reduce_bytes = reports.iter().map(|r| r.all_reduce_bytes).sum();
+        state.mfu = model_flops_utilisation(&reports, seconds);
         let totals = metrics::StepTotals {
             step,
             loss,
@@ -226,6 +242,8 @@ impl JobStateMachine {
             padding_tokens,
             seconds,
             collective_seconds: reports.iter().map(|r| r.collective_seconds).fold(0.0, f64::max),
+            all_reduce_bytes: reports.iter().map(|r| r.all_reduce_bytes).sum(),
+            mfu: model_flops_utilisation(&reports, seconds),
         };
         let batch = state.generation.plans.get(&step).map(|p| (kind_name(p.plan.kind), p.plan.languages.join("-")));
         let record = StepRecord {

@@ -49,6 +49,9 @@ fn report(worker: &Registered, step: u64) -> StepReport {
         padding_tokens: 10,
         step_seconds: 0.1,
         collective_seconds: 0.0,
+        all_reduce_bytes: 0,
+        model_flops: 1e9,
+        peak_flops: 1e11,
         learning_rate: 1e-3,
         grad_norm: 1.0,
     }

@@ -253,6 +253,9 @@ fn train(
     let device = config.device.unwrap_or(spec.training.device).open()?;
     let model = spec.model.build_encoder(device)?;
     let mut trainer = Trainer::new(model, spec.training.step_config(spec.total_steps))?;
+    // Before the ring and the data: nothing else runs on this worker's cores yet.
+    let peak = crate::mfu::peak_flops(device);
+    tracing::info!(peak_tflops = peak.flops_per_second / 1e12, source = %peak.source, "device peak");
     let store = PairStore::open(&membership.store_dir)?;
     if store.id() != membership.store_id {
         return Err(WorkerError::invalid(
@@ -343,6 +346,7 @@ fn train(
             forward = outcome.forward_seconds,
             backward = outcome.backward_seconds,
             collective = outcome.collective_seconds,
+            all_reduce_bytes = outcome.all_reduce_bytes,
             optimizer = outcome.optimizer_seconds,
             plan = plan_seconds,
             "step timings"
@@ -357,6 +361,9 @@ fn train(
             padding_tokens: outcome.padding_tokens,
             step_seconds: seconds,
             collective_seconds: outcome.collective_seconds,
+            all_reduce_bytes: outcome.all_reduce_bytes,
+            model_flops: outcome.model_flops,
+            peak_flops: peak.flops_per_second,
             learning_rate: outcome.lr,
             grad_norm: outcome.grad_norm,
         };
