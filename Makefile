@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo experiment test bench-encode bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
+.PHONY: setup demo experiment test bench-encode bench-optim bench-train-e5 bench-cluster-e5 bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
 
 setup:
 	@scripts/setup.sh
@@ -26,9 +26,11 @@ experiment: setup
 	test -f runs/experiment/data/benchmark-ood/benchmark.yaml || $(CARGO_TARGET_DIR)/release/rosetta data synth --out runs/experiment/data
 	$(CARGO_TARGET_DIR)/release/rosetta experiment --config configs/experiment.yaml
 
-## The whole test suite (unit, property and integration tests).
+## The whole test suite (unit, property and integration tests). In the release profile, as
+## `make demo` builds: the two commands share one build of every dependency (libtorch's
+## bindings, arrow, tonic, ...) instead of compiling each twice.
 test: setup
-	cargo test --workspace --all-targets
+	cargo test --release --workspace --all-targets
 
 ## Data-pipeline benchmark: read + tokenise 1M synthetic pairs, Rosetta vs pyarrow + tokenizers.
 bench-data: setup
@@ -68,6 +70,25 @@ bench-cluster: setup
 bench-encode: setup
 	cargo build --release --bin rosetta
 	bench/encode
+
+## Training on multilingual-e5-small's shape (12 x 384, 250,002-token vocabulary), one process:
+## Rosetta vs PyTorch + sentence-transformers (MNRL), 3 alternating rounds, peak RSS of both.
+bench-train-e5: setup
+	cargo build --release --bin rosetta
+	cargo build --release -p rosetta-worker --example train_bench
+	bench/train-step --shape e5-small --steps 3 --rounds 3
+
+## The same shape on 2 workers: rosetta train (sparse and dense embedding all-reduce, bytes
+## per step) vs PyTorch DDP on gloo, 2 alternating rounds.
+bench-cluster-e5: setup
+	cargo build --release --bin rosetta
+	bench/cluster-train --shape e5-small --steps 3 --repeat 2 --dense-too
+
+## AdamW over multilingual-e5-small's 118M parameters: Rosetta vs torch.optim.AdamW (for-loop,
+## foreach, fused), alternating rounds, with the memory bandwidth each reaches.
+bench-optim: setup
+	cargo build --release -p rosetta-worker --example optim_bench
+	bench/optim
 
 ## Worker memory and start-up for 1M and 10M synthetic groups (ROSETTA_OLD_BINARY: the design
 ## before the row store, for comparison); needs ~8 GB of disk under /tmp.

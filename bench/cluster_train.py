@@ -7,7 +7,13 @@ with gradients) and AdamW with clipping. Each side runs N and 2N steps from laun
 throughput is the steady state after the first 2 steps (timed by `rosetta train` itself and by
 rank 0 of the DDP script), and launch-to-exit times are printed too.
 
-usage: cluster_train.py --rosetta BIN [--steps N] [--batch 32] [--workers 2] [--repeat R]
+With `--shape e5-small` the encoder is multilingual-e5-small-shaped (BERT 12 x 384, 250,002-token
+vocabulary, issue 14); `--dense-too` adds a third side, `rosetta train` with
+`training.sparse_embedding_all_reduce: false`, and every Rosetta side prints the gradient bytes
+its workers handed to the all-reduce per step.
+
+usage: cluster_train.py --rosetta BIN [--shape xlmr-6x384|e5-small] [--steps N] [--batch 32]
+                        [--workers 2] [--repeat R] [--dense-too]
 """
 
 import argparse
@@ -26,7 +32,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_step import build_model  # noqa: E402  (the same model builder as bench-train)
+from train_step import SHAPES, build_model  # noqa: E402  (the same model builder as bench-train)
 
 
 def ddp_worker(rank, world, st_dir, train, plan_path, steps, port, result):
@@ -86,7 +92,7 @@ def run_ddp(st_dir, train, plan_path, steps, world):
         return seconds, json.load(f)["seconds_per_step"]
 
 
-def write_config(work, st_dir, steps, batch, world, name):
+def write_config(work, st_dir, steps, batch, world, name, sparse=True):
     config = os.path.join(work, f"{name}.yaml")
     with open(config, "w") as f:
         f.write(
@@ -94,6 +100,7 @@ def write_config(work, st_dir, steps, batch, world, name):
             f"schedule:\n  strategy: hybrid\n  alpha: 0.5\n  global_batch_size: {batch}\n  seed: 7\n"
             f"model:\n  path: {st_dir}\n  max_seq_length: 128\n"
             "training:\n  hard_negatives: 0\n  optimizer:\n    lr: 3.0e-5\n  loss:\n    temperature: 0.05\n"
+            f"  sparse_embedding_all_reduce: {'true' if sparse else 'false'}\n"
             f"job:\n  steps: {steps}\n  workers: {world}\n  checkpoint_every: {steps}\n  run_dir: runs/{name}\n"
         )
     return config
@@ -106,7 +113,9 @@ def run_rosetta(rosetta, work, config):
     seconds = time.perf_counter() - started
     # "steady state: X s/step, ..." (timed by rosetta train after the first 2 steps)
     per_step = float(next(l for l in out.splitlines() if l.startswith("steady state:")).split()[2])
-    return seconds, per_step
+    # "gradient all-reduce: X MB per step ..."
+    megabytes = next((float(l.split()[2]) for l in out.splitlines() if l.startswith("gradient all-reduce:")), 0.0)
+    return seconds, per_step, megabytes
 
 
 def main():
@@ -115,6 +124,9 @@ def main():
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--shape", choices=SHAPES, default="xlmr-6x384")
+    parser.add_argument("--dense-too", action="store_true",
+                        help="also run rosetta with the dense embedding all-reduce (bytes and speed before/after)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds, alternating which side runs first; medians are reported (a shared or "
                              "virtual machine drifts by 10%% and more between minutes)")
@@ -122,43 +134,51 @@ def main():
     with tempfile.TemporaryDirectory(prefix="rosetta-cluster-bench-") as work:
         subprocess.run([args.rosetta, "data", "synth", "--out", os.path.join(work, "data"), "--mono-people", "0"],
                        check=True, capture_output=True)
-        st_dir = build_model(work, os.path.join(work, "data", "tokenizer.json"))
+        st_dir = build_model(work, os.path.join(work, "data", "tokenizer.json"), args.shape)
         train = os.path.join(work, "data", "train.parquet")
         results = {}  # (impl, steps) -> [(launch-to-exit seconds, steady s/step) per round]
         configs = {}
         for steps in (args.steps, 2 * args.steps):
             config = write_config(work, st_dir, steps, args.batch, args.workers, f"r{steps}")
+            dense = write_config(work, st_dir, steps, args.batch, args.workers, f"d{steps}", sparse=False)
             plan = os.path.join(work, f"plan{steps}.jsonl")
             subprocess.run([args.rosetta, "schedule", "preview", "--config", config, "--steps", str(steps),
                             "--dump", plan], check=True, capture_output=True)
-            configs[steps] = (config, plan)
+            configs[steps] = (config, dense, plan)
+        sides = ("ddp", "rosetta", "rosetta-dense") if args.dense_too else ("ddp", "rosetta")
         for round_index in range(max(1, args.repeat)):
-            order = ("ddp", "rosetta") if round_index % 2 == 0 else ("rosetta", "ddp")
-            for steps, (config, plan) in configs.items():
+            order = sides if round_index % 2 == 0 else tuple(reversed(sides))
+            for steps, (config, dense, plan) in configs.items():
                 for impl in order:
                     if impl == "ddp":
-                        outcome = run_ddp(st_dir, train, plan, steps, args.workers)
+                        outcome = run_ddp(st_dir, train, plan, steps, args.workers) + (None,)
                     else:
-                        shutil.rmtree(os.path.join(work, "runs", f"r{steps}"), ignore_errors=True)
-                        outcome = run_rosetta(args.rosetta, work, config)
+                        name = f"r{steps}" if impl == "rosetta" else f"d{steps}"
+                        shutil.rmtree(os.path.join(work, "runs", name), ignore_errors=True)
+                        outcome = run_rosetta(args.rosetta, work, config if impl == "rosetta" else dense)
                     results.setdefault((impl, steps), []).append(outcome)
-    print(f"2-worker training, XLM-R-shaped 6x384, global batch {args.batch}, {os.cpu_count()} cores, "
+                    print(f"round {round_index + 1}, {steps} steps, {impl}: {outcome[1]:.3f} s/step", flush=True)
+    print(f"2-worker training, {args.shape}, global batch {args.batch}, {os.cpu_count()} cores, "
           f"{max(1, args.repeat)} round(s), medians; steady state = after the first 2 steps (rosetta train "
           f"reports it; the DDP script times rank 0)")
     rates, exits = {}, {}
-    for impl in ("rosetta", "ddp"):
+    for impl in sides[1:] + ("ddp",):
         short = statistics.median(r[0] for r in results[(impl, args.steps)])
         long = statistics.median(r[0] for r in results[(impl, 2 * args.steps)])
         per_step = statistics.median(r[1] for r in results[(impl, 2 * args.steps)])
         rates[impl], exits[impl] = args.batch / per_step, long
         rounds = " ".join(f"{r[1]:.3f}" for r in results[(impl, 2 * args.steps)])
-        print(f"  {impl:<8}: launch to exit {short:6.1f} s ({args.steps} steps) / {long:6.1f} s ({2 * args.steps} steps); "
-              f"steady state {per_step:.3f} s/step = {rates[impl]:6.2f} samples/s (rounds: {rounds})")
+        traffic = results[(impl, 2 * args.steps)][0][2]
+        moved = "" if traffic is None else f"; all-reduce {traffic:.1f} MB/step (all workers)"
+        print(f"  {impl:<13}: launch to exit {short:6.1f} s ({args.steps} steps) / {long:6.1f} s ({2 * args.steps} steps); "
+              f"steady state {per_step:.3f} s/step = {rates[impl]:6.2f} samples/s (rounds: {rounds}){moved}")
     per_round = " ".join(f"{d[1] / r[1]:.2f}" for r, d in zip(results[("rosetta", 2 * args.steps)],
                                                             results[("ddp", 2 * args.steps)]))
     print(f"  ratio   : {rates['rosetta'] / rates['ddp']:.2f}x steady state (rounds: {per_round}), "
           f"{exits['ddp'] / exits['rosetta']:.2f}x launch to exit ({2 * args.steps} steps) "
           f"(rosetta / pytorch DDP gloo)")
+    if "rosetta-dense" in rates:
+        print(f"  sparse vs dense embedding all-reduce: {rates['rosetta'] / rates['rosetta-dense']:.2f}x steady state")
 
 
 if __name__ == "__main__":

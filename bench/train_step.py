@@ -1,17 +1,22 @@
-"""Training-throughput benchmark (issue 4): the same XLM-R-shaped encoder (6 layers, 384 wide),
-the same batches (32 pairs, passages truncated at 128 tokens), the same optimiser (AdamW 3e-5,
-wd 0.01, clip 1.0), trained by Rosetta and by PyTorch with sentence-transformers'
-MultipleNegativesRankingLoss (scale 20 = temperature 0.05), in one run on the same cores.
+"""Training-throughput benchmark (issues 4 and 14): the same encoder, the same batches, the same
+optimiser (AdamW 3e-5, wd 0.01, clip 1.0), trained by Rosetta and by PyTorch with
+sentence-transformers' MultipleNegativesRankingLoss (scale 20 = temperature 0.05), in
+alternating rounds on the same cores; medians of the rounds and both peak RSS figures.
 
+Shapes: `xlmr-6x384` (issue 4: XLM-R-shaped, 6 layers, 384 wide, the synthetic corpus's small
+vocabulary, passages at 128 tokens) and `e5-small` (issue 14: multilingual-e5-small's shape,
+BERT 12 x 384 with a 250,002-token vocabulary, queries of ~16 tokens, passages of 48-128).
 On CUDA (--device cuda:N) both sides run under bf16 autocast, as Rosetta's trainer does there.
 
-usage: train_step.py --rosetta-example PATH [--steps N] [--batch 32] [--device cpu|cuda:N]
+usage: train_step.py --rosetta-example PATH [--shape xlmr-6x384|e5-small] [--steps N] [--rounds R]
+                     [--batch 32] [--device cpu|cuda:N]
 """
 
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,18 +25,26 @@ import time
 import pyarrow.parquet as pq
 import torch
 from sentence_transformers import SentenceTransformer, losses, models
-from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+
+SHAPES = ("xlmr-6x384", "e5-small")
 
 
-def build_model(out: str, tokenizer_json: str) -> str:
+def build_model(out: str, tokenizer_json: str, shape: str = "xlmr-6x384") -> str:
     torch.manual_seed(0)
     fast = PreTrainedTokenizerFast(tokenizer_file=tokenizer_json, pad_token="[PAD]", unk_token="[UNK]",
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    config = XLMRobertaConfig(vocab_size=len(fast), hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
-                              intermediate_size=1536, max_position_embeddings=130, type_vocab_size=1,
-                              pad_token_id=0, layer_norm_eps=1e-5)
     hf_dir = os.path.join(out, "hf")
-    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(hf_dir, safe_serialization=True)
+    if shape == "e5-small":
+        # multilingual-e5-small: BERT, 12 x 384, 12 heads, 1536 feed-forward, 250,002 tokens.
+        config = BertConfig(vocab_size=250_002, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
+                            intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2, pad_token_id=0)
+        BertModel(config, add_pooling_layer=False).save_pretrained(hf_dir, safe_serialization=True)
+    else:
+        config = XLMRobertaConfig(vocab_size=len(fast), hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
+                                  intermediate_size=1536, max_position_embeddings=130, type_vocab_size=1,
+                                  pad_token_id=0, layer_norm_eps=1e-5)
+        XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(hf_dir, safe_serialization=True)
     fast.save_pretrained(hf_dir)
     transformer = models.Transformer(hf_dir, max_seq_length=128)
     st = SentenceTransformer(modules=[transformer, models.Pooling(384, pooling_mode="mean"), models.Normalize()],
@@ -41,13 +54,17 @@ def build_model(out: str, tokenizer_json: str) -> str:
     return st_dir
 
 
-def batches_from_synth(train: str, batch: int, count: int) -> list:
+def batches_from_synth(train: str, batch: int, count: int, shape: str = "xlmr-6x384") -> list:
     rows = pq.read_table(train, columns=["query", "positive", "negatives"]).to_pylist()
     out = []
     for b in range(count):
         chunk = rows[b * batch:(b + 1) * batch]
-        # Passages of a whole paragraph and more, so they reach the 128-token limit.
-        passages = [" ".join([r["positive"]] + (r["negatives"] or []) * 6) for r in chunk]
+        if shape == "e5-small":
+            # Passages of one to four sentences: 48-128 tokens, lengths mixed as in a real corpus.
+            passages = [" ".join([r["positive"]] + (r["negatives"] or []) * (1 + i % 4)) for i, r in enumerate(chunk)]
+        else:
+            # Passages of a whole paragraph and more, so they reach the 128-token limit.
+            passages = [" ".join([r["positive"]] + (r["negatives"] or []) * 6) for r in chunk]
         out.append(([r["query"] for r in chunk], passages))
     return out
 
@@ -87,32 +104,56 @@ def python_train(st_dir: str, batches: list, steps: int, device: str = "cpu") ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rosetta", required=True, help="the rosetta binary (for data synth)")
     parser.add_argument("--rosetta-example", required=True, help="the train_bench example binary")
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--shape", choices=SHAPES, default="xlmr-6x384")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round (after 2 untimed)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds, alternating which side runs first")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--python-only", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu or cuda:N (both sides)")
     args = parser.parse_args()
+    results = {"rosetta": [], "pytorch": []}
     with tempfile.TemporaryDirectory(prefix="rosetta-train-bench-") as work:
         subprocess.run([args.rosetta, "data", "synth", "--out", os.path.join(work, "data")], check=True,
                        capture_output=True)
-        st_dir = build_model(work, os.path.join(work, "data", "tokenizer.json"))
-        batches = batches_from_synth(os.path.join(work, "data", "train.parquet"), args.batch, args.steps + 2)
+        st_dir = build_model(work, os.path.join(work, "data", "tokenizer.json"), args.shape)
+        batches = batches_from_synth(os.path.join(work, "data", "train.parquet"), args.batch, args.steps + 2, args.shape)
         batches_path = os.path.join(work, "batches.json")
         with open(batches_path, "w") as f:
             json.dump(batches, f)
-        ours = json.loads(subprocess.run([args.rosetta_example, st_dir, batches_path, str(args.steps), args.device], check=True,
-                                         capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        theirs = python_train(st_dir, batches, args.steps, args.device)
-    print(f"train step: XLM-R-shaped 6x384, batch {args.batch}, passages at 128 tokens, {args.steps} timed steps, "
+        python_side = [sys.executable, os.path.abspath(__file__), "--python-side", st_dir, batches_path,
+                       str(args.steps), args.device]
+        for round_index in range(max(1, args.rounds)):
+            order = ("rosetta", "pytorch") if round_index % 2 == 0 else ("pytorch", "rosetta")
+            for side in order:
+                # Each side in its own process, so that peak RSS is its own.
+                command = ([args.rosetta_example, st_dir, batches_path, str(args.steps), args.device]
+                           if side == "rosetta" else python_side)
+                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                results[side].append(json.loads(out.strip().splitlines()[-1]))
+            print(f"round {round_index + 1}: " + "  ".join(
+                f"{side} {results[side][-1]['samples_per_second']:.2f} samples/s" for side in results), flush=True)
+    ours, theirs = results["rosetta"][0], results["pytorch"][0]
+    print(f"train step: {args.shape}, batch {args.batch}, {args.steps} timed steps x {len(results['rosetta'])} rounds, "
           f"{args.device}, {os.cpu_count()} cores, libtorch threads {ours['threads']} / {theirs['threads']}")
-    for r in (ours, theirs):
-        print(f"  {r['impl']:<8}: {r['samples_per_second']:7.2f} samples/s  peak RSS {r['peak_rss_mib']:6.0f} MiB  "
-              f"last loss {r['last_loss']:.4f}")
-    print(f"  ratio   : {ours['samples_per_second'] / theirs['samples_per_second']:.2f}x (rosetta / pytorch)")
+    medians = {}
+    for side, rounds in results.items():
+        medians[side] = statistics.median(r["samples_per_second"] for r in rounds)
+        peak = max(r["peak_rss_mib"] for r in rounds)
+        listed = " ".join(f"{r['samples_per_second']:.2f}" for r in rounds)
+        print(f"  {side:<8}: {medians[side]:7.2f} samples/s median (rounds: {listed})  peak RSS {peak:6.0f} MiB  "
+              f"last loss {rounds[-1]['last_loss']:.4f}")
+    print(f"  ratio   : {medians['rosetta'] / medians['pytorch']:.2f}x (rosetta / pytorch)")
+    if "checkpoint_write" in ours:
+        w, t, r = ours["checkpoint_write"], ours["checkpoint_write_tch"], ours["checkpoint_restore"]
+        print(f"  checkpoint ({ours['checkpoint_mb']:.0f} MB, weights + AdamW state): streaming write {w['seconds']:.2f} s, "
+              f"+{w['extra_rss_mib']:.0f} MiB RSS; tch's safetensors writer {t['seconds']:.2f} s, "
+              f"+{t['extra_rss_mib']:.0f} MiB; streaming restore {r['seconds']:.2f} s, +{r['extra_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 6 and sys.argv[1] == "--python-side":
+        print(json.dumps(python_train(sys.argv[2], json.load(open(sys.argv[3])), int(sys.argv[4]), sys.argv[5])))
+    else:
+        main()

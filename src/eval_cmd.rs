@@ -54,6 +54,12 @@ pub struct EvalArgs {
     /// Also write the query and corpus embeddings with their ids as Parquet into this directory.
     #[arg(long)]
     pub save_embeddings: Option<PathBuf>,
+    /// Keep the tokenised queries and passages in this directory, so that evaluating the next
+    /// checkpoint does not tokenise them again [default: RUN/eval/token-cache for a checkpoint
+    /// of a run; none for a model directory]. Files are named by a digest of the tokenizer and
+    /// the texts: a changed benchmark or tokenizer never reads stale ids.
+    #[arg(long)]
+    pub token_cache: Option<PathBuf>,
     /// Print only the report paths.
     #[arg(long)]
     pub quiet: bool,
@@ -93,6 +99,8 @@ pub struct EvalShardArgs {
     precision: Precision,
     #[arg(long)]
     save_embeddings: Option<PathBuf>,
+    #[arg(long)]
+    token_cache: Option<PathBuf>,
 }
 
 /// Export a checkpoint as a sentence-transformers directory (loads in Python unchanged).
@@ -137,13 +145,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let model = ModelToLoad::resolve(&args.model)?;
     // A checkpoint's reports go to RUN/eval/step-N, where in-training evaluation writes too (a
     // checkpoint directory may be pruned later; its reports should not go with it).
-    let default_out = match &model {
-        ModelToLoad::Pretrained(_) => PathBuf::from("runs/eval"),
+    let (default_out, default_cache) = match &model {
+        ModelToLoad::Pretrained(_) => (PathBuf::from("runs/eval"), None),
         ModelToLoad::Checkpoint { dir, .. } => match RunDir::of_checkpoint(dir) {
-            Some((run_dir, step)) => run_dir.eval_step(step),
-            None => dir.join("eval"),
+            Some((run_dir, step)) => (run_dir.eval_step(step), Some(run_dir.token_cache())),
+            None => (dir.join("eval"), None),
         },
     };
+    let token_cache = args.token_cache.clone().or(default_cache);
     let run = EvalRun {
         benchmarks: args.benchmark.clone(),
         shards: args.workers,
@@ -173,6 +182,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             .env("OMP_NUM_THREADS", threads.to_string());
         if let Some(dir) = &args.save_embeddings {
             command.arg("--save-embeddings").arg(dir.join(request.task_name));
+        }
+        if let Some(dir) = &token_cache {
+            command.arg("--token-cache").arg(dir);
         }
         command
     };
@@ -215,5 +227,6 @@ pub fn run_shard(args: EvalShardArgs) -> anyhow::Result<()> {
         depth: args.depth,
         precision: args.precision,
         save_embeddings: args.save_embeddings,
+        token_cache: args.token_cache,
     })?)
 }

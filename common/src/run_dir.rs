@@ -148,6 +148,12 @@ impl RunDir {
         self.root.join("eval")
     }
 
+    /// `RUN/eval/token-cache`: tokenised benchmark texts, shared by the evaluations of every
+    /// checkpoint (content-addressed; see `rosetta_worker::token_cache`).
+    pub fn token_cache(&self) -> PathBuf {
+        self.eval().join("token-cache")
+    }
+
     /// `RUN/eval/step-N`: the reports of the checkpoint after `step`.
     pub fn eval_step(&self, step: u64) -> PathBuf {
         self.eval().join(checkpoint_name(step))

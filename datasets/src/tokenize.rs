@@ -50,6 +50,16 @@ impl TextTokenizer {
         Ok(Self { inner, path: self.path.clone() })
     }
 
+    /// A digest of everything that decides the token ids (vocabulary, normaliser,
+    /// pre-tokeniser, post-processor, truncation), for caches of tokenised text.
+    pub fn fingerprint(&self) -> Result<String> {
+        let json = self
+            .inner
+            .to_string(false)
+            .map_err(|e| DatasetError::Tokenizer { path: self.path.clone(), message: e.to_string() })?;
+        Ok(rosetta_common::digest::sha256_bytes(json.as_bytes()))
+    }
+
     /// The file the tokenizer was loaded from.
     pub fn path(&self) -> &Path {
         &self.path

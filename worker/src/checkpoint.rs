@@ -11,14 +11,13 @@ use tch::Tensor;
 use crate::error::{Result, WorkerError};
 use crate::optim::AdamW;
 use crate::sentence::SentenceEncoder;
+use crate::tensor_file::{self, TensorFile};
 
-/// Writes `tensors` to `path` atomically.
+/// Writes `tensors` to `path` atomically, streaming each tensor from its own memory (no second
+/// copy of the model and optimiser state is made; see [`crate::tensor_file`]).
 pub fn write_tensors_atomically(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let staged = StagedFile::new(path)?;
-    let contiguous: Vec<(String, Tensor)> =
-        tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
-    Tensor::write_safetensors(&contiguous, staged.temp_path())
-        .map_err(|e| WorkerError::model(staged.temp_path(), e.to_string()))?;
+    tensor_file::write(staged.temp_path(), tensors)?;
     Ok(staged.commit()?)
 }
 
@@ -27,8 +26,9 @@ pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     if !path.exists() {
         return Err(WorkerError::model(path, "checkpoint file does not exist"));
     }
-    let tensors = Tensor::read_safetensors(path).map_err(|e| WorkerError::model(path, e.to_string()))?;
-    Ok(tensors.into_iter().collect())
+    let file = TensorFile::open(path)?;
+    let names: Vec<String> = file.names().map(str::to_string).collect();
+    names.into_iter().map(|name| Ok((name.clone(), file.read(&name)?))).collect()
 }
 
 /// Saves the model (`model.NAME`) and, if given, the optimiser state to `path`.
@@ -44,17 +44,21 @@ pub fn save_checkpoint(path: &Path, model: &SentenceEncoder, optimizer: Option<&
 
 /// Restores a checkpoint written by [`save_checkpoint`]: every model parameter must be present
 /// with its shape (the error names each one that is not); the optimiser state too when asked.
+/// Each tensor is read from the file straight into the tensor it restores.
 pub fn load_checkpoint(path: &Path, model: &mut SentenceEncoder, optimizer: Option<&mut AdamW>) -> Result<()> {
-    let tensors = read_tensors(path)?;
+    if !path.exists() {
+        return Err(WorkerError::model(path, "checkpoint file does not exist"));
+    }
+    let file = TensorFile::open(path)?;
     let mut variables: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
     let mut problems = Vec::new();
     for (name, var) in &variables {
         let key = format!("model.{name}");
-        match tensors.get(&key) {
+        match file.shape(&key) {
             None => problems.push(format!("tensor {key} is missing")),
-            Some(t) if t.size() != var.size() => {
-                problems.push(format!("tensor {key} has shape {:?}, expected {:?}", t.size(), var.size()))
+            Some(shape) if shape != var.size().as_slice() => {
+                problems.push(format!("tensor {key} has shape {shape:?}, expected {:?}", var.size()))
             }
             Some(_) => {}
         }
@@ -62,14 +66,11 @@ pub fn load_checkpoint(path: &Path, model: &mut SentenceEncoder, optimizer: Opti
     if !problems.is_empty() {
         return Err(WorkerError::model(path, problems.join("; ")));
     }
-    tch::no_grad(|| {
-        for (name, mut var) in variables {
-            let source = &tensors[&format!("model.{name}")];
-            var.copy_(&source.to_kind(var.kind()).to_device(var.device()));
-        }
-    });
+    for (name, mut var) in variables {
+        file.read_into(&format!("model.{name}"), &mut var)?;
+    }
     if let Some(optimizer) = optimizer {
-        optimizer.load_state(&tensors).map_err(|e| WorkerError::model(path, e.to_string()))?;
+        optimizer.load_state(&file).map_err(|e| WorkerError::model(path, e.to_string()))?;
     }
     Ok(())
 }

@@ -155,6 +155,8 @@ pub struct EvalShardConfig {
     pub precision: Precision,
     /// Write this shard's embeddings as Parquet here.
     pub save_embeddings: Option<PathBuf>,
+    /// Keep the tokenised texts here (see [`crate::token_cache`]).
+    pub token_cache: Option<PathBuf>,
 }
 
 fn to_vec(tensor: &tch::Tensor) -> Result<Vec<f32>> {
@@ -193,8 +195,12 @@ pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut input = BufReader::new(std::io::stdin().lock());
+    let cache = config.token_cache.as_ref().map(crate::token_cache::TokenCache::new);
+    let encode = |texts: &[&str], prefix: &str| {
+        model.encode_by_length_cached(texts, prefix, config.batch_size, window, cache.as_ref())
+    };
     let queries: Vec<&str> = benchmark.queries[query_range].iter().map(|q| q.text.as_str()).collect();
-    let own_queries = to_vec(&model.encode_by_length(&queries, &settings.query_prefix, config.batch_size, window)?)?;
+    let own_queries = to_vec(&encode(&queries, &settings.query_prefix)?)?;
     wire::send_query_vectors(&mut out, &own_queries).map_err(pipe_error("query embeddings"))?;
     let query_vectors = wire::receive_query_vectors(&mut input, "rosetta eval")?;
     if query_vectors.len() != task.num_queries() * dim {
@@ -204,7 +210,7 @@ pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
         ));
     }
     let docs: Vec<&str> = benchmark.corpus[range.clone()].iter().map(|d| d.text.as_str()).collect();
-    let doc_vectors = to_vec(&model.encode_by_length(&docs, &settings.passage_prefix, config.batch_size, window)?)?;
+    let doc_vectors = to_vec(&encode(&docs, &settings.passage_prefix)?)?;
     tracing::info!(
         shard = config.shard,
         queries = queries.len(),

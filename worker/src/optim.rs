@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
-use crate::error::{Result, WorkerError};
+use crate::error::Result;
+use crate::tensor_file::TensorSource;
 
 fn default_lr() -> f64 {
     3e-5
@@ -166,25 +167,14 @@ impl AdamW {
         out
     }
 
-    /// Restores state saved by [`AdamW::state`]; names the first missing or mis-shaped tensor.
-    pub fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
-        let step = tensors
-            .get("optimizer.step")
-            .ok_or_else(|| WorkerError::invalid("checkpoint", "tensor optimizer.step is missing"))?;
+    /// Restores state saved by [`AdamW::state`] (from a file or from tensors in memory);
+    /// names the first missing or mis-shaped tensor.
+    pub fn load_state(&mut self, tensors: &dyn TensorSource) -> Result<()> {
+        let mut step = Tensor::zeros([1], (Kind::Int64, tch::Device::Cpu));
+        tensors.fill("optimizer.step", &mut step)?;
         for slot in &mut self.slots {
-            for (prefix, target) in [("exp_avg", &mut slot.exp_avg), ("exp_avg_sq", &mut slot.exp_avg_sq)] {
-                let name = format!("optimizer.{prefix}.{}", slot.name);
-                let source = tensors
-                    .get(&name)
-                    .ok_or_else(|| WorkerError::invalid("checkpoint", format!("tensor {name} is missing")))?;
-                if source.size() != target.size() {
-                    return Err(WorkerError::invalid(
-                        "checkpoint",
-                        format!("tensor {name} has shape {:?}, expected {:?}", source.size(), target.size()),
-                    ));
-                }
-                tch::no_grad(|| target.copy_(&source.to_kind(target.kind()).to_device(target.device())));
-            }
+            tensors.fill(&format!("optimizer.exp_avg.{}", slot.name), &mut slot.exp_avg)?;
+            tensors.fill(&format!("optimizer.exp_avg_sq.{}", slot.name), &mut slot.exp_avg_sq)?;
         }
         self.step = step.int64_value(&[0]);
         Ok(())
@@ -223,17 +213,20 @@ impl FusedAdamW {
         if g.1 != len || m.1 != len || v.1 != len || len == 0 {
             return false;
         }
-        // SAFETY: four distinct contiguous f32 CPU tensors of `len` elements (parameter, its
-        // gradient, and the optimiser's two state tensors); nothing else touches them while the
-        // optimiser steps (no autograd graph holds them after the backward pass).
-        let (p, g, m, v) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(p.0, len),
-                std::slice::from_raw_parts(g.0 as *const f32, len),
-                std::slice::from_raw_parts_mut(m.0, len),
-                std::slice::from_raw_parts_mut(v.0, len),
-            )
-        };
+        let arrays = Arrays { p: p.0, g: g.0, m: m.0, v: v.0 };
+        for_chunks(len, |range| {
+            // SAFETY: four distinct contiguous f32 CPU tensors of `len` elements (parameter,
+            // its gradient, and the optimiser's two state tensors); nothing else touches them
+            // while the optimiser steps (no autograd graph holds them after the backward
+            // pass), and each thread gets a disjoint range of them.
+            let (p, g, m, v) = unsafe { arrays.slices(range) };
+            self.update_slices(p, g, m, v, decay);
+        });
+        true
+    }
+
+    /// The update of one range of elements.
+    fn update_slices(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: bool) {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             if decay {
                 *p *= self.decay_factor;
@@ -243,8 +236,62 @@ impl FusedAdamW {
             let denom = v.sqrt() / self.bias_correction2_sqrt + self.eps;
             *p += self.neg_step_size * (*m / denom);
         }
-        true
     }
+}
+
+/// The four arrays of one parameter's update, shared by the threads of [`for_chunks`].
+#[derive(Clone, Copy)]
+struct Arrays {
+    p: *mut f32,
+    g: *mut f32,
+    m: *mut f32,
+    v: *mut f32,
+}
+
+// SAFETY: the pointers are only turned into slices of disjoint ranges, one range per thread.
+unsafe impl Send for Arrays {}
+// SAFETY: as above; `Arrays` itself is never written through a shared reference.
+unsafe impl Sync for Arrays {}
+
+impl Arrays {
+    /// The elements `range` of each array.
+    ///
+    /// # Safety
+    /// The arrays must hold `range.end` elements and no other live slice may overlap `range`.
+    unsafe fn slices(&self, range: std::ops::Range<usize>) -> (&mut [f32], &[f32], &mut [f32], &mut [f32]) {
+        let len = range.len();
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.p.add(range.start), len),
+                std::slice::from_raw_parts(self.g.add(range.start) as *const f32, len),
+                std::slice::from_raw_parts_mut(self.m.add(range.start), len),
+                std::slice::from_raw_parts_mut(self.v.add(range.start), len),
+            )
+        }
+    }
+}
+
+/// Elements per chunk of the threaded loops: below two chunks a tensor is done on the calling
+/// thread (spawning costs more than the work); the chunking never changes a result.
+const CHUNK_ELEMENTS: usize = 1 << 16;
+
+/// Calls `work` on consecutive ranges covering `0..len`, spread over libtorch's intra-op
+/// thread count (one pass over memory on every core, as torch's fused AdamW does).
+fn for_chunks(len: usize, work: impl Fn(std::ops::Range<usize>) + Sync) {
+    let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).clamp(1, 64);
+    if threads == 1 || len < 2 * CHUNK_ELEMENTS {
+        work(0..len);
+        return;
+    }
+    let parts = threads.min(len / CHUNK_ELEMENTS);
+    std::thread::scope(|scope| {
+        let work = &work;
+        for part in 1..parts {
+            scope.spawn(move || work(len * part / parts..len * (part + 1) / parts));
+        }
+        work(0..len / parts);
+    });
 }
 
 /// Linear warm-up to the peak over `warmup_steps`, then linear decay to 0 at `total_steps`.
@@ -281,7 +328,9 @@ pub fn clip_grad_norm<'a>(params: impl Iterator<Item = &'a Tensor>, max_norm: f6
         for g in &grads {
             sum += match f32_values(g) {
                 // SAFETY: a contiguous f32 CPU tensor of `len` elements, only read here.
-                Some((pointer, len)) => squares_f64(unsafe { std::slice::from_raw_parts(pointer as *const f32, len) }),
+                Some((pointer, len)) => {
+                    squares_chunked(unsafe { std::slice::from_raw_parts(pointer as *const f32, len) })
+                }
                 None => g.to_kind(Kind::Double).square().sum(Kind::Double).double_value(&[]),
             };
         }
@@ -296,6 +345,25 @@ pub fn clip_grad_norm<'a>(params: impl Iterator<Item = &'a Tensor>, max_norm: f6
         });
     }
     total
+}
+
+/// Sum of squares in f64 over fixed chunks of [`CHUNK_ELEMENTS`] (computed on several threads,
+/// added in chunk order: the same bits whatever the thread count).
+fn squares_chunked(values: &[f32]) -> f64 {
+    let chunks = values.len().div_ceil(CHUNK_ELEMENTS);
+    if chunks <= 2 {
+        return values.chunks(CHUNK_ELEMENTS).map(squares_f64).sum();
+    }
+    let sums: Vec<std::sync::atomic::AtomicU64> = (0..chunks).map(|_| std::sync::atomic::AtomicU64::new(0)).collect();
+    for_chunks(chunks * CHUNK_ELEMENTS, |range| {
+        let (first, last) = (range.start.div_ceil(CHUNK_ELEMENTS), range.end.div_ceil(CHUNK_ELEMENTS));
+        for chunk in first..last.min(chunks) {
+            let end = ((chunk + 1) * CHUNK_ELEMENTS).min(values.len());
+            let sum = squares_f64(&values[chunk * CHUNK_ELEMENTS..end]);
+            sums[chunk].store(sum.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    sums.iter().map(|s| f64::from_bits(s.load(std::sync::atomic::Ordering::Relaxed))).sum()
 }
 
 /// Sum of squares in f64, in one pass (eight running sums, so the loop vectorises).
@@ -344,6 +412,39 @@ mod tests {
         // Anything but contiguous f32 CPU tensors goes the tensor-op way.
         let transposed = Tensor::randn([10, 10], (Kind::Float, tch::Device::Cpu)).tr();
         assert!(!hyper.update(&transposed, &transposed.contiguous(), &exp_avg, &exp_avg_sq, true));
+    }
+
+    #[test]
+    fn threaded_update_and_norm_give_the_single_threaded_bits() {
+        let hyper = FusedAdamW {
+            decay_factor: 0.999,
+            one_minus_beta1: 0.1,
+            beta2: 0.999,
+            one_minus_beta2: 0.001,
+            bias_correction2_sqrt: 0.05,
+            eps: 1e-8,
+            neg_step_size: -0.01,
+        };
+        let n = 5 * CHUNK_ELEMENTS + 123;
+        let cpu = (Kind::Float, tch::Device::Cpu);
+        let (param, grad) = (Tensor::randn([n as i64], cpu), Tensor::randn([n as i64], cpu));
+        let (exp_avg, exp_avg_sq) = (Tensor::randn([n as i64], cpu) * 0.1, Tensor::rand([n as i64], cpu) * 0.01);
+        let values = |t: &Tensor| Vec::<f32>::try_from(t).unwrap();
+        let (mut p, g, mut m, mut v) = (values(&param), values(&grad), values(&exp_avg), values(&exp_avg_sq));
+        hyper.update_slices(&mut p, &g, &mut m, &mut v, true);
+        let threads = tch::get_num_threads();
+        tch::set_num_threads(3);
+        assert!(hyper.update(&param, &grad, &exp_avg, &exp_avg_sq, true));
+        let norm_three = squares_chunked(&g);
+        tch::set_num_threads(1);
+        let norm_one = squares_chunked(&g);
+        tch::set_num_threads(threads);
+        assert_eq!(values(&param), p);
+        assert_eq!(values(&exp_avg), m);
+        assert_eq!(values(&exp_avg_sq), v);
+        assert_eq!(norm_three.to_bits(), norm_one.to_bits());
+        let exact: f64 = g.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        assert!((norm_one - exact).abs() < 1e-9 * exact);
     }
 
     #[test]

@@ -402,10 +402,30 @@ impl SentenceEncoder {
     /// batches of `batch_size`, and the embeddings are put back in order. Windows that start at
     /// the same global positions give the same batches, whatever slice they come in.
     pub fn encode_by_length(&self, texts: &[&str], prefix: &str, batch_size: usize, window: usize) -> Result<Tensor> {
+        self.encode_by_length_cached(texts, prefix, batch_size, window, None)
+    }
+
+    /// [`SentenceEncoder::encode_by_length`], each window's token ids taken from `cache` when
+    /// it has them (and stored there when not).
+    pub fn encode_by_length_cached(
+        &self,
+        texts: &[&str],
+        prefix: &str,
+        batch_size: usize,
+        window: usize,
+        cache: Option<&crate::token_cache::TokenCache>,
+    ) -> Result<Tensor> {
         let batch_size = batch_size.max(1);
+        let fingerprint = match cache {
+            Some(_) => self.tokenizer.fingerprint()?,
+            None => String::new(),
+        };
         let mut parts = Vec::new();
         for block in texts.chunks(window.max(batch_size)) {
-            let sequences = self.token_ids(block, prefix)?;
+            let sequences = match cache {
+                Some(cache) => cache.get_or_insert(&fingerprint, prefix, block, || self.token_ids(block, prefix))?.0,
+                None => self.token_ids(block, prefix)?,
+            };
             let mut order: Vec<usize> = (0..block.len()).collect();
             order.sort_by_key(|&i| (sequences[i].len(), i));
             let mut embedded = Vec::new();
