@@ -258,7 +258,11 @@ impl Arrays {
     ///
     /// # Safety
     /// The arrays must hold `range.end` elements and no other live slice may overlap `range`.
-    unsafe fn slices(&self, range: std::ops::Range<usize>) -> (&mut [f32], &[f32], &mut [f32], &mut [f32]) {
+    #[allow(clippy::type_complexity)]
+    unsafe fn slices<'a>(
+        self,
+        range: std::ops::Range<usize>,
+    ) -> (&'a mut [f32], &'a [f32], &'a mut [f32], &'a mut [f32]) {
         let len = range.len();
         // SAFETY: guaranteed by the caller.
         unsafe {
