@@ -23,9 +23,6 @@ pub fn write_tensors_atomically(path: &Path, tensors: &[(String, Tensor)]) -> Re
 
 /// Reads a safetensors file into a name → tensor map.
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    if !path.exists() {
-        return Err(WorkerError::model(path, "checkpoint file does not exist"));
-    }
     let file = TensorFile::open(path)?;
     let names: Vec<String> = file.names().map(str::to_string).collect();
     names.into_iter().map(|name| Ok((name.clone(), file.read(&name)?))).collect()
@@ -46,9 +43,6 @@ pub fn save_checkpoint(path: &Path, model: &SentenceEncoder, optimizer: Option<&
 /// with its shape (the error names each one that is not); the optimiser state too when asked.
 /// Each tensor is read from the file straight into the tensor it restores.
 pub fn load_checkpoint(path: &Path, model: &mut SentenceEncoder, optimizer: Option<&mut AdamW>) -> Result<()> {
-    if !path.exists() {
-        return Err(WorkerError::model(path, "checkpoint file does not exist"));
-    }
     let file = TensorFile::open(path)?;
     let mut variables: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));

@@ -195,7 +195,12 @@ pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut input = BufReader::new(std::io::stdin().lock());
-    let cache = config.token_cache.as_ref().map(crate::token_cache::TokenCache::new);
+    // The tokenizer's fingerprint (a digest of its whole JSON) once per shard, not per window.
+    let cache = config
+        .token_cache
+        .as_ref()
+        .map(|dir| crate::token_cache::TokenCache::for_tokenizer(dir, model.tokenizer()))
+        .transpose()?;
     let encode = |texts: &[&str], prefix: &str| {
         model.encode_by_length_cached(texts, prefix, config.batch_size, window, cache.as_ref())
     };

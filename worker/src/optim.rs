@@ -388,9 +388,9 @@ fn squares_f64(values: &[f32]) -> f64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fused_update_matches_the_tensor_ops() {
-        let hyper = FusedAdamW {
+    /// Update constants with visible effects (strong decay, large step).
+    fn test_constants() -> FusedAdamW {
+        FusedAdamW {
             decay_factor: 0.999,
             one_minus_beta1: 0.1,
             beta2: 0.999,
@@ -398,7 +398,12 @@ mod tests {
             bias_correction2_sqrt: 0.05,
             eps: 1e-8,
             neg_step_size: -0.01,
-        };
+        }
+    }
+
+    #[test]
+    fn fused_update_matches_the_tensor_ops() {
+        let hyper = test_constants();
         let param = Tensor::randn([1000], (Kind::Float, tch::Device::Cpu));
         let grad = Tensor::randn([1000], (Kind::Float, tch::Device::Cpu));
         let exp_avg = Tensor::randn([1000], (Kind::Float, tch::Device::Cpu)) * 0.1;
@@ -420,15 +425,7 @@ mod tests {
 
     #[test]
     fn threaded_update_and_norm_give_the_single_threaded_bits() {
-        let hyper = FusedAdamW {
-            decay_factor: 0.999,
-            one_minus_beta1: 0.1,
-            beta2: 0.999,
-            one_minus_beta2: 0.001,
-            bias_correction2_sqrt: 0.05,
-            eps: 1e-8,
-            neg_step_size: -0.01,
-        };
+        let hyper = test_constants();
         let n = 5 * CHUNK_ELEMENTS + 123;
         let cpu = (Kind::Float, tch::Device::Cpu);
         let (param, grad) = (Tensor::randn([n as i64], cpu), Tensor::randn([n as i64], cpu));

@@ -62,13 +62,9 @@ impl GradientBuckets {
         sparse_rows: bool,
     ) -> Self {
         let mut by_stage: Vec<Vec<Tensor>> = (0..=layers).map(|_| Vec::new()).collect();
-        let mut table = None;
-        for (name, parameter) in parameters {
-            if sparse_rows && is_token_embedding(name) && parameter.dim() == 2 {
-                table = Some(parameter.shallow_clone());
-            } else {
-                by_stage[stage_of(name, layers)].push(parameter.shallow_clone());
-            }
+        let (table, rest) = take_table(parameters, sparse_rows);
+        for (name, parameter) in rest {
+            by_stage[stage_of(name, layers)].push(parameter.shallow_clone());
         }
         let bytes =
             |tensors: &[Tensor]| tensors.iter().map(|t| t.numel() * t.kind().elt_size_in_bytes()).sum::<usize>();
@@ -89,16 +85,8 @@ impl GradientBuckets {
     /// One bucket holding every parameter (no overlap: summed after the whole backward pass),
     /// the token embeddings by rows when `sparse_rows`.
     pub fn single<'a>(parameters: impl Iterator<Item = (&'a str, &'a Tensor)>, sparse_rows: bool) -> Self {
-        let mut table = None;
-        let mut bucket = Vec::new();
-        for (name, parameter) in parameters {
-            if sparse_rows && is_token_embedding(name) && parameter.dim() == 2 {
-                table = Some(parameter.shallow_clone());
-            } else {
-                bucket.push(parameter.shallow_clone());
-            }
-        }
-        Self { stages: vec![bucket], table }
+        let (table, rest) = take_table(parameters, sparse_rows);
+        Self { stages: vec![rest.into_iter().map(|(_, p)| p.shallow_clone()).collect()], table }
     }
 
     /// True when the token embeddings are summed by rows.
@@ -176,6 +164,23 @@ impl GradientBuckets {
         });
         Ok(bytes)
     }
+}
+
+/// Splits the token-embedding matrix off `parameters` when it is to be summed by rows.
+fn take_table<'a>(
+    parameters: impl Iterator<Item = (&'a str, &'a Tensor)>,
+    sparse_rows: bool,
+) -> (Option<Tensor>, Vec<(&'a str, &'a Tensor)>) {
+    let mut table = None;
+    let mut rest = Vec::new();
+    for (name, parameter) in parameters {
+        if sparse_rows && table.is_none() && is_token_embedding(name) && parameter.dim() == 2 {
+            table = Some(parameter.shallow_clone());
+        } else {
+            rest.push((name, parameter));
+        }
+    }
+    (table, rest)
 }
 
 /// Sums the token-embedding gradient over ranks by rows. A row's gradient is non-zero only

@@ -416,14 +416,10 @@ impl SentenceEncoder {
         cache: Option<&crate::token_cache::TokenCache>,
     ) -> Result<Tensor> {
         let batch_size = batch_size.max(1);
-        let fingerprint = match cache {
-            Some(_) => self.tokenizer.fingerprint()?,
-            None => String::new(),
-        };
         let mut parts = Vec::new();
         for block in texts.chunks(window.max(batch_size)) {
             let sequences = match cache {
-                Some(cache) => cache.get_or_insert(&fingerprint, prefix, block, || self.token_ids(block, prefix))?.0,
+                Some(cache) => cache.get_or_insert(prefix, block, || self.token_ids(block, prefix))?.0,
                 None => self.token_ids(block, prefix)?,
             };
             let mut order: Vec<usize> = (0..block.len()).collect();

@@ -122,7 +122,10 @@ impl TensorFile {
     /// lie inside the file.
     pub fn open(path: &Path) -> Result<Self> {
         let error = |message: String| WorkerError::model(path, message);
-        let mut file = File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
+        let mut file = File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => error("file does not exist".into()),
+            _ => error(format!("cannot open: {e}")),
+        })?;
         let file_len = file.metadata().map_err(|e| error(e.to_string()))?.len();
         let mut len = [0u8; 8];
         file.read_exact(&mut len)

@@ -8,20 +8,28 @@ use std::path::{Path, PathBuf};
 
 use rosetta_common::atomic::write_atomic;
 use rosetta_common::digest::sha256_bytes;
+use rosetta_datasets::tokenize::TextTokenizer;
 
 /// The first bytes of a cache file (format version 1).
 const MAGIC: &[u8; 8] = b"RSTOKV1\0";
 
-/// A directory of tokenised windows.
+/// A directory of windows tokenised by one tokenizer.
 #[derive(Debug, Clone)]
 pub struct TokenCache {
     dir: PathBuf,
+    /// What decides the ids besides the texts ([`TextTokenizer::fingerprint`]).
+    fingerprint: String,
 }
 
 impl TokenCache {
-    /// A cache in `dir` (created on the first write).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    /// A cache in `dir` (created on the first write) for ids from the tokenizer of `fingerprint`.
+    pub fn new(dir: impl Into<PathBuf>, fingerprint: impl Into<String>) -> Self {
+        Self { dir: dir.into(), fingerprint: fingerprint.into() }
+    }
+
+    /// A cache in `dir` for `tokenizer`'s ids.
+    pub fn for_tokenizer(dir: impl Into<PathBuf>, tokenizer: &TextTokenizer) -> crate::Result<Self> {
+        Ok(Self::new(dir, tokenizer.fingerprint()?))
     }
 
     /// The directory.
@@ -29,11 +37,11 @@ impl TokenCache {
         &self.dir
     }
 
-    /// The file of `texts` tokenised by the tokenizer of `fingerprint` with `prefix`.
-    fn file(&self, fingerprint: &str, prefix: &str, texts: &[&str]) -> PathBuf {
+    /// The file of `texts` tokenised with `prefix`.
+    fn file(&self, prefix: &str, texts: &[&str]) -> PathBuf {
         // Each part with its length in front, so that no two keys run together the same way.
         let mut key = Vec::with_capacity(64 + texts.iter().map(|t| t.len() + 8).sum::<usize>());
-        for part in [fingerprint, prefix].iter().chain(texts) {
+        for part in [self.fingerprint.as_str(), prefix].iter().chain(texts) {
             key.extend_from_slice(&(part.len() as u64).to_le_bytes());
             key.extend_from_slice(part.as_bytes());
         }
@@ -44,12 +52,11 @@ impl TokenCache {
     /// a warning: the ids are right either way.
     pub fn get_or_insert<E>(
         &self,
-        fingerprint: &str,
         prefix: &str,
         texts: &[&str],
         tokenize: impl FnOnce() -> Result<Vec<Vec<u32>>, E>,
     ) -> Result<(Vec<Vec<u32>>, bool), E> {
-        let path = self.file(fingerprint, prefix, texts);
+        let path = self.file(prefix, texts);
         if let Ok(bytes) = std::fs::read(&path) {
             match decode(&bytes, texts.len()) {
                 Some(ids) => return Ok((ids, true)),
@@ -109,36 +116,34 @@ mod tests {
     #[test]
     fn ids_round_trip_and_are_keyed_by_texts_prefix_and_tokenizer() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = TokenCache::new(dir.path().join("cache"));
+        let cache = TokenCache::new(dir.path().join("cache"), "tok");
         let ids = vec![vec![1, 2, 3], vec![], vec![70_000]];
         let texts = ["a b c", "", "z"];
         let tokenize = || Ok::<_, ()>(ids.clone());
-        assert_eq!(cache.get_or_insert("tok", "", &texts, tokenize).unwrap(), (ids.clone(), false));
+        assert_eq!(cache.get_or_insert("", &texts, tokenize).unwrap(), (ids.clone(), false));
         let never = || -> Result<Vec<Vec<u32>>, ()> { panic!("tokenised although cached") };
-        assert_eq!(cache.get_or_insert("tok", "", &texts, never).unwrap(), (ids.clone(), true));
+        assert_eq!(cache.get_or_insert("", &texts, never).unwrap(), (ids.clone(), true));
         // Any change of key tokenises again.
         for (fingerprint, prefix, texts) in
             [("other", "", &texts[..]), ("tok", "query: ", &texts[..]), ("tok", "", &["a b c", "", "y"][..])]
         {
-            assert!(!cache.get_or_insert(fingerprint, prefix, texts, tokenize).unwrap().1);
+            let cache = TokenCache::new(dir.path().join("cache"), fingerprint);
+            assert!(!cache.get_or_insert(prefix, texts, tokenize).unwrap().1);
         }
     }
 
     #[test]
     fn a_damaged_file_is_tokenised_again_and_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = TokenCache::new(dir.path());
+        let cache = TokenCache::new(dir.path(), "tok");
         let texts = ["one", "two"];
         let ids = vec![vec![5, 6], vec![7]];
-        cache.get_or_insert("tok", "", &texts, || Ok::<_, ()>(ids.clone())).unwrap();
+        cache.get_or_insert("", &texts, || Ok::<_, ()>(ids.clone())).unwrap();
         let file = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
         let bytes = std::fs::read(&file).unwrap();
         for damaged in [&bytes[..bytes.len() - 1], &bytes[..4], b"garbage".as_slice()] {
             std::fs::write(&file, damaged).unwrap();
-            assert_eq!(
-                cache.get_or_insert("tok", "", &texts, || Ok::<_, ()>(ids.clone())).unwrap(),
-                (ids.clone(), false)
-            );
+            assert_eq!(cache.get_or_insert("", &texts, || Ok::<_, ()>(ids.clone())).unwrap(), (ids.clone(), false));
             assert_eq!(std::fs::read(&file).unwrap(), bytes, "replaced by a good file");
         }
         assert_eq!(decode(&bytes, 3), None, "a file for another number of texts is not used");

@@ -53,7 +53,7 @@ pub struct MicroBatch {
 }
 
 /// What a step did.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StepOutcome {
     /// Global-batch loss (identical on every rank).
     pub loss: f64,
@@ -86,13 +86,9 @@ pub struct Trainer {
     optimizer: AdamW,
     schedule: LinearSchedule,
     config: StepConfig,
-    last_tokens: u64,
-    last_padding: u64,
-    last_collective_seconds: f64,
-    last_all_reduce_bytes: u64,
-    last_model_flops: f64,
-    last_forward_seconds: f64,
-    last_backward_seconds: f64,
+    /// What the last [`Trainer::backward`] measured (loss, norm, rate and optimiser time are
+    /// filled in by [`Trainer::step`]).
+    last: StepOutcome,
     /// Parameters by backward stage (CPU: all-reduce overlapped with the backward pass).
     staged: GradientBuckets,
     /// Every parameter in one bucket (CUDA: all-reduce after the backward pass).
@@ -136,13 +132,7 @@ impl Trainer {
             optimizer,
             schedule,
             config,
-            last_tokens: 0,
-            last_padding: 0,
-            last_collective_seconds: 0.0,
-            last_all_reduce_bytes: 0,
-            last_model_flops: 0.0,
-            last_forward_seconds: 0.0,
-            last_backward_seconds: 0.0,
+            last: StepOutcome::default(),
             staged,
             whole,
             parameters,
@@ -195,19 +185,7 @@ impl Trainer {
         let loss = self.backward(batch, collective)?;
         let started = std::time::Instant::now();
         let (grad_norm, lr) = self.apply();
-        Ok(StepOutcome {
-            loss,
-            grad_norm,
-            lr,
-            tokens: self.last_tokens,
-            padding_tokens: self.last_padding,
-            collective_seconds: self.last_collective_seconds,
-            all_reduce_bytes: self.last_all_reduce_bytes,
-            model_flops: self.last_model_flops,
-            forward_seconds: self.last_forward_seconds,
-            backward_seconds: self.last_backward_seconds,
-            optimizer_seconds: started.elapsed().as_secs_f64(),
-        })
+        Ok(StepOutcome { loss, grad_norm, lr, optimizer_seconds: started.elapsed().as_secs_f64(), ..self.last })
     }
 
     /// Current gradients by parameter name (after [`Trainer::backward`]).
@@ -235,14 +213,10 @@ impl Trainer {
         let grad_cache = self.config.grad_cache_chunk;
         let staged = !autocast && communicate && grad_cache == 0;
         let layers = self.staged.layers();
-        let mut collective_seconds = 0.0;
-        let mut all_reduce_bytes = 0;
-        let mut model_flops = 0.0;
+        let mut measured = StepOutcome::default();
         // Every token id this rank encodes in the step (the embedding rows with a gradient).
         let mut token_ids: Vec<Tensor> = Vec::new();
         let mut total_loss = 0.0;
-        let (mut tokens, mut padding) = (0u64, 0u64);
-        let (mut forward_seconds, mut backward_seconds) = (0.0, 0.0);
         for chunk in 0..chunks {
             let started = std::time::Instant::now();
             let cut = |len: usize| (len * chunk / chunks, len * (chunk + 1) / chunks);
@@ -260,10 +234,10 @@ impl Trainer {
                     token_ids.push(b.input_ids.flatten(0, -1));
                 }
                 let lengths = b.attention_mask.sum_dim_intlist(1, false, Kind::Int64).to_device(Device::Cpu);
-                model_flops += self.flop_model.training_flops(Vec::<i64>::try_from(&lengths)?);
+                measured.model_flops += self.flop_model.training_flops(Vec::<i64>::try_from(&lengths)?);
                 let real = b.attention_mask.sum(Kind::Int64).int64_value(&[]) as u64;
-                tokens += real;
-                padding += (b.attention_mask.numel() as u64).saturating_sub(real);
+                measured.tokens += real;
+                measured.padding_tokens += (b.attention_mask.numel() as u64).saturating_sub(real);
             }
             let train = self.config.dropout;
             if grad_cache > 0 {
@@ -281,8 +255,8 @@ impl Trainer {
                         Ok(distributed_info_nce(&e[0], &e[1], n, collective, config)? / chunks as f64)
                     })?;
                 // The passes interleave forward and backward: all of it counts as backward here.
-                backward_seconds += forwarded.elapsed().as_secs_f64();
-                forward_seconds += (forwarded - started).as_secs_f64();
+                measured.backward_seconds += forwarded.elapsed().as_secs_f64();
+                measured.forward_seconds += (forwarded - started).as_secs_f64();
                 continue;
             }
             let width = self.model.embedding_width();
@@ -319,33 +293,27 @@ impl Trainer {
             let loss = distributed_info_nce(&q, &p, n.as_ref(), collective, &self.config.loss)? / chunks as f64;
             total_loss += loss.double_value(&[]);
             let forwarded = std::time::Instant::now();
-            forward_seconds += (forwarded - started).as_secs_f64();
+            measured.forward_seconds += (forwarded - started).as_secs_f64();
             let last_chunk = chunk + 1 == chunks;
             if staged && last_chunk {
                 let ids = concat_ids(&token_ids);
                 let traffic = backward_overlapped(loss, cuts, &self.staged, collective, &ids)?;
-                collective_seconds += traffic.seconds;
-                all_reduce_bytes += traffic.bytes;
+                measured.collective_seconds += traffic.seconds;
+                measured.all_reduce_bytes += traffic.bytes;
             } else if staged {
                 staged_backward(&loss, &cuts, layers, |_| {});
             } else {
                 loss.backward();
             }
-            backward_seconds += forwarded.elapsed().as_secs_f64();
+            measured.backward_seconds += forwarded.elapsed().as_secs_f64();
         }
         if !staged && communicate {
             let traffic = self.whole.sum_over_ranks(collective, &concat_ids(&token_ids))?;
-            collective_seconds += traffic.seconds;
-            backward_seconds += traffic.seconds;
-            all_reduce_bytes += traffic.bytes;
+            measured.collective_seconds += traffic.seconds;
+            measured.backward_seconds += traffic.seconds;
+            measured.all_reduce_bytes += traffic.bytes;
         }
-        self.last_all_reduce_bytes = all_reduce_bytes;
-        self.last_model_flops = model_flops;
-        self.last_forward_seconds = forward_seconds;
-        self.last_backward_seconds = backward_seconds;
-        self.last_collective_seconds = collective_seconds;
-        self.last_tokens = tokens;
-        self.last_padding = padding;
+        self.last = measured;
         Ok(total_loss)
     }
 
