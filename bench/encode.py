@@ -1,10 +1,11 @@
 """Encoding benchmark (issue 14): a multilingual-e5-small-shaped encoder (BERT, 12 layers, 384
 wide, 12 heads, 1536 feed-forward, 250,002-token vocabulary; random weights made here, saved as
-a sentence-transformers directory) encodes the same texts — queries of about 16 tokens and
-passages of 48-128 tokens, built from the synthetic corpus — with `rosetta eval` (one worker,
-the whole process timed: loading, tokenising, encoding, ranking) and with
-`SentenceTransformer.encode` (loading and encoding timed), in alternating rounds on the same
-cores. Prints each round, the medians, the ratio and both peak RSS figures.
+a sentence-transformers directory) encodes the same texts — the synthetic corpus's questions as
+queries, and passages built from its sentences up to lengths spread evenly over 48-128 tokens
+(the header prints the measured token lengths) — with `rosetta eval` (one worker, the whole
+process timed: loading, tokenising, encoding, ranking) and with `SentenceTransformer.encode`
+(loading and encoding timed), in alternating rounds on the same cores. Prints each round, the
+medians, the ratio and both peak RSS figures.
 
 usage: encode.py --rosetta PATH [--texts 1200] [--rounds 2] [--batch 32]
 """
@@ -44,13 +45,31 @@ def build_model(out: str, tokenizer_json: str) -> str:
     return st_dir
 
 
-def texts_from_synth(train: str, count: int) -> tuple:
+def texts_from_synth(train: str, count: int, tokenizer_json: str) -> tuple:
+    """A quarter queries (the synthetic questions, about 8-16 tokens), the rest passages built
+    from the corpus's sentences up to a target length spread evenly over 48-128 tokens."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(tokenizer_json)
     rows = pq.read_table(train, columns=["query", "positive", "negatives"]).to_pylist()
     queries = [r["query"] for r in rows[: count // 4]]
-    # Passages of one to four sentences: 48-128 tokens, lengths mixed as in a real corpus.
-    passages = [" ".join([r["positive"]] + (r["negatives"] or []) * (1 + i % 4))
-                for i, r in enumerate(rows[: count - len(queries)])]
+    sentences = [s for r in rows for s in [r["positive"]] + (r["negatives"] or [])]
+    passages, next_sentence = [], 0
+    for i in range(count - len(queries)):
+        target = 48 + (i * 37) % 81
+        parts = []
+        while not parts or len(tokenizer.encode(" ".join(parts)).ids) < target:
+            parts.append(sentences[next_sentence % len(sentences)])
+            next_sentence += 1
+        passages.append(" ".join(parts))
     return queries, passages
+
+
+def token_lengths(tokenizer_json: str, texts: list) -> str:
+    from tokenizers import Tokenizer
+
+    lengths = sorted(min(len(e.ids), 128) for e in Tokenizer.from_file(tokenizer_json).encode_batch(texts))
+    return f"{lengths[0]}/{lengths[len(lengths) // 2]}/{lengths[-1]}"
 
 
 def write_benchmark(rosetta: str, out: str, queries: list, passages: list) -> str:
@@ -116,12 +135,14 @@ def main() -> None:
                         "--mono-people", "0", "--benchmark-people", "2", "--ood-people", "0"], check=True,
                        stdout=subprocess.DEVNULL)
         st_dir = build_model(tmp, os.path.join(tmp, "data", "tokenizer.json"))
-        queries, passages = texts_from_synth(os.path.join(tmp, "data", "train.parquet"), args.texts)
+        tokenizer_json = os.path.join(tmp, "data", "tokenizer.json")
+        queries, passages = texts_from_synth(os.path.join(tmp, "data", "train.parquet"), args.texts, tokenizer_json)
         bench = write_benchmark(args.rosetta, tmp, queries, passages)
         texts_file = os.path.join(tmp, "texts.json")
         json.dump({"queries": queries, "passages": passages}, open(texts_file, "w"))
-        print(f"model: BERT 12 x 384, vocabulary {VOCAB:,}, random; {len(queries)} queries + {len(passages)} passages, "
-              f"batch {args.batch}, 1 process, {os.cpu_count()} cores")
+        print(f"model: BERT 12 x 384, vocabulary {VOCAB:,}, random; {len(queries)} queries + {len(passages)} passages "
+              f"(tokens min/median/max: queries {token_lengths(tokenizer_json, queries)}, passages "
+              f"{token_lengths(tokenizer_json, passages)}), batch {args.batch}, 1 process, {os.cpu_count()} cores")
         ours, theirs = [], []
         for round_ in range(1, args.rounds + 1):
             for name, run in (("rosetta", lambda: time_rosetta(args.rosetta, st_dir, bench, os.path.join(tmp, f"eval{round_}"), args.batch)),

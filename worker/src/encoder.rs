@@ -17,10 +17,10 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Creates the parameters under `path` (normal(0, 0.02) weights, zero bias, as HF does).
+    /// Creates the parameters under `path`, zero until they are loaded or initialised.
     pub fn new(path: nn::Path<'_>, inputs: i64, outputs: i64) -> Self {
         Self {
-            weight: path.var("weight", &[outputs, inputs], Init::Randn { mean: 0.0, stdev: 0.02 }),
+            weight: path.var("weight", &[outputs, inputs], Init::Const(0.0)),
             bias: path.var("bias", &[outputs], Init::Const(0.0)),
         }
     }
@@ -92,10 +92,13 @@ pub struct TransformerEncoder {
 
 impl TransformerEncoder {
     /// Creates the parameters under `path` with HF names (`embeddings.…`, `encoder.layer.N.…`).
+    /// They are zero (LayerNorm: weight one) until a file is loaded into them or they are
+    /// initialised: a random draw here would only be overwritten, and for a 250,002-token
+    /// vocabulary it costs half a second of every model load.
     pub fn new(path: &nn::Path<'_>, config: &EncoderConfig) -> Self {
         let h = config.hidden_size;
         let emb = path / "embeddings";
-        let init = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let init = Init::Const(0.0);
         let word_embeddings = emb.sub("word_embeddings").var("weight", &[config.vocab_size, h], init);
         let position_embeddings =
             emb.sub("position_embeddings").var("weight", &[config.max_position_embeddings, h], init);
@@ -117,12 +120,6 @@ impl TransformerEncoder {
                 }
             })
             .collect();
-        // HF zeroes the padding row of the word embeddings at initialisation.
-        tch::no_grad(|| {
-            if (0..config.vocab_size).contains(&config.pad_token_id) {
-                let _ = word_embeddings.get(config.pad_token_id).zero_();
-            }
-        });
         Self {
             config: config.clone(),
             word_embeddings,
@@ -186,10 +183,16 @@ impl TransformerEncoder {
                 let input = hidden.detach().set_requires_grad(true);
                 cuts.push(GraphCut { output: std::mem::replace(&mut hidden, input.shallow_clone()), input });
             }
-            let split = |x: Tensor| x.view([batch, length, heads, head_width]).transpose(1, 2);
-            let q = split(layer.query.forward(&hidden));
-            let k = split(layer.key.forward(&hidden));
-            let v = split(layer.value.forward(&hidden));
+            // One GEMM for the query, key and value projections: `[B, L, 3H]`, viewed as
+            // `[3, B, heads, L, head]` (4% of an encoding pass on e5-small's shape).
+            let qkv = hidden
+                .linear(
+                    &Tensor::cat(&[&layer.query.weight, &layer.key.weight, &layer.value.weight], 0),
+                    Some(&Tensor::cat(&[&layer.query.bias, &layer.key.bias, &layer.value.bias], 0)),
+                )
+                .view([batch, length, 3, heads, head_width])
+                .permute([2, 0, 3, 1, 4]);
+            let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
             let context =
                 Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&keep), attention_dropout, false, None, false)
                     .transpose(1, 2)

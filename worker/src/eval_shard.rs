@@ -80,7 +80,7 @@ impl ModelToLoad {
         match self {
             Self::Pretrained(dir) => SentenceEncoder::load(dir, &SentenceSettings::default(), device),
             Self::Checkpoint { dir, settings, .. } => {
-                let mut model = settings.build_encoder(device)?;
+                let mut model = settings.build_encoder_to_load(device)?;
                 crate::checkpoint::load_checkpoint(&dir.join(MODEL_FILE), &mut model, None)?;
                 Ok(model)
             }
@@ -170,7 +170,7 @@ fn pipe_error(what: &str) -> impl Fn(std::io::Error) -> WorkerError + '_ {
 
 /// Batches per window of texts that are sorted by length before encoding (a window is also the
 /// unit of shard boundaries).
-pub const SORT_WINDOW_BATCHES: usize = 16;
+pub const SORT_WINDOW_BATCHES: usize = 32;
 
 /// Runs one shard to the end of round 2, talking to `rosetta eval` over stdin/stdout.
 pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
@@ -183,6 +183,7 @@ pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
     if config.precision.bf16_on(device) {
         model.var_store_mut().bfloat16();
     }
+    tracing::info!(shard = config.shard, seconds = started.elapsed().as_secs_f64(), "model loaded");
     // Texts are encoded in windows of SORT_WINDOW_BATCHES batches, sorted by length inside each
     // window; shard boundaries fall on window boundaries, so every text is encoded in the same
     // batch whatever the number of workers, and 1 and N workers give the same embeddings.
@@ -206,6 +207,12 @@ pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
     };
     let queries: Vec<&str> = benchmark.queries[query_range].iter().map(|q| q.text.as_str()).collect();
     let own_queries = to_vec(&encode(&queries, &settings.query_prefix)?)?;
+    tracing::info!(
+        shard = config.shard,
+        queries = queries.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "queries encoded"
+    );
     wire::send_query_vectors(&mut out, &own_queries).map_err(pipe_error("query embeddings"))?;
     let query_vectors = wire::receive_query_vectors(&mut input, "rosetta eval")?;
     if query_vectors.len() != task.num_queries() * dim {

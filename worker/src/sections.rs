@@ -224,6 +224,16 @@ impl ModelSection {
 impl ModelSettings {
     /// Builds the encoder on `device`.
     pub fn build_encoder(&self, device: Device) -> Result<SentenceEncoder> {
+        self.build(device, true)
+    }
+
+    /// Builds the encoder on `device` for a checkpoint to be loaded into: a preset's
+    /// parameters are left at zero instead of being drawn from its seed.
+    pub fn build_encoder_to_load(&self, device: Device) -> Result<SentenceEncoder> {
+        self.build(device, false)
+    }
+
+    fn build(&self, device: Device, initialise: bool) -> Result<SentenceEncoder> {
         match &self.source {
             ModelSource::Preset { preset: Preset::Small, tokenizer, seed, shape } => {
                 let tokenizer = TextTokenizer::load(tokenizer)?;
@@ -233,7 +243,12 @@ impl ModelSettings {
                 config.hidden_size = shape.hidden_size.unwrap_or(config.hidden_size);
                 config.num_attention_heads = shape.heads.unwrap_or(config.num_attention_heads);
                 config.intermediate_size = shape.intermediate_size.unwrap_or(config.intermediate_size);
-                SentenceEncoder::random(config, tokenizer, self.sentence.clone(), *seed, device)
+                let sentence = self.sentence.clone();
+                if initialise {
+                    SentenceEncoder::random(config, tokenizer, sentence, *seed, device)
+                } else {
+                    SentenceEncoder::zeroed(config, tokenizer, sentence, device)
+                }
             }
             ModelSource::Directory(path) => SentenceEncoder::load(path, &self.sentence, device),
         }
