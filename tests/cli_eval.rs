@@ -124,6 +124,41 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
     assert!(printed.trim().ends_with("runs/r/eval/step-00000001/synth-lareqa"), "{printed}");
     assert!(!checkpoint.join("eval").exists());
 
+    // That evaluation kept the tokenised texts in RUN/eval/token-cache; evaluating again reads
+    // them (no file is rewritten), and a damaged file is tokenised again: the same report.
+    let cache = run.join("eval/token-cache");
+    let files = |dir: &Path| {
+        let mut files: Vec<(std::path::PathBuf, std::time::SystemTime)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let cached = files(&cache);
+    assert!(
+        cached.len() >= 2 && cached.iter().all(|(p, _)| p.extension().is_some_and(|e| e == "tokens")),
+        "{cached:?}"
+    );
+    let first = report(&run.join("eval/step-00000001/synth-lareqa"));
+    let again = |out: &str| {
+        let args = ["--out", out, "--quiet", "--trec-depth", "0", "--batch-size", "16"];
+        let mut all = vec!["eval", "--model", checkpoint.to_str().unwrap(), "--benchmark", bench.to_str().unwrap()];
+        all.extend(args);
+        let done = rosetta(&all);
+        ok(done.clone());
+        (report(&Path::new(out).join("synth-lareqa")), String::from_utf8_lossy(&done.stderr).into_owned())
+    };
+    let (cached_report, _) = again(root.join("cached").to_str().unwrap());
+    assert_eq!(cached_report.lareqa, first.lareqa);
+    assert_eq!(files(&cache), cached, "a cached window was tokenised again");
+    std::fs::write(&cached[0].0, b"garbage").unwrap();
+    let (repaired, warnings) = again(root.join("repaired").to_str().unwrap());
+    assert_eq!(repaired.lareqa, first.lareqa);
+    assert!(warnings.contains("damaged token cache file"), "{warnings}");
+    assert_ne!(std::fs::read(&cached[0].0).unwrap(), b"garbage", "the damaged file was not replaced");
+
     // The exported sentence-transformers directory gives the checkpoint's numbers.
     let exported = root.join("exported");
     ok(rosetta(&["export", "--model", run.to_str().unwrap(), "--out", exported.to_str().unwrap()]));
