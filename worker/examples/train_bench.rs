@@ -41,6 +41,8 @@ fn memory_of(work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<(f64, 
 }
 
 fn main() -> anyhow::Result<()> {
+    // As the worker process does (see rosetta_worker::memory).
+    rosetta_worker::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(args.len() == 4 || args.len() == 5, "usage: train_bench MODEL_DIR BATCHES_JSON STEPS [DEVICE]");
     let device = rosetta_worker::device::parse_device(args.get(4).map_or("cpu", String::as_str))?;

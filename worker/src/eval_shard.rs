@@ -174,6 +174,7 @@ pub const SORT_WINDOW_BATCHES: usize = 32;
 
 /// Runs one shard to the end of round 2, talking to `rosetta eval` over stdin/stdout.
 pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
+    crate::memory::keep_freed_memory();
     tch::set_num_threads(config.threads.max(1) as i32);
     let started = Instant::now();
     let benchmark = Benchmark::load(&config.benchmark)?;

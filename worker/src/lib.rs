@@ -18,6 +18,7 @@ pub mod export;
 pub mod freeze;
 pub mod grad_cache;
 pub mod loss;
+pub mod memory;
 pub mod mfu;
 pub mod nccl;
 pub mod optim;
