@@ -23,6 +23,7 @@ import time
 import pyarrow.parquet as pq
 import torch
 from sentence_transformers import SentenceTransformer, models
+from tokenizers import Tokenizer
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 VOCAB = 250_002
@@ -45,12 +46,9 @@ def build_model(out: str, tokenizer_json: str) -> str:
     return st_dir
 
 
-def texts_from_synth(train: str, count: int, tokenizer_json: str) -> tuple:
-    """A quarter queries (the synthetic questions, about 8-16 tokens), the rest passages built
-    from the corpus's sentences up to a target length spread evenly over 48-128 tokens."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(tokenizer_json)
+def texts_from_synth(train: str, count: int, tokenizer) -> tuple:
+    """A quarter queries (the synthetic questions), the rest passages built from the corpus's
+    sentences up to a target length spread evenly over 48-128 tokens of `tokenizer`."""
     rows = pq.read_table(train, columns=["query", "positive", "negatives"]).to_pylist()
     queries = [r["query"] for r in rows[: count // 4]]
     sentences = [s for r in rows for s in [r["positive"]] + (r["negatives"] or [])]
@@ -65,10 +63,8 @@ def texts_from_synth(train: str, count: int, tokenizer_json: str) -> tuple:
     return queries, passages
 
 
-def token_lengths(tokenizer_json: str, texts: list) -> str:
-    from tokenizers import Tokenizer
-
-    lengths = sorted(min(len(e.ids), 128) for e in Tokenizer.from_file(tokenizer_json).encode_batch(texts))
+def token_lengths(tokenizer, texts: list) -> str:
+    lengths = sorted(min(len(e.ids), 128) for e in tokenizer.encode_batch(texts))
     return f"{lengths[0]}/{lengths[len(lengths) // 2]}/{lengths[-1]}"
 
 
@@ -135,14 +131,14 @@ def main() -> None:
                         "--mono-people", "0", "--benchmark-people", "2", "--ood-people", "0"], check=True,
                        stdout=subprocess.DEVNULL)
         st_dir = build_model(tmp, os.path.join(tmp, "data", "tokenizer.json"))
-        tokenizer_json = os.path.join(tmp, "data", "tokenizer.json")
-        queries, passages = texts_from_synth(os.path.join(tmp, "data", "train.parquet"), args.texts, tokenizer_json)
+        tokenizer = Tokenizer.from_file(os.path.join(tmp, "data", "tokenizer.json"))
+        queries, passages = texts_from_synth(os.path.join(tmp, "data", "train.parquet"), args.texts, tokenizer)
         bench = write_benchmark(args.rosetta, tmp, queries, passages)
         texts_file = os.path.join(tmp, "texts.json")
         json.dump({"queries": queries, "passages": passages}, open(texts_file, "w"))
         print(f"model: BERT 12 x 384, vocabulary {VOCAB:,}, random; {len(queries)} queries + {len(passages)} passages "
-              f"(tokens min/median/max: queries {token_lengths(tokenizer_json, queries)}, passages "
-              f"{token_lengths(tokenizer_json, passages)}), batch {args.batch}, 1 process, {os.cpu_count()} cores")
+              f"(tokens min/median/max: queries {token_lengths(tokenizer, queries)}, passages "
+              f"{token_lengths(tokenizer, passages)}), batch {args.batch}, 1 process, {os.cpu_count()} cores")
         ours, theirs = [], []
         for round_ in range(1, args.rounds + 1):
             for name, run in (("rosetta", lambda: time_rosetta(args.rosetta, st_dir, bench, os.path.join(tmp, f"eval{round_}"), args.batch)),

@@ -17,8 +17,8 @@ pub fn keep_freed_memory() -> bool {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn apply() -> bool {
-    // SAFETY: mallopt only changes allocator parameters; it is called before the process's
-    // worker threads start allocating, and either value is valid for glibc.
+    // SAFETY: mallopt only changes allocator parameters, under the allocator's own lock; both
+    // values are in the ranges glibc documents (it returns 0 for a value it refuses).
     unsafe { libc::mallopt(libc::M_MMAP_MAX, 0) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1 }
 }
 

@@ -243,12 +243,7 @@ impl ModelSettings {
                 config.hidden_size = shape.hidden_size.unwrap_or(config.hidden_size);
                 config.num_attention_heads = shape.heads.unwrap_or(config.num_attention_heads);
                 config.intermediate_size = shape.intermediate_size.unwrap_or(config.intermediate_size);
-                let sentence = self.sentence.clone();
-                if initialise {
-                    SentenceEncoder::random(config, tokenizer, sentence, *seed, device)
-                } else {
-                    SentenceEncoder::zeroed(config, tokenizer, sentence, device)
-                }
+                SentenceEncoder::of_shape(config, tokenizer, self.sentence.clone(), initialise.then_some(*seed), device)
             }
             ModelSource::Directory(path) => SentenceEncoder::load(path, &self.sentence, device),
         }

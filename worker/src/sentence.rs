@@ -180,7 +180,7 @@ impl SentenceEncoder {
         let config = EncoderConfig::load(&transformer_dir.join("config.json"))?;
         settings.max_seq_length = max_seq_length(&transformer_dir, &config, default.max_seq_length)?;
         let tokenizer = TextTokenizer::load(&transformer_dir.join("tokenizer.json"))?;
-        let mut model = Self::build(config, tokenizer, settings, None, device)?;
+        let mut model = Self::of_shape(config, tokenizer, settings, None, device)?;
         let dense = match &dense_dir {
             Some(dense_dir) => Some(read_dense_config(&dense_dir.join("config.json"))?),
             None => None,
@@ -200,18 +200,6 @@ impl SentenceEncoder {
         Ok(model)
     }
 
-    /// An encoder of this shape whose parameters are zero, for a checkpoint to be loaded into
-    /// (drawing random weights first would cost seconds on a 250,002-token vocabulary).
-    pub fn zeroed(
-        config: EncoderConfig,
-        tokenizer: TextTokenizer,
-        settings: SentenceSettings,
-        device: Device,
-    ) -> Result<Self> {
-        config.check().map_err(|m| WorkerError::invalid("model", m))?;
-        Self::build(config, tokenizer, settings, None, device)
-    }
-
     /// A randomly initialised encoder (HF initialisation), seeded for reproducibility.
     pub fn random(
         config: EncoderConfig,
@@ -220,17 +208,20 @@ impl SentenceEncoder {
         seed: i64,
         device: Device,
     ) -> Result<Self> {
-        config.check().map_err(|m| WorkerError::invalid("model", m))?;
-        Self::build(config, tokenizer, settings, Some(seed), device)
+        Self::of_shape(config, tokenizer, settings, Some(seed), device)
     }
 
-    fn build(
+    /// An encoder of `config`'s shape: initialised from `seed`, or with every parameter zero
+    /// (LayerNorm weights one) when `seed` is `None`, for weights to be loaded into — drawing
+    /// random weights first would cost seconds on a 250,002-token vocabulary.
+    pub fn of_shape(
         config: EncoderConfig,
         tokenizer: TextTokenizer,
         mut settings: SentenceSettings,
         seed: Option<i64>,
         device: Device,
     ) -> Result<Self> {
+        config.check().map_err(|m| WorkerError::invalid("model", m))?;
         let vs = VarStore::new(device);
         let encoder = TransformerEncoder::new(&vs.root(), &config);
         if let Some(seed) = seed {
