@@ -5,12 +5,17 @@ queries, and passages built from its sentences up to lengths spread evenly over 
 (the header prints the measured token lengths) — with `rosetta eval` (one worker, the whole
 process timed: loading, tokenising, encoding, ranking) and with `SentenceTransformer.encode`
 (loading and encoding timed), in alternating rounds on the same cores. Prints each round, the
-medians, the ratio and both peak RSS figures.
+medians, the ratio and both peak RSS figures. `--precision bf16` runs both sides in bfloat16
+(`rosetta eval --precision bf16`; the peer's model cast with `.to(torch.bfloat16)`), which on a
+CPU with AMX (Sapphire Rapids and later) uses its bf16 matrix units. `--keep DIR` leaves the
+model, benchmark and texts there (for profiling one side alone).
 
-usage: encode.py --rosetta PATH [--texts 1200] [--rounds 2] [--batch 32]
+usage: encode.py --rosetta PATH [--texts 1200] [--rounds 2] [--batch 32] [--precision fp32|bf16]
+                 [--keep DIR]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -87,13 +92,13 @@ def write_benchmark(rosetta: str, out: str, queries: list, passages: list) -> st
     return bench
 
 
-def time_rosetta(rosetta: str, st_dir: str, bench: str, out: str, batch: int) -> tuple:
+def time_rosetta(rosetta: str, st_dir: str, bench: str, out: str, batch: int, precision: str) -> tuple:
     started = time.perf_counter()
     # A small wrapper reports the peak RSS of its only child, the rosetta process.
     wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
                "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
     command = [sys.executable, "-c", wrapper, rosetta, "eval", "--model", st_dir, "--benchmark", bench, "--out", out,
-               "--workers", "1", "--batch-size", str(batch), "--quiet"]
+               "--workers", "1", "--batch-size", str(batch), "--precision", precision, "--quiet"]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     return seconds, float(done.stdout.strip().splitlines()[-1])
@@ -106,14 +111,17 @@ from sentence_transformers import SentenceTransformer
 import json
 texts = json.load(open(sys.argv[2]))
 model = SentenceTransformer(sys.argv[1], device="cpu", local_files_only=True)
+if sys.argv[4] == "bf16":
+    import torch
+    model = model.to(torch.bfloat16)
 model.encode(texts["queries"], batch_size=int(sys.argv[3]))
 model.encode(texts["passages"], batch_size=int(sys.argv[3]))
 print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def time_peer(st_dir: str, texts_file: str, batch: int) -> tuple:
-    done = subprocess.run([sys.executable, "-c", PEER, st_dir, texts_file, str(batch)], check=True,
+def time_peer(st_dir: str, texts_file: str, batch: int, precision: str) -> tuple:
+    done = subprocess.run([sys.executable, "-c", PEER, st_dir, texts_file, str(batch), precision], check=True,
                           capture_output=True, text=True)
     seconds, rss = done.stdout.split()
     return float(seconds), float(rss)
@@ -125,8 +133,12 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=1200)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--keep", help="write the model, benchmark and texts here and keep them")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) as tmp:
         subprocess.run([args.rosetta, "data", "synth", "--out", os.path.join(tmp, "data"), "--train-people", "200",
                         "--mono-people", "0", "--benchmark-people", "2", "--ood-people", "0"], check=True,
                        stdout=subprocess.DEVNULL)
@@ -138,18 +150,24 @@ def main() -> None:
         json.dump({"queries": queries, "passages": passages}, open(texts_file, "w"))
         print(f"model: BERT 12 x 384, vocabulary {VOCAB:,}, random; {len(queries)} queries + {len(passages)} passages "
               f"(tokens min/median/max: queries {token_lengths(tokenizer, queries)}, passages "
-              f"{token_lengths(tokenizer, passages)}), batch {args.batch}, 1 process, {os.cpu_count()} cores")
+              f"{token_lengths(tokenizer, passages)}), batch {args.batch}, {args.precision}, 1 process, "
+              f"{os.cpu_count()} cores")
         ours, theirs = [], []
         for round_ in range(1, args.rounds + 1):
-            for name, run in (("rosetta", lambda: time_rosetta(args.rosetta, st_dir, bench, os.path.join(tmp, f"eval{round_}"), args.batch)),
-                              ("sentence-transformers", lambda: time_peer(st_dir, texts_file, args.batch))):
+            for name, run in (("rosetta", lambda: time_rosetta(args.rosetta, st_dir, bench, os.path.join(tmp, f"eval{round_}"), args.batch,
+                                                                          args.precision)),
+                              ("sentence-transformers", lambda: time_peer(st_dir, texts_file, args.batch, args.precision))):
                 seconds, rss = run()
                 (ours if name == "rosetta" else theirs).append((seconds, rss))
                 print(f"round {round_} {name:22s} {seconds:7.1f} s  peak RSS {rss:7.0f} MiB", flush=True)
         ours_s, theirs_s = statistics.median(s for s, _ in ours), statistics.median(s for s, _ in theirs)
+        # Each round's own ratio too: on a shared machine the speed drifts between rounds, and
+        # the two sides of one round ran back to back.
+        per_round = [t / o for (o, _), (t, _) in zip(ours, theirs)]
         print(f"median: rosetta {ours_s:.1f} s, sentence-transformers {theirs_s:.1f} s -> rosetta is "
-              f"{theirs_s / ours_s:.2f}x the peer's speed; peak RSS {max(r for _, r in ours):.0f} vs "
-              f"{max(r for _, r in theirs):.0f} MiB")
+              f"{theirs_s / ours_s:.2f}x the peer's speed (per round: "
+              f"{', '.join(f'{r:.2f}' for r in per_round)}; median {statistics.median(per_round):.2f}x); "
+              f"peak RSS {max(r for _, r in ours):.0f} vs {max(r for _, r in theirs):.0f} MiB")
 
 
 if __name__ == "__main__":

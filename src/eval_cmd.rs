@@ -40,7 +40,8 @@ pub struct EvalArgs {
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// Encoder precision: `auto` (bf16 on CUDA, fp32 on CPU), `fp32` or `bf16`. Scores and ranks
-    /// are always computed in fp32.
+    /// are always computed in fp32. On a CPU with AMX (`amx_bf16` in /proc/cpuinfo) `bf16`
+    /// encodes about twice as fast as `fp32`.
     #[arg(long, default_value = "auto")]
     pub precision: Precision,
     /// Torch threads per worker [default: CPU cores / workers].
