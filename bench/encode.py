@@ -153,13 +153,14 @@ def main() -> None:
               f"{token_lengths(tokenizer, passages)}), batch {args.batch}, {args.precision}, 1 process, "
               f"{os.cpu_count()} cores")
         ours, theirs = [], []
+        def report(round_: int, name: str, result: tuple) -> tuple:
+            print(f"round {round_} {name:22s} {result[0]:7.1f} s  peak RSS {result[1]:7.0f} MiB", flush=True)
+            return result
+
         for round_ in range(1, args.rounds + 1):
-            for name, run in (("rosetta", lambda: time_rosetta(args.rosetta, st_dir, bench, os.path.join(tmp, f"eval{round_}"), args.batch,
-                                                                          args.precision)),
-                              ("sentence-transformers", lambda: time_peer(st_dir, texts_file, args.batch, args.precision))):
-                seconds, rss = run()
-                (ours if name == "rosetta" else theirs).append((seconds, rss))
-                print(f"round {round_} {name:22s} {seconds:7.1f} s  peak RSS {rss:7.0f} MiB", flush=True)
+            out = os.path.join(tmp, f"eval{round_}")
+            ours.append(report(round_, "rosetta", time_rosetta(args.rosetta, st_dir, bench, out, args.batch, args.precision)))
+            theirs.append(report(round_, "sentence-transformers", time_peer(st_dir, texts_file, args.batch, args.precision)))
         ours_s, theirs_s = statistics.median(s for s, _ in ours), statistics.median(s for s, _ in theirs)
         # Each round's own ratio too: on a shared machine the speed drifts between rounds, and
         # the two sides of one round ran back to back.

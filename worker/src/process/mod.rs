@@ -160,8 +160,7 @@ impl Heartbeat {
 /// the coordinator is told at once (and whether the failure is permanent), so the generation
 /// ends promptly instead of at a timeout.
 pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
-    let kept = crate::memory::keep_freed_memory();
-    tracing::debug!(kept, "allocator keeps freed memory");
+    crate::memory::keep_freed_memory();
     if let Some(threads) = config.threads {
         tch::set_num_threads(threads.max(1) as i32);
     }
