@@ -6,10 +6,12 @@ alternating rounds on the same cores; medians of the rounds and both peak RSS fi
 Shapes: `xlmr-6x384` (issue 4: XLM-R-shaped, 6 layers, 384 wide, the synthetic corpus's small
 vocabulary, passages at 128 tokens) and `e5-small` (issue 14: multilingual-e5-small's shape,
 BERT 12 x 384 with a 250,002-token vocabulary, queries of ~16 tokens, passages of 48-128).
-On CUDA (--device cuda:N) both sides run under bf16 autocast, as Rosetta's trainer does there.
+On CUDA (--device cuda:N) both sides run under bf16 autocast, as Rosetta's trainer does there;
+--precision bf16 runs both under bf16 autocast on the CPU too (torch.autocast("cpu") on the peer's
+side, `training.precision: bf16` on Rosetta's), --precision fp32 neither.
 
 usage: train_step.py --rosetta-example PATH [--shape xlmr-6x384|e5-small] [--steps N] [--rounds R]
-                     [--batch 32] [--device cpu|cuda:N]
+                     [--batch 32] [--device cpu|cuda:N] [--precision auto|fp32|bf16]
 """
 
 import argparse
@@ -69,9 +71,11 @@ def batches_from_synth(train: str, batch: int, count: int, shape: str = "xlmr-6x
     return out
 
 
-def python_train(st_dir: str, batches: list, steps: int, device: str = "cpu") -> dict:
+def python_train(st_dir: str, batches: list, steps: int, device: str = "cpu", precision: str = "auto") -> dict:
     model = SentenceTransformer(st_dir, device=device, local_files_only=True)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
+    on_cuda = device.startswith("cuda")
+    bf16 = precision == "bf16" or (precision == "auto" and on_cuda)
+    autocast = torch.autocast("cuda" if on_cuda else "cpu", dtype=torch.bfloat16, enabled=bf16)
     model.train()
     loss_fn = losses.MultipleNegativesRankingLoss(model, scale=20.0)
     decay = [p for n, p in model.named_parameters() if not (n.endswith(".bias") or "LayerNorm" in n)]
@@ -112,6 +116,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds, alternating which side runs first")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="cpu or cuda:N (both sides)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="both sides: auto = bf16 autocast on CUDA, fp32 on CPU; bf16 = autocast anywhere")
     args = parser.parse_args()
     results = {"rosetta": [], "pytorch": []}
     with tempfile.TemporaryDirectory(prefix="rosetta-train-bench-") as work:
@@ -123,12 +129,12 @@ def main() -> None:
         with open(batches_path, "w") as f:
             json.dump(batches, f)
         python_side = [sys.executable, os.path.abspath(__file__), "--python-side", st_dir, batches_path,
-                       str(args.steps), args.device]
+                       str(args.steps), args.device, args.precision]
         for round_index in range(max(1, args.rounds)):
             order = ("rosetta", "pytorch") if round_index % 2 == 0 else ("pytorch", "rosetta")
             for side in order:
                 # Each side in its own process, so that peak RSS is its own.
-                command = ([args.rosetta_example, st_dir, batches_path, str(args.steps), args.device]
+                command = ([args.rosetta_example, st_dir, batches_path, str(args.steps), args.device, args.precision]
                            if side == "rosetta" else python_side)
                 out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
                 results[side].append(json.loads(out.strip().splitlines()[-1]))
@@ -136,7 +142,7 @@ def main() -> None:
                 f"{side} {results[side][-1]['samples_per_second']:.2f} samples/s" for side in results), flush=True)
     ours, theirs = results["rosetta"][0], results["pytorch"][0]
     print(f"train step: {args.shape}, batch {args.batch}, {args.steps} timed steps x {len(results['rosetta'])} rounds, "
-          f"{args.device}, {os.cpu_count()} cores, libtorch threads {ours['threads']} / {theirs['threads']}")
+          f"{args.device}, precision {args.precision}, {os.cpu_count()} cores, libtorch threads {ours['threads']} / {theirs['threads']}")
     medians = {}
     for side, rounds in results.items():
         medians[side] = statistics.median(r["samples_per_second"] for r in rounds)
@@ -153,7 +159,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "--python-side":
-        print(json.dumps(python_train(sys.argv[2], json.load(open(sys.argv[3])), int(sys.argv[4]), sys.argv[5])))
+    if len(sys.argv) == 7 and sys.argv[1] == "--python-side":
+        print(json.dumps(python_train(sys.argv[2], json.load(open(sys.argv[3])), int(sys.argv[4]), sys.argv[5],
+                                      sys.argv[6])))
     else:
         main()

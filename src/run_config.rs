@@ -273,4 +273,22 @@ mod tests {
         let err = raw.build_schedule(Path::new("/")).unwrap_err().to_string();
         assert!(err.contains("version: 7 is not supported") && err.contains("data.train: list at least one"), "{err}");
     }
+
+    #[test]
+    fn training_precision_parses_and_a_wrong_one_names_its_line_and_choices() {
+        let yaml = |precision: &str| {
+            format!(
+                "version: 1\ndata: {{train: []}}\nschedule: {{strategy: x-y}}\ntraining:\n  precision: {precision}\n"
+            )
+        };
+        let raw: RawRunConfig = serde_saphyr::from_str(&yaml("bf16")).unwrap();
+        assert_eq!(raw.training.precision, rosetta_worker::precision::Precision::Bf16);
+        let raw: RawRunConfig =
+            serde_saphyr::from_str("version: 1\ndata: {train: []}\nschedule: {strategy: x-y}\n").unwrap();
+        assert_eq!(raw.training.precision, rosetta_worker::precision::Precision::Auto, "the default");
+        let err = serde_saphyr::from_str::<RawRunConfig>(&yaml("fp16")).unwrap_err().to_string();
+        for expected in ["fp16", "auto", "fp32", "bf16", "line 5"] {
+            assert!(err.contains(expected), "{expected:?} missing from {err}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Rosetta's side of `bench/train-step`: trains a sentence-transformers model directory on
 //! fixed batches and prints samples/s and peak memory as JSON.
 //!
-//! usage: train_bench MODEL_DIR BATCHES_JSON STEPS [DEVICE]   (DEVICE: cpu, cuda:N)
+//! usage: train_bench MODEL_DIR BATCHES_JSON STEPS [DEVICE [PRECISION]]   (DEVICE: cpu, cuda:N;
+//! PRECISION: auto, fp32, bf16)
 
 use std::path::Path;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use rosetta_worker::collective::SingleRank;
 use rosetta_worker::loss::LossConfig;
 use rosetta_worker::optim::AdamWConfig;
+use rosetta_worker::precision::Precision;
 use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
 
@@ -44,8 +46,12 @@ fn main() -> anyhow::Result<()> {
     // As the worker process does (see rosetta_worker::memory).
     rosetta_worker::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() == 4 || args.len() == 5, "usage: train_bench MODEL_DIR BATCHES_JSON STEPS [DEVICE]");
+    anyhow::ensure!(
+        (4..=6).contains(&args.len()),
+        "usage: train_bench MODEL_DIR BATCHES_JSON STEPS [DEVICE [PRECISION]]"
+    );
     let device = rosetta_worker::device::parse_device(args.get(4).map_or("cpu", String::as_str))?;
+    let precision: Precision = args.get(5).map_or("auto", String::as_str).parse().map_err(anyhow::Error::msg)?;
     let steps: usize = args[3].parse()?;
     let batches: Vec<(Vec<String>, Vec<String>)> = serde_json::from_str(&std::fs::read_to_string(&args[2])?)?;
     let model = SentenceEncoder::load(Path::new(&args[1]), &SentenceSettings::default(), device)?;
@@ -60,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         freeze: Default::default(),
         sparse_embedding_all_reduce: true,
         grad_cache_chunk: 0,
+        precision,
     };
     let mut trainer = Trainer::new(model, config)?;
     let micro = |i: usize| {
@@ -109,6 +116,7 @@ fn main() -> anyhow::Result<()> {
                            "checkpoint_write_tch": {"seconds": tch_seconds, "extra_rss_mib": tch_mib},
                            "checkpoint_restore": {"seconds": load_seconds, "extra_rss_mib": load_mib},
                            "threads": tch::get_num_threads(), "device": format!("{device:?}"),
+                           "precision": precision.name(),
                            "forward_seconds": phases[0], "backward_seconds": phases[1],
                            "optimizer_seconds": phases[2]})
     );

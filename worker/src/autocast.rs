@@ -17,6 +17,16 @@ pub enum AutocastDevice {
     Cuda = 1,
 }
 
+impl AutocastDevice {
+    /// The autocast device of a tensor device.
+    pub fn of(device: tch::Device) -> Self {
+        match device {
+            tch::Device::Cuda(_) => Self::Cuda,
+            _ => Self::Cpu,
+        }
+    }
+}
+
 /// `c10::ScalarType::BFloat16`.
 const BFLOAT16: i8 = 15;
 

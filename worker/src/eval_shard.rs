@@ -88,49 +88,7 @@ impl ModelToLoad {
     }
 }
 
-/// Number format of the encoder's weights and activations during evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    /// bf16 on CUDA, fp32 on CPU.
-    Auto,
-    /// 32-bit floats.
-    Fp32,
-    /// bfloat16.
-    Bf16,
-}
-
-impl Precision {
-    /// The flag value.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Fp32 => "fp32",
-            Self::Bf16 => "bf16",
-        }
-    }
-
-    /// Whether the encoder runs in bf16 on `device`.
-    pub fn bf16_on(self, device: tch::Device) -> bool {
-        match self {
-            Self::Auto => matches!(device, tch::Device::Cuda(_)),
-            Self::Fp32 => false,
-            Self::Bf16 => true,
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
-        match text {
-            "auto" => Ok(Self::Auto),
-            "fp32" => Ok(Self::Fp32),
-            "bf16" => Ok(Self::Bf16),
-            other => Err(format!("{other:?}: expected auto, fp32 or bf16")),
-        }
-    }
-}
+pub use crate::precision::Precision;
 
 /// One shard's work.
 #[derive(Debug, Clone)]

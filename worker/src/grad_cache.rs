@@ -50,15 +50,14 @@ pub fn cached_backward(
     batches: &[&TokenBatch],
     chunk_rows: usize,
     train: bool,
-    autocast: bool,
+    autocast: Option<AutocastDevice>,
     loss_of: impl FnOnce(&[Tensor]) -> Result<Tensor>,
 ) -> Result<f64> {
     let device = model.var_store().device();
     let encode = |piece: &Piece| -> Tensor {
-        if autocast {
-            with_bf16_autocast(AutocastDevice::Cuda, || model.embed(&piece.rows, train)).to_kind(Kind::Float)
-        } else {
-            model.embed(&piece.rows, train)
+        match autocast {
+            Some(on) => with_bf16_autocast(on, || model.embed(&piece.rows, train)).to_kind(Kind::Float),
+            None => model.embed(&piece.rows, train),
         }
     };
     let pieces = pieces(batches, chunk_rows);
@@ -71,7 +70,7 @@ pub fn cached_backward(
             encoded[piece.batch].push(encode(piece));
         }
     });
-    let kind = if autocast { Kind::Float } else { model.var_store().kind() };
+    let kind = if autocast.is_some() { Kind::Float } else { model.var_store().kind() };
     let width = model.embedding_width();
     let leaves: Vec<Tensor> = encoded
         .iter()

@@ -23,6 +23,7 @@ pub mod mfu;
 pub mod nccl;
 pub mod optim;
 pub mod overlap;
+pub mod precision;
 pub mod ring;
 pub mod sections;
 pub mod tensor_file;

@@ -15,6 +15,7 @@ use crate::freeze::FreezeConfig;
 use crate::hf_config::EncoderConfig;
 use crate::loss::LossConfig;
 use crate::optim::AdamWConfig;
+use crate::precision::Precision;
 use crate::sentence::{Pooling, SentenceEncoder, SentenceSettings};
 use crate::train::StepConfig;
 
@@ -367,6 +368,11 @@ pub struct TrainingSection {
     /// for batches larger than the device holds (costs one extra forward pass).
     #[serde(default)]
     pub grad_cache_chunk: usize,
+    /// Number format of the forward and backward passes: `auto` (bf16 autocast on CUDA, fp32
+    /// on CPU), `fp32`, or `bf16` (autocast on any device: matrix products in bfloat16, weights,
+    /// optimiser state and loss in f32; about twice as fast on CPUs with AMX).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for TrainingSection {
@@ -403,6 +409,9 @@ pub struct TrainingSettings {
     /// Texts per forward pass of chunked encoding (0 = off).
     #[serde(default)]
     pub grad_cache_chunk: usize,
+    /// Number format of the forward and backward passes.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl TrainingSection {
@@ -457,6 +466,7 @@ impl TrainingSection {
             freeze: self.freeze.clone(),
             sparse_embedding_all_reduce: self.sparse_embedding_all_reduce,
             grad_cache_chunk: self.grad_cache_chunk,
+            precision: self.precision,
         })
     }
 }
@@ -475,6 +485,7 @@ impl TrainingSettings {
             freeze: self.freeze.clone(),
             sparse_embedding_all_reduce: self.sparse_embedding_all_reduce,
             grad_cache_chunk: self.grad_cache_chunk,
+            precision: self.precision,
         }
     }
 }

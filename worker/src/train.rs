@@ -11,6 +11,7 @@ use crate::loss::{LossConfig, distributed_info_nce};
 use crate::mfu::FlopModel;
 use crate::optim::{AdamW, AdamWConfig, LinearSchedule, clip_grad_norm};
 use crate::overlap::{DEFAULT_BUCKET_BYTES, GradientBuckets, backward_overlapped, staged_backward};
+use crate::precision::Precision;
 use crate::sentence::SentenceEncoder;
 
 /// What a worker's step needs: the `training:` section (see [`crate::spec::TrainingConfig`])
@@ -39,6 +40,8 @@ pub struct StepConfig {
     /// Texts per forward pass of GradCache-style chunked encoding (0: every batch in one pass;
     /// see [`crate::grad_cache`]).
     pub grad_cache_chunk: usize,
+    /// Number format of the forward and backward passes (bf16 autocast or fp32).
+    pub precision: Precision,
 }
 
 /// One rank's examples for a step: row i of `queries` pairs with row i of `positives`.
@@ -205,13 +208,14 @@ impl Trainer {
         }
         let chunks = self.config.accumulation_steps;
         let settings = self.model.settings().clone();
-        let autocast = self.model.var_store().device() != Device::Cpu;
+        let on_cpu = self.model.var_store().device() == Device::Cpu;
+        let autocast = self.config.precision.autocast_on(self.model.var_store().device());
         // With several ranks on the CPU the backward pass runs layer by layer and the all-reduce
         // of finished buckets overlaps it (see `crate::overlap`; the gradients are the same bits
         // as a plain backward pass); on CUDA, NCCL sums one bucket afterwards.
         let communicate = collective.world_size() > 1;
         let grad_cache = self.config.grad_cache_chunk;
-        let staged = !autocast && communicate && grad_cache == 0;
+        let staged = on_cpu && communicate && grad_cache == 0;
         let layers = self.staged.layers();
         let mut measured = StepOutcome::default();
         // Every token id this rank encodes in the step (the embedding rows with a gradient).
@@ -261,24 +265,22 @@ impl Trainer {
             }
             let width = self.model.embedding_width();
             let device = self.model.var_store().device();
-            let kind = if autocast { Kind::Float } else { self.model.var_store().kind() };
+            let kind = if autocast.is_some() { Kind::Float } else { self.model.var_store().kind() };
             // Every non-empty batch of the chunk in one call (merged when that is cheaper);
-            // bf16 autocast on CUDA, with the loss computed in f32 there.
+            // under bf16 autocast the loss is computed in f32.
             let parts: Vec<&crate::sentence::TokenBatch> = [Some(&queries), Some(&positives), negatives.as_ref()]
                 .into_iter()
                 .flatten()
                 .filter(|b| b.input_ids.size()[0] > 0)
                 .collect();
             let mut cuts = Vec::new();
-            let embedded = if autocast {
-                crate::autocast::with_bf16_autocast(crate::autocast::AutocastDevice::Cuda, || {
-                    self.model.embed_many(&parts, train)
-                })
-                .into_iter()
-                .map(|t| t.to_kind(Kind::Float))
-                .collect()
-            } else {
-                self.model.embed_many_cut(&parts, train, staged.then_some(&mut cuts))
+            let mut embed = || self.model.embed_many_cut(&parts, train, staged.then_some(&mut cuts));
+            let embedded = match autocast {
+                Some(device) => crate::autocast::with_bf16_autocast(device, embed)
+                    .into_iter()
+                    .map(|t| t.to_kind(Kind::Float))
+                    .collect(),
+                None => embed(),
             };
             let mut embedded = embedded.into_iter();
             let mut next = |b: &crate::sentence::TokenBatch| match b.input_ids.size()[0] {

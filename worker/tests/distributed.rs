@@ -13,6 +13,7 @@ use rosetta_worker::freeze::FreezeConfig;
 use rosetta_worker::hf_config::EncoderConfig;
 use rosetta_worker::loss::LossConfig;
 use rosetta_worker::optim::AdamWConfig;
+use rosetta_worker::precision::Precision;
 use rosetta_worker::ring::TcpRing;
 use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
@@ -74,11 +75,12 @@ struct Options {
     freeze: FreezeConfig,
     sparse: bool,
     grad_cache: usize,
+    precision: Precision,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { freeze: FreezeConfig::default(), sparse: true, grad_cache: 0 }
+        Self { freeze: FreezeConfig::default(), sparse: true, grad_cache: 0, precision: Precision::Auto }
     }
 }
 
@@ -102,6 +104,7 @@ fn configured_trainer(
         freeze: options.freeze,
         sparse_embedding_all_reduce: options.sparse,
         grad_cache_chunk: options.grad_cache,
+        precision: options.precision,
     };
     Trainer::new(model, config)
 }

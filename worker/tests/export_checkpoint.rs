@@ -51,6 +51,7 @@ fn trainer(model: SentenceEncoder) -> Trainer {
         freeze: Default::default(),
         sparse_embedding_all_reduce: true,
         grad_cache_chunk: 0,
+        precision: rosetta_worker::precision::Precision::Auto,
     };
     Trainer::new(model, config).unwrap()
 }

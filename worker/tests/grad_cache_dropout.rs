@@ -47,6 +47,7 @@ fn trainer(dir: &std::path::Path) -> Trainer {
         freeze: Default::default(),
         sparse_embedding_all_reduce: true,
         grad_cache_chunk: 3,
+        precision: rosetta_worker::precision::Precision::Auto,
     };
     Trainer::new(model, step).unwrap()
 }
