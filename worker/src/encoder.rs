@@ -1,10 +1,12 @@
 //! The transformer encoder (BERT / XLM-RoBERTa) in libtorch, with Hugging Face parameter names
 //! so that `model.safetensors` files load and export unchanged. Attention goes through
-//! libtorch's fused `scaled_dot_product_attention`.
+//! libtorch's fused `scaled_dot_product_attention` (see `attention` for training on the CPU);
+//! dropout through [`crate::dropout`].
 
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
+use crate::dropout::dropout;
 use crate::hf_config::{Architecture, EncoderConfig};
 
 /// A dense layer `y = x Wᵀ + b` with HF names `weight`, `bias`.
@@ -172,7 +174,7 @@ impl TransformerEncoder {
         let embeddings = Tensor::embedding(&self.word_embeddings, input_ids, -1, false, false)
             + Tensor::embedding(&self.position_embeddings, &positions, -1, false, false)
             + Tensor::embedding(&self.token_type_embeddings, &token_types, -1, false, false);
-        let mut hidden = self.embedding_norm.forward(&embeddings).dropout(c.hidden_dropout_prob, train);
+        let mut hidden = dropout(&self.embedding_norm.forward(&embeddings), c.hidden_dropout_prob, train);
         let heads = c.num_attention_heads;
         let head_width = c.hidden_size / heads;
         // [B, 1, 1, L] boolean: true where a key may be attended to.
@@ -194,10 +196,8 @@ impl TransformerEncoder {
                 .permute([2, 0, 3, 1, 4]);
             let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
             let context =
-                Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&keep), attention_dropout, false, None, false)
-                    .transpose(1, 2)
-                    .reshape([batch, length, c.hidden_size]);
-            let attended = layer.attention_output.forward(&context).dropout(c.hidden_dropout_prob, train);
+                attention(&q, &k, &v, &keep, attention_dropout).transpose(1, 2).reshape([batch, length, c.hidden_size]);
+            let attended = dropout(&layer.attention_output.forward(&context), c.hidden_dropout_prob, train);
             hidden = layer.attention_norm.forward(&(attended + &hidden));
             hidden = self.feed_forward(layer, &hidden, train);
         }
@@ -211,7 +211,7 @@ impl TransformerEncoder {
     fn feed_forward(&self, layer: &Layer, hidden: &Tensor, train: bool) -> Tensor {
         let block = |x: &Tensor| {
             let inner = layer.intermediate.forward(x).gelu("none");
-            let out = layer.output.forward(&inner).dropout(self.config.hidden_dropout_prob, train);
+            let out = dropout(&layer.output.forward(&inner), self.config.hidden_dropout_prob, train);
             layer.output_norm.forward(&(out + x))
         };
         let size = hidden.size();
@@ -224,6 +224,23 @@ impl TransformerEncoder {
         let pieces: Vec<Tensor> = hidden.reshape([rows, width]).chunk(chunks, 0).iter().map(block).collect();
         Tensor::cat(&pieces, 0).view(size.as_slice())
     }
+}
+
+/// Scaled dot-product attention of `q`, `k`, `v` `[B, heads, L, head]` over the keys where
+/// `keep` `[B, 1, 1, L]` is true, with dropout `p` on the attention probabilities. Without
+/// dropout, or on CUDA, libtorch's fused kernel; with dropout on the CPU (where libtorch falls
+/// back to the same unfused products and a one-thread mask), the products written out with
+/// [`dropout`]'s mask.
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, keep: &Tensor, p: f64) -> Tensor {
+    if p <= 0.0 || q.device() != tch::Device::Cpu {
+        return Tensor::scaled_dot_product_attention(q, k, v, Some(keep), p, false, None, false);
+    }
+    let head_width = q.size().last().copied().unwrap_or(1) as f64;
+    let scores = q.matmul(&k.transpose(-2, -1)) * (1.0 / head_width.sqrt());
+    // Every sequence has a real token (the tokenizer's first), so no row is masked whole.
+    let scores = scores.masked_fill(&keep.logical_not(), f64::NEG_INFINITY);
+    let probabilities = scores.softmax(-1, scores.kind());
+    dropout(&probabilities, p, true).matmul(v)
 }
 
 /// Most token rows per feed-forward pass; a longer pass is cut into chunks (see the encoder's
@@ -265,6 +282,26 @@ mod tests {
             let diff = (together.narrow(0, row, 1) - alone).abs().max().double_value(&[]);
             assert!(diff < 1e-5, "sequence {row}: {diff}");
         }
+    }
+
+    #[test]
+    fn the_written_out_attention_of_cpu_training_equals_the_fused_kernel() {
+        let (q, k, v) = (
+            Tensor::randn([3, 4, 9, 8], (Kind::Double, tch::Device::Cpu)),
+            Tensor::randn([3, 4, 9, 8], (Kind::Double, tch::Device::Cpu)),
+            Tensor::randn([3, 4, 9, 8], (Kind::Double, tch::Device::Cpu)),
+        );
+        let lengths = Tensor::from_slice(&[9i64, 5, 1]);
+        let keep = Tensor::arange(9, (Kind::Int64, tch::Device::Cpu)).unsqueeze(0).lt_tensor(&lengths.unsqueeze(1));
+        let keep = keep.view([3, 1, 1, 9]);
+        let fused = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&keep), 0.0, false, None, false);
+        // p = 1e-12 drops an element with probability 2^-32: the products alone are compared.
+        let written = attention(&q, &k, &v, &keep, 1e-12);
+        let difference = (&written - &fused).abs().max().double_value(&[]);
+        assert!(difference < 1e-9, "written-out attention differs by {difference}");
+        // With real dropout some probabilities are zeroed: the output changes.
+        let dropped = attention(&q, &k, &v, &keep, 0.5);
+        assert!((&dropped - &fused).abs().max().double_value(&[]) > 1e-3);
     }
 
     #[test]

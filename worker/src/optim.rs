@@ -7,6 +7,7 @@ use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
 use crate::error::Result;
+use crate::parallel::{CHUNK_ELEMENTS, for_chunks};
 use crate::tensor_file::TensorSource;
 
 fn default_lr() -> f64 {
@@ -239,7 +240,7 @@ impl FusedAdamW {
     }
 }
 
-/// The four arrays of one parameter's update, shared by the threads of [`for_chunks`].
+/// The four arrays of one parameter's update, shared by the threads of [`for_chunks`](crate::parallel::for_chunks).
 #[derive(Clone, Copy)]
 struct Arrays {
     p: *mut f32,
@@ -274,28 +275,6 @@ impl Arrays {
             )
         }
     }
-}
-
-/// Elements per chunk of the threaded loops: below two chunks a tensor is done on the calling
-/// thread (spawning costs more than the work); the chunking never changes a result.
-const CHUNK_ELEMENTS: usize = 1 << 16;
-
-/// Calls `work` on consecutive ranges covering `0..len`, spread over libtorch's intra-op
-/// thread count (one pass over memory on every core, as torch's fused AdamW does).
-fn for_chunks(len: usize, work: impl Fn(std::ops::Range<usize>) + Sync) {
-    let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).clamp(1, 64);
-    if threads == 1 || len < 2 * CHUNK_ELEMENTS {
-        work(0..len);
-        return;
-    }
-    let parts = threads.min(len / CHUNK_ELEMENTS);
-    std::thread::scope(|scope| {
-        let work = &work;
-        for part in 1..parts {
-            scope.spawn(move || work(len * part / parts..len * (part + 1) / parts));
-        }
-        work(0..len / parts);
-    });
 }
 
 /// Linear warm-up to the peak over `warmup_steps`, then linear decay to 0 at `total_steps`.
