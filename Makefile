@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo experiment test bench-encode bench-optim bench-train-e5 bench-cluster-e5 bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
+.PHONY: setup demo experiment test bench-encode bench-optim bench-train-e5 bench-train-e5-bf16 bench-cluster-e5 bench-cluster-e5-bf16 bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
 
 setup:
 	@scripts/setup.sh
@@ -78,11 +78,23 @@ bench-train-e5: setup
 	cargo build --release -p rosetta-worker --example train_bench
 	bench/train-step --shape e5-small --steps 3 --rounds 3
 
+## The same in bf16 autocast on both sides (training.precision: bf16; torch.autocast("cpu")):
+## for CPUs with AMX (amx_bf16 in /proc/cpuinfo).
+bench-train-e5-bf16: setup
+	cargo build --release --bin rosetta
+	cargo build --release -p rosetta-worker --example train_bench
+	bench/train-step --shape e5-small --steps 3 --rounds 3 --precision bf16
+
 ## The same shape on 2 workers: rosetta train (sparse and dense embedding all-reduce, bytes
 ## per step) vs PyTorch DDP on gloo, 2 alternating rounds.
 bench-cluster-e5: setup
 	cargo build --release --bin rosetta
 	bench/cluster-train --shape e5-small --steps 3 --repeat 2 --dense-too
+
+## 2 workers on e5-small's shape in bf16 autocast on both sides (rosetta train vs DDP gloo).
+bench-cluster-e5-bf16: setup
+	cargo build --release --bin rosetta
+	bench/cluster-train --shape e5-small --steps 3 --repeat 2 --precision bf16
 
 ## AdamW over multilingual-e5-small's 118M parameters: Rosetta vs torch.optim.AdamW (for-loop,
 ## foreach, fused), alternating rounds, with the memory bandwidth each reaches.

@@ -10,10 +10,11 @@ rank 0 of the DDP script), and launch-to-exit times are printed too.
 With `--shape e5-small` the encoder is multilingual-e5-small-shaped (BERT 12 x 384, 250,002-token
 vocabulary, issue 14); `--dense-too` adds a third side, `rosetta train` with
 `training.sparse_embedding_all_reduce: false`, and every Rosetta side prints the gradient bytes
-its workers handed to the all-reduce per step.
+its workers handed to the all-reduce per step. `--precision bf16` trains both sides under bf16
+autocast on the CPU (`training.precision: bf16`; `torch.autocast("cpu")` around DDP's forward).
 
 usage: cluster_train.py --rosetta BIN [--shape xlmr-6x384|e5-small] [--steps N] [--batch 32]
-                        [--workers 2] [--repeat R] [--dense-too]
+                        [--workers 2] [--repeat R] [--dense-too] [--precision auto|fp32|bf16]
 """
 
 import argparse
@@ -35,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_step import SHAPES, build_model  # noqa: E402  (the same model builder as bench-train)
 
 
-def ddp_worker(rank, world, st_dir, train, plan_path, steps, port, result):
+def ddp_worker(rank, world, st_dir, train, plan_path, steps, port, result, bf16=False):
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
@@ -64,7 +65,8 @@ def ddp_worker(rank, world, st_dir, train, plan_path, steps, port, result):
         queries = [rows[(plan["dataset"], pid, ql)]["query"] for pid, ql, _ in mine]
         passages = [rows[(plan["dataset"], pid, pl)]["positive"] for pid, _, pl in mine]
         # One forward per step (DDP expects each parameter used once before backward).
-        both = ddp(model.tokenize(queries + passages))["sentence_embedding"]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            both = ddp(model.tokenize(queries + passages))["sentence_embedding"].float()
         q, p = both[: len(queries)], both[len(queries):]
         all_q = torch.cat(torch.distributed.nn.functional.all_gather(q))
         all_p = torch.cat(torch.distributed.nn.functional.all_gather(p))
@@ -82,17 +84,17 @@ def ddp_worker(rank, world, st_dir, train, plan_path, steps, port, result):
     dist.destroy_process_group()
 
 
-def run_ddp(st_dir, train, plan_path, steps, world):
+def run_ddp(st_dir, train, plan_path, steps, world, bf16=False):
     port = 29500 + os.getpid() % 1000
     result = os.path.join(os.path.dirname(plan_path), f"ddp{steps}.json")
     started = time.perf_counter()
-    mp.spawn(ddp_worker, args=(world, st_dir, train, plan_path, steps, port, result), nprocs=world, join=True)
+    mp.spawn(ddp_worker, args=(world, st_dir, train, plan_path, steps, port, result, bf16), nprocs=world, join=True)
     seconds = time.perf_counter() - started
     with open(result) as f:
         return seconds, json.load(f)["seconds_per_step"]
 
 
-def write_config(work, st_dir, steps, batch, world, name, sparse=True):
+def write_config(work, st_dir, steps, batch, world, name, sparse=True, precision="auto"):
     config = os.path.join(work, f"{name}.yaml")
     with open(config, "w") as f:
         f.write(
@@ -100,7 +102,7 @@ def write_config(work, st_dir, steps, batch, world, name, sparse=True):
             f"schedule:\n  strategy: hybrid\n  alpha: 0.5\n  global_batch_size: {batch}\n  seed: 7\n"
             f"model:\n  path: {st_dir}\n  max_seq_length: 128\n"
             "training:\n  hard_negatives: 0\n  optimizer:\n    lr: 3.0e-5\n  loss:\n    temperature: 0.05\n"
-            f"  sparse_embedding_all_reduce: {'true' if sparse else 'false'}\n"
+            f"  sparse_embedding_all_reduce: {'true' if sparse else 'false'}\n  precision: {precision}\n"
             f"job:\n  steps: {steps}\n  workers: {world}\n  checkpoint_every: {steps}\n  run_dir: runs/{name}\n"
         )
     return config
@@ -130,6 +132,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds, alternating which side runs first; medians are reported (a shared or "
                              "virtual machine drifts by 10%% and more between minutes)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="both sides: bf16 = autocast on the CPU (auto and fp32: fp32 on the CPU)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rosetta-cluster-bench-") as work:
         subprocess.run([args.rosetta, "data", "synth", "--out", os.path.join(work, "data"), "--mono-people", "0"],
@@ -139,8 +143,9 @@ def main():
         results = {}  # (impl, steps) -> [(launch-to-exit seconds, steady s/step) per round]
         configs = {}
         for steps in (args.steps, 2 * args.steps):
-            config = write_config(work, st_dir, steps, args.batch, args.workers, f"r{steps}")
-            dense = write_config(work, st_dir, steps, args.batch, args.workers, f"d{steps}", sparse=False)
+            config = write_config(work, st_dir, steps, args.batch, args.workers, f"r{steps}", precision=args.precision)
+            dense = write_config(work, st_dir, steps, args.batch, args.workers, f"d{steps}", sparse=False,
+                                 precision=args.precision)
             plan = os.path.join(work, f"plan{steps}.jsonl")
             subprocess.run([args.rosetta, "schedule", "preview", "--config", config, "--steps", str(steps),
                             "--dump", plan], check=True, capture_output=True)
@@ -151,14 +156,15 @@ def main():
             for steps, (config, dense, plan) in configs.items():
                 for impl in order:
                     if impl == "ddp":
-                        outcome = run_ddp(st_dir, train, plan, steps, args.workers) + (None,)
+                        outcome = run_ddp(st_dir, train, plan, steps, args.workers, args.precision == "bf16") + (None,)
                     else:
                         name = f"r{steps}" if impl == "rosetta" else f"d{steps}"
                         shutil.rmtree(os.path.join(work, "runs", name), ignore_errors=True)
                         outcome = run_rosetta(args.rosetta, work, config if impl == "rosetta" else dense)
                     results.setdefault((impl, steps), []).append(outcome)
                     print(f"round {round_index + 1}, {steps} steps, {impl}: {outcome[1]:.3f} s/step", flush=True)
-    print(f"2-worker training, {args.shape}, global batch {args.batch}, {os.cpu_count()} cores, "
+    print(f"2-worker training, {args.shape}, global batch {args.batch}, precision {args.precision}, "
+          f"{os.cpu_count()} cores, "
           f"{max(1, args.repeat)} round(s), medians; steady state = after the first 2 steps (rosetta train "
           f"reports it; the DDP script times rank 0)")
     rates, exits = {}, {}

@@ -236,7 +236,8 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, keep: &Tensor, p: f64) -> Tenso
         return Tensor::scaled_dot_product_attention(q, k, v, Some(keep), p, false, None, false);
     }
     let head_width = q.size().last().copied().unwrap_or(1) as f64;
-    let scores = q.matmul(&k.transpose(-2, -1)) * (1.0 / head_width.sqrt());
+    // Scaled before the product: `[B, heads, L, head]` is smaller than the `[B, heads, L, L]` scores.
+    let scores = (q * (1.0 / head_width.sqrt())).matmul(&k.transpose(-2, -1));
     // Every sequence has a real token (the tokenizer's first), so no row is masked whole.
     let scores = scores.masked_fill(&keep.logical_not(), f64::NEG_INFINITY);
     let probabilities = scores.softmax(-1, scores.kind());
