@@ -12,7 +12,8 @@ use clap::Args;
 use rosetta_common::RunDir;
 use rosetta_eval::driver::{EvalRun, ShardRequest, evaluate};
 use rosetta_eval::report::EvalReport;
-use rosetta_worker::eval_shard::{EvalShardConfig, ModelToLoad, Precision, run_eval_shard};
+use rosetta_worker::eval_shard::{EvalShardConfig, ModelToLoad, run_eval_shard};
+use rosetta_worker::precision::Precision;
 use rosetta_worker::process::{ClientTls, CoordinatorEndpoint};
 use rosetta_worker::sections::DeviceSpec;
 

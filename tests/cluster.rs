@@ -265,6 +265,8 @@ fn frozen_parameters_stay_put_across_two_workers_and_are_checkpointed() {
     let out = train(&path, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("parameters trainable") && stderr.contains("frozen in"), "{stderr}");
+    // `training.precision: auto` trains in fp32 on the CPU, and says so.
+    assert!(stderr.contains("%), fp32;"), "{stderr}");
     let (first, last) = (model_tensors(dir.path(), "frozen", 1), model_tensors(dir.path(), "frozen", 3));
     let mut moved = 0;
     for ((name, a), (_, b)) in first.iter().zip(&last) {

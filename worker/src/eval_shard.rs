@@ -16,6 +16,7 @@ use rosetta_eval::task::{EvalTask, aligned_range};
 use rosetta_eval::wire;
 
 use crate::error::{Result, WorkerError};
+use crate::precision::Precision;
 use crate::sections::{DeviceSpec, ModelSettings};
 use crate::sentence::{SentenceEncoder, SentenceSettings};
 
@@ -87,8 +88,6 @@ impl ModelToLoad {
         }
     }
 }
-
-pub use crate::precision::Precision;
 
 /// One shard's work.
 #[derive(Debug, Clone)]

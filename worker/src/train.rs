@@ -148,6 +148,12 @@ impl Trainer {
         self.parameters
     }
 
+    /// Whether the forward and backward passes run under bf16 autocast (`training.precision`
+    /// on this trainer's device).
+    pub fn trains_in_bf16(&self) -> bool {
+        self.config.precision.bf16_on(self.model.var_store().device())
+    }
+
     /// The model.
     pub fn model(&self) -> &SentenceEncoder {
         &self.model

@@ -289,10 +289,11 @@ fn train(
         let counts = trainer.parameter_counts();
         let total = counts.trainable + counts.frozen;
         eprintln!(
-            "worker: {} of {} parameters trainable ({:.1} %){}",
+            "worker: {} of {} parameters trainable ({:.1} %), {}{}",
             counts.trainable,
             total,
             100.0 * counts.trainable as f64 / total.max(1) as f64,
+            if trainer.trains_in_bf16() { "bf16 autocast (training.precision)" } else { "fp32" },
             if counts.frozen_tensors > 0 {
                 format!("; {} frozen in {} tensors (training.freeze)", counts.frozen, counts.frozen_tensors)
             } else {
