@@ -144,6 +144,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    if args.device == DeviceSpec::Cpu
+        && let Some(warning) = args.precision.slow_on(tch::Device::Cpu)
+    {
+        eprintln!("warning: --precision {warning}");
+    }
     let model = ModelToLoad::resolve(&args.model)?;
     // A checkpoint's reports go to RUN/eval/step-N, where in-training evaluation writes too (a
     // checkpoint directory may be pruned later; its reports should not go with it).

@@ -42,6 +42,33 @@ impl Precision {
     }
 }
 
+impl Precision {
+    /// Why this precision is likely slower than fp32 on `device`, if it is: bf16 on a CPU
+    /// without bf16 matrix units, where libtorch's bf16 products run emulated (measured on such
+    /// a machine: slower than fp32).
+    pub fn slow_on(self, device: tch::Device) -> Option<String> {
+        (device == tch::Device::Cpu && self.bf16_on(device) && cpu_has_bf16_units() == Some(false)).then(|| {
+            "bf16 on a CPU without bf16 matrix units (neither amx_bf16 nor avx512_bf16 in /proc/cpuinfo): \
+             expect it to be slower than fp32"
+                .to_string()
+        })
+    }
+}
+
+/// Whether this machine's CPU has bf16 matrix units (`amx_bf16` or `avx512_bf16` among the
+/// flags of `/proc/cpuinfo`); `None` where that file cannot be read.
+pub fn cpu_has_bf16_units() -> Option<bool> {
+    std::fs::read_to_string("/proc/cpuinfo").ok().map(|text| bf16_units_in(&text))
+}
+
+/// Whether a `/proc/cpuinfo` text lists a bf16 matrix unit among its flags.
+fn bf16_units_in(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("flags"))
+        .any(|line| line.split_whitespace().any(|flag| flag == "amx_bf16" || flag == "avx512_bf16"))
+}
+
 impl std::str::FromStr for Precision {
     type Err = String;
 
@@ -72,5 +99,20 @@ mod tests {
             assert_eq!(yaml, format!("\"{}\"", precision.name()));
         }
         assert!("fp16".parse::<Precision>().unwrap_err().contains("expected auto, fp32 or bf16"));
+    }
+
+    #[test]
+    fn bf16_units_are_read_from_the_cpu_flags() {
+        let flags = |list: &str| format!("processor\t: 0\nmodel name\t: x\nflags\t\t: fpu avx2 {list}\n\n");
+        assert!(bf16_units_in(&flags("avx512f amx_bf16 amx_tile")));
+        assert!(bf16_units_in(&flags("avx512_bf16")));
+        assert!(!bf16_units_in(&flags("avx512f amx_tile")), "amx_tile alone is not a bf16 unit");
+        assert!(!bf16_units_in("model name\t: amx_bf16\n"), "only the flags line counts");
+        // Only bf16 on the CPU can warn; fp32 and CUDA never do.
+        assert_eq!(Precision::Fp32.slow_on(Device::Cpu), None);
+        assert_eq!(Precision::Auto.slow_on(Device::Cpu), None);
+        assert_eq!(Precision::Bf16.slow_on(Device::Cuda(0)), None);
+        let warned = Precision::Bf16.slow_on(Device::Cpu).is_some();
+        assert_eq!(warned, cpu_has_bf16_units() == Some(false));
     }
 }

@@ -370,7 +370,7 @@ pub struct TrainingSection {
     pub grad_cache_chunk: usize,
     /// Number format of the forward and backward passes: `auto` (bf16 autocast on CUDA, fp32
     /// on CPU), `fp32`, or `bf16` (autocast on any device: matrix products in bfloat16, weights,
-    /// optimiser state and loss in f32; about twice as fast on CPUs with AMX).
+    /// optimiser state and loss in f32; about 1.5x as fast on CPUs with AMX, slower without bf16 units).
     #[serde(default)]
     pub precision: Precision,
 }

@@ -154,6 +154,11 @@ impl Trainer {
         self.config.precision.bf16_on(self.model.var_store().device())
     }
 
+    /// Why `training.precision` is likely slower than fp32 on this trainer's device, if it is.
+    pub fn precision_warning(&self) -> Option<String> {
+        self.config.precision.slow_on(self.model.var_store().device())
+    }
+
     /// The model.
     pub fn model(&self) -> &SentenceEncoder {
         &self.model

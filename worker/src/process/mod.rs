@@ -301,6 +301,10 @@ fn train(
             }
         );
     }
+    // Every rank: a cluster may mix CPU types.
+    if let Some(warning) = trainer.precision_warning() {
+        eprintln!("worker {rank}: training.precision: {warning}");
+    }
     let peers = rendezvous
         .ring_peers
         .iter()
