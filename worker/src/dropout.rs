@@ -25,7 +25,7 @@ pub fn dropout(input: &Tensor, p: f64, train: bool) -> Tensor {
 
 /// A CPU tensor of `size` in `kind` whose elements are 0 with probability `p` and `1 / (1 - p)`
 /// otherwise, a pure function of `seed` (`0 <= p < 1`).
-pub fn mask(size: &[i64], kind: Kind, p: f64, seed: u64) -> Tensor {
+fn mask(size: &[i64], kind: Kind, p: f64, seed: u64) -> Tensor {
     let keep = 1.0 / (1.0 - p);
     match kind {
         Kind::Double => filled(size, Kind::Double, p, seed, 0.0f64, keep),

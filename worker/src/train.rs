@@ -219,14 +219,14 @@ impl Trainer {
         }
         let chunks = self.config.accumulation_steps;
         let settings = self.model.settings().clone();
-        let on_cpu = self.model.var_store().device() == Device::Cpu;
-        let autocast = self.config.precision.autocast_on(self.model.var_store().device());
+        let device = self.model.var_store().device();
+        let autocast = self.config.precision.autocast_on(device);
         // With several ranks on the CPU the backward pass runs layer by layer and the all-reduce
         // of finished buckets overlaps it (see `crate::overlap`; the gradients are the same bits
         // as a plain backward pass); on CUDA, NCCL sums one bucket afterwards.
         let communicate = collective.world_size() > 1;
         let grad_cache = self.config.grad_cache_chunk;
-        let staged = on_cpu && communicate && grad_cache == 0;
+        let staged = device == Device::Cpu && communicate && grad_cache == 0;
         let layers = self.staged.layers();
         let mut measured = StepOutcome::default();
         // Every token id this rank encodes in the step (the embedding rows with a gradient).
@@ -275,7 +275,6 @@ impl Trainer {
                 continue;
             }
             let width = self.model.embedding_width();
-            let device = self.model.var_store().device();
             let kind = if autocast.is_some() { Kind::Float } else { self.model.var_store().kind() };
             // Every non-empty batch of the chunk in one call (merged when that is cheaper);
             // under bf16 autocast the loss is computed in f32.
@@ -287,10 +286,9 @@ impl Trainer {
             let mut cuts = Vec::new();
             let mut embed = || self.model.embed_many_cut(&parts, train, staged.then_some(&mut cuts));
             let embedded = match autocast {
-                Some(device) => crate::autocast::with_bf16_autocast(device, embed)
-                    .into_iter()
-                    .map(|t| t.to_kind(Kind::Float))
-                    .collect(),
+                Some(on) => {
+                    crate::autocast::with_bf16_autocast(on, embed).into_iter().map(|t| t.to_kind(Kind::Float)).collect()
+                }
                 None => embed(),
             };
             let mut embedded = embedded.into_iter();

@@ -4,16 +4,18 @@
 //! all-reduce overlap) must hold identical parameters, and GradCache must agree with the
 //! unchunked step. In a test binary of its own: libtorch's generator is global.
 
+mod common;
+
 use std::time::Duration;
 
 use rosetta_datasets::tokenize::train_wordpiece;
 use rosetta_worker::collective::{Collective, SingleRank, local_group};
 use rosetta_worker::hf_config::EncoderConfig;
-use rosetta_worker::loss::LossConfig;
-use rosetta_worker::optim::AdamWConfig;
 use rosetta_worker::precision::Precision;
 use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
+
+use common::{on_rank_threads, parameters};
 use tch::{Device, Kind, Tensor};
 
 fn rows() -> Vec<(String, String)> {
@@ -51,19 +53,7 @@ fn trainer(dir: &std::path::Path, precision: Precision, grad_cache_chunk: usize)
     };
     let settings = SentenceSettings { max_seq_length: 16, ..SentenceSettings::default() };
     let model = SentenceEncoder::random(config, tokenizer, settings, 7, Device::Cpu).unwrap();
-    let step = StepConfig {
-        loss: LossConfig { temperature: 0.05, symmetric: false },
-        optimizer: AdamWConfig { lr: 1e-3, ..AdamWConfig::default() },
-        warmup_steps: 0,
-        total_steps: 100,
-        max_grad_norm: 1.0,
-        accumulation_steps: 1,
-        dropout: false,
-        freeze: Default::default(),
-        sparse_embedding_all_reduce: true,
-        grad_cache_chunk,
-        precision,
-    };
+    let step = StepConfig { grad_cache_chunk, precision, ..common::step_config() };
     Trainer::new(model, step).unwrap()
 }
 
@@ -77,10 +67,6 @@ fn relative_difference(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
         norm += tb.square().sum(Kind::Double).double_value(&[]);
     }
     (difference / norm).sqrt()
-}
-
-fn parameters(trainer: &Trainer) -> Vec<(String, Tensor)> {
-    trainer.optimizer().parameters().map(|(n, t)| (n.to_string(), t.detach().copy())).collect()
 }
 
 fn gradients_of(dir: &std::path::Path, precision: Precision, grad_cache_chunk: usize) -> (f64, Vec<(String, Tensor)>) {
@@ -150,19 +136,11 @@ fn two_bf16_ranks_stay_identical_and_agree_with_one() {
     let single = parameters(&single);
     // Built on this thread: libtorch's generator is global.
     let trainers: Vec<Trainer> = (0..2).map(|_| trainer(dir.path(), Precision::Bf16, 0)).collect();
-    let handles: Vec<_> = local_group(2, Duration::from_secs(60))
-        .into_iter()
-        .zip(trainers)
-        .map(|(collective, mut t)| {
-            std::thread::spawn(move || {
-                t.broadcast_parameters(&collective).unwrap();
-                let b = batch(collective.rank(), collective.world_size());
-                let losses: Vec<f64> = (0..steps).map(|_| t.step(&b, &collective).unwrap().loss).collect();
-                (losses, parameters(&t))
-            })
-        })
-        .collect();
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let results = on_rank_threads(local_group(2, Duration::from_secs(60)), trainers, |t, collective| {
+        let b = batch(collective.rank(), collective.world_size());
+        let losses: Vec<f64> = (0..steps).map(|_| t.step(&b, collective).unwrap().loss).collect();
+        (losses, parameters(t))
+    });
     assert_eq!(results[0].0, results[1].0, "both ranks see the same global loss");
     assert_eq!(relative_difference(&results[0].1, &results[1].1), 0.0, "ranks diverged");
     let relative = relative_difference(&results[0].1, &single);

@@ -3,6 +3,8 @@
 //! parameters (`training.freeze`) keep their values, get no optimiser state or all-reduce,
 //! and leave the trained ones equal across world sizes.
 
+mod common;
+
 use std::time::Duration;
 
 use rosetta_datasets::tokenize::train_wordpiece;
@@ -12,11 +14,11 @@ use rosetta_worker::collective::{Collective, SingleRank, local_group};
 use rosetta_worker::freeze::FreezeConfig;
 use rosetta_worker::hf_config::EncoderConfig;
 use rosetta_worker::loss::LossConfig;
-use rosetta_worker::optim::AdamWConfig;
-use rosetta_worker::precision::Precision;
 use rosetta_worker::ring::TcpRing;
 use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
+
+use common::{on_rank_threads, parameters};
 use tch::{Device, Tensor};
 
 /// The ring secret of these tests' generation.
@@ -75,12 +77,11 @@ struct Options {
     freeze: FreezeConfig,
     sparse: bool,
     grad_cache: usize,
-    precision: Precision,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { freeze: FreezeConfig::default(), sparse: true, grad_cache: 0, precision: Precision::Auto }
+        Self { freeze: FreezeConfig::default(), sparse: true, grad_cache: 0 }
     }
 }
 
@@ -95,16 +96,11 @@ fn configured_trainer(
     model.var_store_mut().double();
     let config = StepConfig {
         loss: LossConfig { temperature: 0.05, symmetric },
-        optimizer: AdamWConfig { lr: 1e-3, ..AdamWConfig::default() },
-        warmup_steps: 0,
-        total_steps: 100,
-        max_grad_norm: 1.0,
         accumulation_steps: accumulation,
-        dropout: false,
         freeze: options.freeze,
         sparse_embedding_all_reduce: options.sparse,
         grad_cache_chunk: options.grad_cache,
-        precision: options.precision,
+        ..common::step_config()
     };
     Trainer::new(model, config)
 }
@@ -129,10 +125,6 @@ fn max_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
             (ta - tb).abs().max().double_value(&[])
         })
         .fold(0.0, f64::max)
-}
-
-fn parameters(trainer: &Trainer) -> Vec<(String, Tensor)> {
-    trainer.optimizer().parameters().map(|(n, t)| (n.to_string(), t.detach().copy())).collect()
 }
 
 /// Named tensors (gradients or parameters).
@@ -198,23 +190,14 @@ fn run_ranks_configured<C: Collective + 'static>(
             configured_trainer(dir.path(), symmetric, accumulation, options).unwrap()
         })
         .collect();
-    let handles: Vec<_> = group
-        .into_iter()
-        .zip(trainers)
-        .map(|(collective, mut trainer)| {
-            std::thread::spawn(move || {
-                trainer.broadcast_parameters(&collective).unwrap();
-                let batch = micro_batch(collective.rank(), collective.world_size());
-                let loss = trainer.backward(&batch, &collective).unwrap();
-                let gradients = trainer.gradients();
-                trainer.apply();
-                let bytes: Vec<u64> =
-                    (1..steps).map(|_| trainer.step(&batch, &collective).unwrap().all_reduce_bytes).collect();
-                (loss, gradients, parameters(&trainer), bytes)
-            })
-        })
-        .collect();
-    let mut results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut results = on_rank_threads(group, trainers, |trainer, collective| {
+        let batch = micro_batch(collective.rank(), collective.world_size());
+        let loss = trainer.backward(&batch, collective).unwrap();
+        let gradients = trainer.gradients();
+        trainer.apply();
+        let bytes: Vec<u64> = (1..steps).map(|_| trainer.step(&batch, collective).unwrap().all_reduce_bytes).collect();
+        (loss, gradients, parameters(trainer), bytes)
+    });
     let first = results.remove(0);
     for other in &results {
         assert_eq!(other.0, first.0, "every rank sees the same global loss");
@@ -479,20 +462,12 @@ fn grad_cache_chunks_give_the_unchunked_gradient() {
     let trainers: Vec<Trainer> = (0..2)
         .map(|_| configured_trainer(dir2.path(), true, 1, Options { grad_cache: 4, ..Options::default() }).unwrap())
         .collect();
-    let handles: Vec<_> = tcp_ring(2)
-        .into_iter()
-        .zip(trainers)
-        .map(|(collective, mut trainer)| {
-            std::thread::spawn(move || {
-                trainer.broadcast_parameters(&collective).unwrap();
-                let batch = micro_batch(collective.rank(), 2);
-                let loss = trainer.backward(&batch, &collective).unwrap();
-                (loss, trainer.gradients())
-            })
-        })
-        .collect();
-    for handle in handles {
-        let (ring_loss, ring) = handle.join().unwrap();
+    let ranks = on_rank_threads(tcp_ring(2), trainers, |trainer, collective| {
+        let batch = micro_batch(collective.rank(), 2);
+        let loss = trainer.backward(&batch, collective).unwrap();
+        (loss, trainer.gradients())
+    });
+    for (ring_loss, ring) in ranks {
         assert!((ring_loss - loss).abs() < 1e-12);
         let diff = max_diff(&ring, &plain);
         assert!(diff < 1e-10, "2 ranks with chunks of 4: gradients differ by {diff}");

@@ -10,7 +10,6 @@ use rosetta_worker::checkpoint::{load_checkpoint, save_checkpoint};
 use rosetta_worker::collective::SingleRank;
 use rosetta_worker::export::export_sentence_transformers;
 use rosetta_worker::hf_config::EncoderConfig;
-use rosetta_worker::optim::AdamWConfig;
 use rosetta_worker::sentence::{Pooling, SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
 use tch::{Device, Tensor};
@@ -40,19 +39,7 @@ fn tiny_model_with(dir: &Path, seed: i64, pooling: Pooling, intermediate_size: i
 }
 
 fn trainer(model: SentenceEncoder) -> Trainer {
-    let config = StepConfig {
-        loss: Default::default(),
-        optimizer: AdamWConfig { lr: 1e-3, ..AdamWConfig::default() },
-        warmup_steps: 2,
-        total_steps: 10,
-        max_grad_norm: 1.0,
-        accumulation_steps: 1,
-        dropout: false,
-        freeze: Default::default(),
-        sparse_embedding_all_reduce: true,
-        grad_cache_chunk: 0,
-        precision: rosetta_worker::precision::Precision::Auto,
-    };
+    let config = StepConfig { loss: Default::default(), warmup_steps: 2, total_steps: 10, ..common::step_config() };
     Trainer::new(model, config).unwrap()
 }
 

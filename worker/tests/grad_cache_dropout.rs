@@ -3,11 +3,11 @@
 //! test binary of its own: libtorch's generator is global, and other tests drawing from it in
 //! parallel threads would make any seeded comparison flaky.
 
+mod common;
+
 use rosetta_datasets::tokenize::train_wordpiece;
 use rosetta_worker::collective::SingleRank;
 use rosetta_worker::hf_config::EncoderConfig;
-use rosetta_worker::loss::LossConfig;
-use rosetta_worker::optim::AdamWConfig;
 use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
 use tch::Device;
@@ -36,19 +36,7 @@ fn trainer(dir: &std::path::Path) -> Trainer {
     let settings = SentenceSettings { max_seq_length: 16, ..SentenceSettings::default() };
     let mut model = SentenceEncoder::random(config, tokenizer, settings, 7, Device::Cpu).unwrap();
     model.var_store_mut().double();
-    let step = StepConfig {
-        loss: LossConfig { temperature: 0.05, symmetric: false },
-        optimizer: AdamWConfig { lr: 1e-3, ..AdamWConfig::default() },
-        warmup_steps: 0,
-        total_steps: 100,
-        max_grad_norm: 1.0,
-        accumulation_steps: 1,
-        dropout: true,
-        freeze: Default::default(),
-        sparse_embedding_all_reduce: true,
-        grad_cache_chunk: 3,
-        precision: rosetta_worker::precision::Precision::Auto,
-    };
+    let step = StepConfig { dropout: true, grad_cache_chunk: 3, ..common::step_config() };
     Trainer::new(model, step).unwrap()
 }
 

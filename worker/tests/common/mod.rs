@@ -34,3 +34,56 @@ pub fn max_abs_diff(tensor: &tch::Tensor, expected: &[Vec<f64>]) -> f64 {
     let diff = (tensor.to_kind(tch::Kind::Double) - expected).abs().max();
     diff.double_value(&[])
 }
+
+/// The step settings the training tests share (in-batch InfoNCE at temperature 0.05, AdamW at
+/// 1e-3, clipping at 1, no warm-up, dropout, chunking or accumulation); each test overrides what
+/// it varies with `StepConfig { …, ..step_config() }`.
+pub fn step_config() -> rosetta_worker::train::StepConfig {
+    rosetta_worker::train::StepConfig {
+        loss: rosetta_worker::loss::LossConfig { temperature: 0.05, symmetric: false },
+        optimizer: rosetta_worker::optim::AdamWConfig { lr: 1e-3, ..Default::default() },
+        warmup_steps: 0,
+        total_steps: 100,
+        max_grad_norm: 1.0,
+        accumulation_steps: 1,
+        dropout: false,
+        freeze: Default::default(),
+        sparse_embedding_all_reduce: true,
+        grad_cache_chunk: 0,
+        precision: rosetta_worker::precision::Precision::Auto,
+    }
+}
+
+/// A copy of every trainable parameter, by name.
+pub fn parameters(trainer: &rosetta_worker::train::Trainer) -> Vec<(String, tch::Tensor)> {
+    trainer.optimizer().parameters().map(|(n, t)| (n.to_string(), t.detach().copy())).collect()
+}
+
+/// Runs `work` for each rank of `group` with its trainer on a thread of its own, after rank
+/// 0's parameters are broadcast to all; the results in rank order. Build the trainers on the
+/// calling thread: libtorch's generator is global, so seeding in parallel threads would race.
+pub fn on_rank_threads<C, T>(
+    group: Vec<C>,
+    trainers: Vec<rosetta_worker::train::Trainer>,
+    work: impl Fn(&mut rosetta_worker::train::Trainer, &C) -> T + Sync,
+) -> Vec<T>
+where
+    C: rosetta_worker::collective::Collective + Send,
+    T: Send,
+{
+    assert_eq!(group.len(), trainers.len(), "one trainer per rank");
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = group
+            .into_iter()
+            .zip(trainers)
+            .map(|(collective, mut trainer)| {
+                scope.spawn(move || {
+                    trainer.broadcast_parameters(&collective).unwrap();
+                    work(&mut trainer, &collective)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
