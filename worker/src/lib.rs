@@ -25,6 +25,7 @@ pub mod nccl;
 pub mod optim;
 pub mod overlap;
 pub(crate) mod parallel;
+pub(crate) mod simd;
 pub mod precision;
 pub mod ring;
 pub mod sections;
