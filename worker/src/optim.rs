@@ -241,7 +241,7 @@ impl FusedAdamW {
 
     /// [`Self::update_slices`] compiled for AVX-512 (16 lanes per `sqrt` and division).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512dq")]
     unsafe fn update_slices_avx512(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: bool) {
         self.update_slices_portable(p, g, m, v, decay);
     }
@@ -392,7 +392,7 @@ fn squares_f64(values: &[f32]) -> f64 {
 
 /// [`squares_f64`] compiled for AVX-512.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512dq")]
 unsafe fn squares_f64_avx512(values: &[f32]) -> f64 {
     squares_f64_portable(values)
 }
@@ -505,7 +505,7 @@ mod tests {
             assert_eq!(run(&|p, m, v| unsafe { hyper.update_slices_avx2(p, &g, m, v, true) }), baseline);
             assert_eq!(unsafe { squares_f64_avx2(&g) }.to_bits(), squares_f64_portable(&g).to_bits());
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if std::arch::is_x86_feature_detected!("avx512dq") {
             // SAFETY: the CPU has AVX-512F.
             assert_eq!(run(&|p, m, v| unsafe { hyper.update_slices_avx512(p, &g, m, v, true) }), baseline);
             assert_eq!(unsafe { squares_f64_avx512(&g) }.to_bits(), squares_f64_portable(&g).to_bits());
