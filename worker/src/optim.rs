@@ -494,7 +494,8 @@ mod tests {
         };
         let (p0, g, m0, v0) = (values(1, 0.004), values(2, 0.002), values(3, 0.0001), values(4, 0.00002));
         let v0: Vec<f32> = v0.iter().map(|x| x.abs()).collect();
-        let run = |update: &dyn Fn(&mut [f32], &mut [f32], &mut [f32])| {
+        type Update<'a> = &'a dyn Fn(&mut [f32], &mut [f32], &mut [f32]);
+        let run = |update: Update| {
             let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
             update(&mut p, &mut m, &mut v);
             (p, m, v)
