@@ -229,33 +229,12 @@ impl FusedAdamW {
     /// The update of one range of elements, in the widest vectors the CPU has (the same bits
     /// at every width: each element's operations and their order do not change).
     fn update_slices(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: bool) {
-        #[cfg(target_arch = "x86_64")]
-        match crate::simd::level() {
-            // SAFETY: the CPU has the features these functions are compiled for (checked at run time).
-            crate::simd::Level::Avx512 => return unsafe { self.update_slices_avx512(p, g, m, v, decay) },
-            crate::simd::Level::Avx2 => return unsafe { self.update_slices_avx2(p, g, m, v, decay) },
-            crate::simd::Level::Baseline => {}
-        }
-        self.update_slices_portable(p, g, m, v, decay);
+        crate::simd::widest(|| self.update_slices_at_any_width(p, g, m, v, decay));
     }
 
-    /// [`Self::update_slices`] compiled for AVX-512 (16 lanes per `sqrt` and division).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512dq")]
-    unsafe fn update_slices_avx512(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: bool) {
-        self.update_slices_portable(p, g, m, v, decay);
-    }
-
-    /// [`Self::update_slices`] compiled for AVX2 (8 lanes).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn update_slices_avx2(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: bool) {
-        self.update_slices_portable(p, g, m, v, decay);
-    }
-
-    /// The update loop, inlined into each vector width's function (x86-64's baseline: SSE2).
+    /// The update loop, inlined into each vector width's compilation.
     #[inline(always)]
-    fn update_slices_portable(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: bool) {
+    fn update_slices_at_any_width(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: bool) {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             if decay {
                 *p *= self.decay_factor;
@@ -380,33 +359,12 @@ fn squares_chunked(values: &[f32]) -> f64 {
 /// Sum of squares in f64, in one pass (eight running sums, so the loop vectorises), in the
 /// widest vectors the CPU has (the same bits at every width: the eight sums are fixed).
 fn squares_f64(values: &[f32]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    match crate::simd::level() {
-        // SAFETY: the CPU has the features these functions are compiled for (checked at run time).
-        crate::simd::Level::Avx512 => return unsafe { squares_f64_avx512(values) },
-        crate::simd::Level::Avx2 => return unsafe { squares_f64_avx2(values) },
-        crate::simd::Level::Baseline => {}
-    }
-    squares_f64_portable(values)
+    crate::simd::widest(|| squares_f64_at_any_width(values))
 }
 
-/// [`squares_f64`] compiled for AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn squares_f64_avx512(values: &[f32]) -> f64 {
-    squares_f64_portable(values)
-}
-
-/// [`squares_f64`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn squares_f64_avx2(values: &[f32]) -> f64 {
-    squares_f64_portable(values)
-}
-
-/// The sum-of-squares loop, inlined into each vector width's function.
+/// The sum-of-squares loop, inlined into each vector width's compilation.
 #[inline(always)]
-fn squares_f64_portable(values: &[f32]) -> f64 {
+fn squares_f64_at_any_width(values: &[f32]) -> f64 {
     let mut sums = [0.0f64; 8];
     let mut chunks = values.chunks_exact(8);
     for chunk in &mut chunks {
@@ -479,39 +437,30 @@ mod tests {
         assert_eq!(values(&exp_avg), m);
         assert_eq!(values(&exp_avg_sq), v);
         assert_eq!(norm_three.to_bits(), norm_one.to_bits());
-        assert_eq!(squares_f64_portable(&g).to_bits(), squares_f64(&g).to_bits());
         let exact: f64 = g.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
         assert!((norm_one - exact).abs() < 1e-9 * exact);
     }
 
     #[test]
-    #[cfg(target_arch = "x86_64")]
     fn every_vector_width_gives_the_baseline_bits() {
+        use crate::simd::{Level, at};
         let hyper = test_constants();
-        let n = 4099;
         let values = |seed: u64, scale: f32| -> Vec<f32> {
-            (0..n).map(|i| ((i as u64 * 2654435761 + seed) % 1000) as f32 * scale - 0.3).collect()
+            (0..4099u64).map(|i| ((i * 2654435761 + seed) % 1000) as f32 * scale - 0.3).collect()
         };
-        let (p0, g, m0, v0) = (values(1, 0.004), values(2, 0.002), values(3, 0.0001), values(4, 0.00002));
-        let v0: Vec<f32> = v0.iter().map(|x| x.abs()).collect();
-        type Update<'a> = &'a dyn Fn(&mut [f32], &mut [f32], &mut [f32]);
-        let run = |update: Update| {
+        let (p0, g, m0) = (values(1, 0.004), values(2, 0.002), values(3, 0.0001));
+        let v0: Vec<f32> = values(4, 0.00002).iter().map(|x| x.abs()).collect();
+        let update_at = |level: Level| {
             let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
-            update(&mut p, &mut m, &mut v);
-            (p, m, v)
+            at(level, || hyper.update_slices_at_any_width(&mut p, &g, &mut m, &mut v, true));
+            (p, m, v, at(level, || squares_f64_at_any_width(&g)).to_bits())
         };
-        let baseline = run(&|p, m, v| hyper.update_slices_portable(p, &g, m, v, true));
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            assert_eq!(run(&|p, m, v| unsafe { hyper.update_slices_avx2(p, &g, m, v, true) }), baseline);
-            assert_eq!(unsafe { squares_f64_avx2(&g) }.to_bits(), squares_f64_portable(&g).to_bits());
-        }
-        if std::arch::is_x86_feature_detected!("avx512dq") {
-            // SAFETY: the CPU has AVX-512F.
-            assert_eq!(run(&|p, m, v| unsafe { hyper.update_slices_avx512(p, &g, m, v, true) }), baseline);
-            assert_eq!(unsafe { squares_f64_avx512(&g) }.to_bits(), squares_f64_portable(&g).to_bits());
-        }
+        let baseline = update_at(Level::Baseline);
         assert_ne!(baseline.0, p0, "the update changed nothing");
+        // Levels this CPU lacks run at its widest, so each one it has is compared.
+        for level in [Level::Avx2, Level::Avx512] {
+            assert_eq!(update_at(level), baseline, "{level:?}");
+        }
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! Which vector width the CPU loops (AdamW, the gradient norm) are run in: x86-64's baseline
-//! is SSE2 (4 f32 lanes), so those loops also come compiled for AVX2 and AVX-512 and pick the
-//! widest the CPU has at run time. The width never changes a result: each element's operations
-//! and their order are the same (Rust never fuses a multiply and an add on its own).
+//! Which vector width the CPU loops (AdamW, the gradient norm, dropout masks) run in: x86-64's
+//! baseline is SSE2 (4 f32 lanes), so [`widest`] also compiles a loop for AVX2 and AVX-512 and
+//! runs the widest the CPU has. The width never changes a result: each element's operations and
+//! their order are the same (Rust never fuses a multiply and an add on its own).
 
-/// A vector width the CPU supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A vector width the CPU supports, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Level {
     /// x86-64's baseline (SSE2), or any other architecture.
     Baseline,
@@ -27,4 +27,38 @@ pub(crate) fn level() -> Level {
         }
     }
     Level::Baseline
+}
+
+/// Runs `work` compiled for the widest level this CPU has. `work`'s loop must be inlined into
+/// it (a closure called once is; the functions it calls need `#[inline(always)]`).
+pub(crate) fn widest<R>(work: impl FnOnce() -> R) -> R {
+    at(level(), work)
+}
+
+/// Runs `work` compiled for `wanted`, or for the widest level this CPU has if that is narrower
+/// (tests compare the levels with it).
+pub(crate) fn at<R>(wanted: Level, work: impl FnOnce() -> R) -> R {
+    match wanted.min(level()) {
+        // SAFETY: the CPU has the level's features (checked by `level`).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512(work) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2(work) },
+        _ => work(),
+    }
+}
+
+/// `work` compiled for AVX-512 F and DQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn avx512<R>(work: impl FnOnce() -> R) -> R {
+    work()
+}
+
+/// `work` compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2<R>(work: impl FnOnce() -> R) -> R {
+    work()
 }
