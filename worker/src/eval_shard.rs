@@ -160,8 +160,10 @@ pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
         .as_ref()
         .map(|dir| crate::token_cache::TokenCache::for_tokenizer(dir, model.tokenizer()))
         .transpose()?;
+    // This process does nothing else while it encodes: on the CPU, one stream per thread.
+    let streams = crate::streams::stream_count(device);
     let encode = |texts: &[&str], prefix: &str| {
-        model.encode_by_length_cached(texts, prefix, config.batch_size, window, cache.as_ref())
+        model.encode_by_length_cached(texts, prefix, config.batch_size, window, cache.as_ref(), streams)
     };
     let queries: Vec<&str> = benchmark.queries[query_range].iter().map(|q| q.text.as_str()).collect();
     let own_queries = to_vec(&encode(&queries, &settings.query_prefix)?)?;

@@ -29,6 +29,7 @@ pub mod precision;
 pub mod ring;
 pub mod sections;
 pub(crate) mod simd;
+pub mod streams;
 pub mod tensor_file;
 pub mod token_cache;
 pub mod train;

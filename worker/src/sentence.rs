@@ -405,11 +405,15 @@ impl SentenceEncoder {
     /// batches of `batch_size`, and the embeddings are put back in order. Windows that start at
     /// the same global positions give the same batches, whatever slice they come in.
     pub fn encode_by_length(&self, texts: &[&str], prefix: &str, batch_size: usize, window: usize) -> Result<Tensor> {
-        self.encode_by_length_cached(texts, prefix, batch_size, window, None)
+        self.encode_by_length_cached(texts, prefix, batch_size, window, None, 1)
     }
 
     /// [`SentenceEncoder::encode_by_length`], each window's token ids taken from `cache` when
-    /// it has them (and stored there when not).
+    /// it has them (and stored there when not), the batches run longest first in `streams`
+    /// [`crate::streams`] of one intra-op thread each when `streams` > 1. Streams set libtorch's
+    /// process-wide thread count to one while they run, so only a process that does nothing
+    /// else meanwhile (an evaluation shard) should ask for them; there, on e5-small's shape and
+    /// 2 cores, 2 streams encode about 9 % faster than one stream of 2 threads.
     pub fn encode_by_length_cached(
         &self,
         texts: &[&str],
@@ -417,9 +421,12 @@ impl SentenceEncoder {
         batch_size: usize,
         window: usize,
         cache: Option<&crate::token_cache::TokenCache>,
+        streams: usize,
     ) -> Result<Tensor> {
         let batch_size = batch_size.max(1);
-        let mut parts = Vec::new();
+        // Every window's token ids and length order first, so that the streams run over the
+        // batches of all windows.
+        let mut windows = Vec::new();
         for block in texts.chunks(window.max(batch_size)) {
             let sequences = match cache {
                 Some(cache) => cache.get_or_insert(prefix, block, || self.token_ids(block, prefix))?.0,
@@ -427,11 +434,37 @@ impl SentenceEncoder {
             };
             let mut order: Vec<usize> = (0..block.len()).collect();
             order.sort_by_key(|&i| (sequences[i].len(), i));
-            let mut embedded = Vec::new();
-            for chunk in order.chunks(batch_size) {
-                let batch = self.batch_of(chunk.iter().map(|&i| sequences[i].as_slice()));
-                embedded.push(tch::no_grad(|| self.embed(&batch, false)));
-            }
+            windows.push((sequences, order));
+        }
+        // (window, first position in its order) of every batch, and its padded token count.
+        let batches: Vec<(usize, usize)> = windows
+            .iter()
+            .enumerate()
+            .flat_map(|(w, (_, order))| (0..order.len()).step_by(batch_size).map(move |start| (w, start)))
+            .collect();
+        let rows = |&(w, start): &(usize, usize)| {
+            let (sequences, order) = &windows[w];
+            order[start..(start + batch_size).min(order.len())].iter().map(|&i| sequences[i].as_slice())
+        };
+        let cost = |batch: &(usize, usize)| {
+            let lengths: Vec<usize> = rows(batch).map(<[u32]>::len).collect();
+            lengths.len() * lengths.iter().max().copied().unwrap_or(0)
+        };
+        let mut longest_first: Vec<usize> = (0..batches.len()).collect();
+        longest_first.sort_by_key(|&b| (std::cmp::Reverse(cost(&batches[b])), b));
+        let embedded = crate::streams::run_in_streams(self, streams, &longest_first, |encoder, b| {
+            let batch = encoder.batch_of(rows(&batches[b]));
+            tch::no_grad(|| encoder.embed(&batch, false))
+        });
+        let mut by_batch: Vec<Option<Tensor>> = (0..batches.len()).map(|_| None).collect();
+        for (b, tensor) in longest_first.into_iter().zip(embedded) {
+            by_batch[b] = Some(tensor);
+        }
+        let mut by_batch = by_batch.into_iter().flatten();
+        let mut parts = Vec::new();
+        for (_, order) in &windows {
+            let count = order.len().div_ceil(batch_size);
+            let embedded: Vec<Tensor> = by_batch.by_ref().take(count).collect();
             let mut inverse = vec![0i64; order.len()];
             for (position, &i) in order.iter().enumerate() {
                 inverse[i] = position as i64;
