@@ -31,6 +31,20 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, Some(&self.bias))
     }
+
+    /// `residual + forward(x)`, the residual and bias summed first and the product added onto
+    /// that sum in place by the GEMM: no separate copy of the bias into the output and no
+    /// separate residual add (one pass less over `[rows, out]` each).
+    fn forward_onto(&self, x: &Tensor, residual: &Tensor) -> Tensor {
+        if x.kind() != self.weight.kind() || residual.kind() != self.weight.kind() {
+            return self.forward(x) + residual;
+        }
+        let size = residual.size();
+        let inputs = x.size().last().copied().unwrap_or(1);
+        let mut sum = (residual + &self.bias).reshape([-1, self.bias.size()[0]]);
+        let _ = sum.addmm_(&x.reshape([-1, inputs]), &self.weight.tr());
+        sum.view(size.as_slice())
+    }
 }
 
 /// A LayerNorm with HF names `weight`, `bias`.
@@ -197,8 +211,14 @@ impl TransformerEncoder {
             let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
             let context =
                 attention(&q, &k, &v, &keep, attention_dropout).transpose(1, 2).reshape([batch, length, c.hidden_size]);
-            let attended = dropout(&layer.attention_output.forward(&context), c.hidden_dropout_prob, train);
-            hidden = layer.attention_norm.forward(&(attended + &hidden));
+            // Inference sums the residual inside the GEMM; training keeps the separate add
+            // (dropout comes between, and autocast does not cover in-place products).
+            let attended = if train {
+                dropout(&layer.attention_output.forward(&context), c.hidden_dropout_prob, train) + &hidden
+            } else {
+                layer.attention_output.forward_onto(&context, &hidden)
+            };
+            hidden = layer.attention_norm.forward(&attended);
             hidden = self.feed_forward(layer, &hidden, train);
         }
         hidden
@@ -211,8 +231,13 @@ impl TransformerEncoder {
     fn feed_forward(&self, layer: &Layer, hidden: &Tensor, train: bool) -> Tensor {
         let block = |x: &Tensor| {
             let inner = layer.intermediate.forward(x).gelu("none");
-            let out = dropout(&layer.output.forward(&inner), self.config.hidden_dropout_prob, train);
-            layer.output_norm.forward(&(out + x))
+            let p = self.config.hidden_dropout_prob;
+            let out = if train {
+                dropout(&layer.output.forward(&inner), p, train) + x
+            } else {
+                layer.output.forward_onto(&inner, x)
+            };
+            layer.output_norm.forward(&out)
         };
         let size = hidden.size();
         let rows: i64 = size[..size.len() - 1].iter().product();
@@ -303,6 +328,27 @@ mod tests {
         // With real dropout some probabilities are zeroed: the output changes.
         let dropped = attention(&q, &k, &v, &keep, 0.5);
         assert!((&dropped - &fused).abs().max().double_value(&[]) > 1e-3);
+    }
+
+    #[test]
+    fn a_product_added_onto_its_residual_equals_the_layer_plus_the_residual() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let layer = Linear::new(vs.root(), 24, 40);
+        tch::manual_seed(3);
+        tch::no_grad(|| {
+            let _ = layer.weight.shallow_clone().normal_(0.0, 0.5);
+            let _ = layer.bias.shallow_clone().normal_(0.0, 0.5);
+        });
+        let x = Tensor::randn([3, 5, 24], (Kind::Float, tch::Device::Cpu));
+        let residual = Tensor::randn([3, 5, 40], (Kind::Float, tch::Device::Cpu));
+        let fused = tch::no_grad(|| layer.forward_onto(&x, &residual));
+        assert_eq!(fused.size(), [3, 5, 40]);
+        let separate = tch::no_grad(|| layer.forward(&x) + &residual);
+        let difference = (&fused - &separate).abs().max().double_value(&[]);
+        assert!(difference < 1e-5, "{difference}");
+        // Mixed kinds take the separate add (the in-place product needs one kind).
+        let mixed = tch::no_grad(|| layer.forward_onto(&x, &residual.to_kind(Kind::Double)));
+        assert_eq!(mixed.kind(), Kind::Double);
     }
 
     #[test]
