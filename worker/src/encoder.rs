@@ -211,17 +211,21 @@ impl TransformerEncoder {
             let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
             let context =
                 attention(&q, &k, &v, &keep, attention_dropout).transpose(1, 2).reshape([batch, length, c.hidden_size]);
-            // Inference sums the residual inside the GEMM; training keeps the separate add
-            // (dropout comes between, and autocast does not cover in-place products).
-            let attended = if train {
-                dropout(&layer.attention_output.forward(&context), c.hidden_dropout_prob, train) + &hidden
-            } else {
-                layer.attention_output.forward_onto(&context, &hidden)
-            };
-            hidden = layer.attention_norm.forward(&attended);
+            hidden = layer.attention_norm.forward(&self.residual(&layer.attention_output, &context, &hidden, train));
             hidden = self.feed_forward(layer, &hidden, train);
         }
         hidden
+    }
+
+    /// `residual + dropout(projection(x))`. Inference sums the residual inside the GEMM
+    /// ([`Linear::forward_onto`]); training keeps the separate add (dropout comes between, and
+    /// autocast does not cover in-place products).
+    fn residual(&self, projection: &Linear, x: &Tensor, residual: &Tensor, train: bool) -> Tensor {
+        if train {
+            dropout(&projection.forward(x), self.config.hidden_dropout_prob, true) + residual
+        } else {
+            projection.forward_onto(x, residual)
+        }
     }
 
     /// The feed-forward block with its residual and LayerNorm, over `[B, L, H]`. A pass of more
@@ -231,13 +235,7 @@ impl TransformerEncoder {
     fn feed_forward(&self, layer: &Layer, hidden: &Tensor, train: bool) -> Tensor {
         let block = |x: &Tensor| {
             let inner = layer.intermediate.forward(x).gelu("none");
-            let p = self.config.hidden_dropout_prob;
-            let out = if train {
-                dropout(&layer.output.forward(&inner), p, train) + x
-            } else {
-                layer.output.forward_onto(&inner, x)
-            };
-            layer.output_norm.forward(&out)
+            layer.output_norm.forward(&self.residual(&layer.output, &inner, x, train))
         };
         let size = hidden.size();
         let rows: i64 = size[..size.len() - 1].iter().product();

@@ -436,7 +436,7 @@ impl SentenceEncoder {
             order.sort_by_key(|&i| (sequences[i].len(), i));
             windows.push((sequences, order));
         }
-        // (window, first position in its order) of every batch, and its padded token count.
+        // (window, first position in its length order) of every batch.
         let batches: Vec<(usize, usize)> = windows
             .iter()
             .enumerate()
@@ -446,9 +446,10 @@ impl SentenceEncoder {
             let (sequences, order) = &windows[w];
             order[start..(start + batch_size).min(order.len())].iter().map(|&i| sequences[i].as_slice())
         };
+        // Padded tokens: the batch's texts are in length order, so its last is its longest.
         let cost = |batch: &(usize, usize)| {
-            let lengths: Vec<usize> = rows(batch).map(<[u32]>::len).collect();
-            lengths.len() * lengths.iter().max().copied().unwrap_or(0)
+            let mut texts = rows(batch);
+            texts.len() * texts.next_back().map_or(0, <[u32]>::len)
         };
         let mut longest_first: Vec<usize> = (0..batches.len()).collect();
         longest_first.sort_by_key(|&b| (std::cmp::Reverse(cost(&batches[b])), b));
@@ -456,11 +457,7 @@ impl SentenceEncoder {
             let batch = encoder.batch_of(rows(&batches[b]));
             tch::no_grad(|| encoder.embed(&batch, false))
         });
-        let mut by_batch: Vec<Option<Tensor>> = (0..batches.len()).map(|_| None).collect();
-        for (b, tensor) in longest_first.into_iter().zip(embedded) {
-            by_batch[b] = Some(tensor);
-        }
-        let mut by_batch = by_batch.into_iter().flatten();
+        let mut by_batch = embedded.into_iter();
         let mut parts = Vec::new();
         for (_, order) in &windows {
             let count = order.len().div_ceil(batch_size);

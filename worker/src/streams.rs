@@ -49,35 +49,39 @@ impl Drop for IntraOpThreads {
 /// Streams to run on `device` now: libtorch's intra-op thread count on the CPU, one elsewhere
 /// (a GPU runs a batch's kernels in order on its own stream).
 pub fn stream_count(device: tch::Device) -> usize {
-    if device == tch::Device::Cpu { usize::try_from(tch::get_num_threads()).unwrap_or(1).clamp(1, 64) } else { 1 }
+    if device == tch::Device::Cpu { crate::parallel::intra_op_threads() } else { 1 }
 }
 
-/// `work(context, i)` for every `i` in `order`, on `streams` threads (each takes the next
-/// index of `order` when it is free, so put the costliest first); the results come back in
-/// `order`'s order. With one stream, or one item, everything runs on the calling thread with
+/// `work(context, i)` for every `i` of `0..n`, on `streams` threads; `dispatch_order`, a
+/// permutation of `0..n`, is the order the items are handed out in (each thread takes the next
+/// when it is free, so put the costliest first). The results come back by item: `i`'s at
+/// position `i`. With one stream, or one item, everything runs on the calling thread with
 /// libtorch's threads as they are.
-pub fn run_in_streams<C: ?Sized, W>(context: &C, streams: usize, order: &[usize], work: W) -> Vec<Tensor>
+pub fn run_in_streams<C: ?Sized, W>(context: &C, streams: usize, dispatch_order: &[usize], work: W) -> Vec<Tensor>
 where
     W: Fn(&C, usize) -> Tensor + Sync,
 {
-    if streams <= 1 || order.len() <= 1 {
-        return order.iter().map(|&i| work(context, i)).collect();
+    let count = dispatch_order.len();
+    debug_assert!({
+        let mut sorted = dispatch_order.to_vec();
+        sorted.sort_unstable();
+        sorted.into_iter().eq(0..count)
+    });
+    if streams <= 1 || count <= 1 {
+        return (0..count).map(|i| work(context, i)).collect();
     }
-    let streams = streams.min(order.len());
     let _one_thread_each = IntraOpThreads::set(1);
     let shared = ReadOnly(context);
     let next = AtomicUsize::new(0);
     let run_stream = || {
         let mut done = Vec::new();
-        loop {
-            let slot = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&i) = order.get(slot) else { break };
-            done.push((slot, work(shared.get(), i)));
+        while let Some(&i) = dispatch_order.get(next.fetch_add(1, Ordering::Relaxed)) {
+            done.push((i, work(shared.get(), i)));
         }
         done
     };
     let mut finished: Vec<(usize, Tensor)> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..streams).map(|_| scope.spawn(run_stream)).collect();
+        let helpers: Vec<_> = (1..streams.min(count)).map(|_| scope.spawn(run_stream)).collect();
         let mut finished = run_stream();
         for helper in helpers {
             // A panic in a stream is re-raised here, after the scope has joined every stream.
@@ -85,7 +89,7 @@ where
         }
         finished
     });
-    finished.sort_by_key(|(slot, _)| *slot);
+    finished.sort_by_key(|(i, _)| *i);
     finished.into_iter().map(|(_, tensor)| tensor).collect()
 }
 
@@ -101,7 +105,7 @@ mod tests {
         for streams in [1, 2, 3, 16] {
             let results = run_in_streams(&inputs, streams, &order, |inputs, i| &inputs[i] * 2.0);
             let got: Vec<f64> = results.iter().map(|t| t.double_value(&[0])).collect();
-            let expected: Vec<f64> = order.iter().map(|&i| 2.0 * i as f64).collect();
+            let expected: Vec<f64> = (0..9).map(|i| 2.0 * i as f64).collect();
             assert_eq!(got, expected, "{streams} streams");
         }
     }

@@ -2,24 +2,7 @@
 //! one stream, and libtorch's thread count put back afterwards. A test binary of its own:
 //! streams set the process-wide thread count while they run.
 
-use rosetta_datasets::tokenize::train_wordpiece;
-use rosetta_worker::hf_config::EncoderConfig;
-use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
-use tch::Device;
-
-fn tiny_model(dir: &std::path::Path, texts: &[String]) -> SentenceEncoder {
-    let tokenizer = train_wordpiece(texts.iter().cycle().take(200), 120, &dir.join("tokenizer.json")).unwrap();
-    let config = EncoderConfig {
-        hidden_size: 32,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        intermediate_size: 64,
-        max_position_embeddings: 64,
-        ..EncoderConfig::small(tokenizer.vocab_size() as i64, 0, 64)
-    };
-    let settings = SentenceSettings { max_seq_length: 48, ..SentenceSettings::default() };
-    SentenceEncoder::random(config, tokenizer, settings, 7, Device::Cpu).unwrap()
-}
+mod common;
 
 #[test]
 fn streams_give_one_streams_embeddings_in_order_and_put_the_thread_count_back() {
@@ -31,8 +14,8 @@ fn streams_give_one_streams_embeddings_in_order_and_put_the_thread_count_back() 
             (0..1 + (i * 17) % 40).map(|w| format!("word{} river{}", (i + w) % 9, w % 5)).collect::<Vec<_>>().join(" ")
         })
         .collect();
-    let model = tiny_model(dir.path(), &texts);
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let model = common::tiny_encoder(dir.path(), &texts, 120, 48);
     tch::set_num_threads(1);
     let one_thread = model.encode_by_length_cached(&texts, "", 4, 16, None, 1).unwrap();
     tch::set_num_threads(3);

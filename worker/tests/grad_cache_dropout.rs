@@ -5,12 +5,8 @@
 
 mod common;
 
-use rosetta_datasets::tokenize::train_wordpiece;
 use rosetta_worker::collective::SingleRank;
-use rosetta_worker::hf_config::EncoderConfig;
-use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
-use tch::Device;
 
 fn batch() -> MicroBatch {
     let rows = 0..10;
@@ -23,18 +19,8 @@ fn batch() -> MicroBatch {
 
 fn trainer(dir: &std::path::Path) -> Trainer {
     let b = batch();
-    let texts: Vec<&String> = b.queries.iter().chain(&b.positives).collect();
-    let tokenizer = train_wordpiece(texts.iter().cycle().take(100), 100, &dir.join("tokenizer.json")).unwrap();
-    let config = EncoderConfig {
-        hidden_size: 32,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        intermediate_size: 64,
-        max_position_embeddings: 64,
-        ..EncoderConfig::small(tokenizer.vocab_size() as i64, 0, 64)
-    };
-    let settings = SentenceSettings { max_seq_length: 16, ..SentenceSettings::default() };
-    let mut model = SentenceEncoder::random(config, tokenizer, settings, 7, Device::Cpu).unwrap();
+    let texts: Vec<&str> = b.queries.iter().chain(&b.positives).map(String::as_str).collect();
+    let mut model = common::tiny_encoder(dir, &texts, 100, 16);
     model.var_store_mut().double();
     let step = StepConfig { dropout: true, grad_cache_chunk: 3, ..common::step_config() };
     Trainer::new(model, step).unwrap()

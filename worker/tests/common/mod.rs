@@ -54,6 +54,34 @@ pub fn step_config() -> rosetta_worker::train::StepConfig {
     }
 }
 
+/// A tiny random f32 encoder (2 layers, 32 wide, 4 heads) on CPU, with a WordPiece tokenizer of
+/// `vocab_size` tokens trained on `texts` and written into `dir`.
+pub fn tiny_encoder(
+    dir: &Path,
+    texts: &[&str],
+    vocab_size: usize,
+    max_seq_length: usize,
+) -> rosetta_worker::sentence::SentenceEncoder {
+    use rosetta_worker::hf_config::EncoderConfig;
+    use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
+    let tokenizer = rosetta_datasets::tokenize::train_wordpiece(
+        texts.iter().cycle().take(100),
+        vocab_size,
+        &dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let config = EncoderConfig {
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 64,
+        max_position_embeddings: 64,
+        ..EncoderConfig::small(tokenizer.vocab_size() as i64, 0, 64)
+    };
+    let settings = SentenceSettings { max_seq_length, ..SentenceSettings::default() };
+    SentenceEncoder::random(config, tokenizer, settings, 7, tch::Device::Cpu).unwrap()
+}
+
 /// A copy of every trainable parameter, by name.
 pub fn parameters(trainer: &rosetta_worker::train::Trainer) -> Vec<(String, tch::Tensor)> {
     trainer.optimizer().parameters().map(|(n, t)| (n.to_string(), t.detach().copy())).collect()
