@@ -59,7 +59,10 @@ fn filled<T: Copy + Send + Sync>(size: &[i64], kind: Kind, p: f64, seed: u64, dr
 /// e5-small training step: 0.30 → 0.10 s).
 fn fill<T: Copy>(values: &mut [T], first: usize, seed: u64, threshold: u64, dropped: T, kept: T) {
     debug_assert!(first.is_multiple_of(2));
-    crate::simd::widest(|| fill_at_any_width(values, first, seed, threshold, dropped, kept));
+    crate::simd::widest(
+        #[inline(always)]
+        || fill_at_any_width(values, first, seed, threshold, dropped, kept),
+    );
 }
 
 /// [`fill`]'s loop: whole pairs first (one hash each, no branch, so the loop vectorises), then

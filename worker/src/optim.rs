@@ -229,7 +229,10 @@ impl FusedAdamW {
     /// The update of one range of elements, in the widest vectors the CPU has (the same bits
     /// at every width: each element's operations and their order do not change).
     fn update_slices(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: bool) {
-        crate::simd::widest(|| self.update_slices_at_any_width(p, g, m, v, decay));
+        crate::simd::widest(
+            #[inline(always)]
+            || self.update_slices_at_any_width(p, g, m, v, decay),
+        );
     }
 
     /// The update loop, inlined into each vector width's compilation.
@@ -359,7 +362,10 @@ fn squares_chunked(values: &[f32]) -> f64 {
 /// Sum of squares in f64, in one pass (eight running sums, so the loop vectorises), in the
 /// widest vectors the CPU has (the same bits at every width: the eight sums are fixed).
 fn squares_f64(values: &[f32]) -> f64 {
-    crate::simd::widest(|| squares_f64_at_any_width(values))
+    crate::simd::widest(
+        #[inline(always)]
+        || squares_f64_at_any_width(values),
+    )
 }
 
 /// The sum-of-squares loop, inlined into each vector width's compilation.

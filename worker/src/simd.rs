@@ -30,7 +30,10 @@ pub(crate) fn level() -> Level {
 }
 
 /// Runs `work` compiled for the widest level this CPU has. `work`'s loop must be inlined into
-/// it (a closure called once is; the functions it calls need `#[inline(always)]`).
+/// it: mark the closure `#[inline(always)]` and the functions it calls too. A plain closure is
+/// called from each level's branch, so LLVM may compile it once, outside them, at x86-64's
+/// baseline: AdamW's update ran in SSE2 that way (`perf annotate`: `mulps`/`divps` on `xmm`),
+/// 62.7 ms per step against 54.0 ms with the attribute (`bench/optim --steps 6 --rounds 5`).
 pub(crate) fn widest<R>(work: impl FnOnce() -> R) -> R {
     at(level(), work)
 }
