@@ -59,10 +59,7 @@ fn filled<T: Copy + Send + Sync>(size: &[i64], kind: Kind, p: f64, seed: u64, dr
 /// e5-small training step: 0.30 → 0.10 s).
 fn fill<T: Copy>(values: &mut [T], first: usize, seed: u64, threshold: u64, dropped: T, kept: T) {
     debug_assert!(first.is_multiple_of(2));
-    crate::simd::widest(
-        #[inline(always)]
-        || fill_at_any_width(values, first, seed, threshold, dropped, kept),
-    );
+    crate::simd::widest!(fill_at_any_width(values, first, seed, threshold, dropped, kept));
 }
 
 /// [`fill`]'s loop: whole pairs first (one hash each, no branch, so the loop vectorises), then
@@ -151,8 +148,8 @@ mod tests {
         let mut scalar = vec![0.0f64; whole.len()];
         let (left, right) = scalar.split_at_mut(2 * 4099);
         let baseline = crate::simd::Level::Baseline;
-        crate::simd::at(baseline, || fill_at_any_width(left, 0, 7, threshold, 0.0, keep));
-        crate::simd::at(baseline, || fill_at_any_width(right, 2 * 4099, 7, threshold, 0.0, keep));
+        crate::simd::at!(baseline, fill_at_any_width(left, 0, 7, threshold, 0.0, keep));
+        crate::simd::at!(baseline, fill_at_any_width(right, 2 * 4099, 7, threshold, 0.0, keep));
         assert_eq!(scalar, whole);
         // Neighbouring elements are not correlated (each pair's two halves are used).
         let kept: Vec<bool> = whole.iter().map(|&v| v != 0.0).collect();

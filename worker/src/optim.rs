@@ -229,10 +229,7 @@ impl FusedAdamW {
     /// The update of one range of elements, in the widest vectors the CPU has (the same bits
     /// at every width: each element's operations and their order do not change).
     fn update_slices(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: bool) {
-        crate::simd::widest(
-            #[inline(always)]
-            || self.update_slices_at_any_width(p, g, m, v, decay),
-        );
+        crate::simd::widest!(self.update_slices_at_any_width(p, g, m, v, decay));
     }
 
     /// The update loop, inlined into each vector width's compilation.
@@ -362,10 +359,7 @@ fn squares_chunked(values: &[f32]) -> f64 {
 /// Sum of squares in f64, in one pass (eight running sums, so the loop vectorises), in the
 /// widest vectors the CPU has (the same bits at every width: the eight sums are fixed).
 fn squares_f64(values: &[f32]) -> f64 {
-    crate::simd::widest(
-        #[inline(always)]
-        || squares_f64_at_any_width(values),
-    )
+    crate::simd::widest!(squares_f64_at_any_width(values))
 }
 
 /// The sum-of-squares loop, inlined into each vector width's compilation.
@@ -458,8 +452,8 @@ mod tests {
         let v0: Vec<f32> = values(4, 0.00002).iter().map(|x| x.abs()).collect();
         let update_at = |level: Level| {
             let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
-            at(level, || hyper.update_slices_at_any_width(&mut p, &g, &mut m, &mut v, true));
-            (p, m, v, at(level, || squares_f64_at_any_width(&g)).to_bits())
+            at!(level, hyper.update_slices_at_any_width(&mut p, &g, &mut m, &mut v, true));
+            (p, m, v, at!(level, squares_f64_at_any_width(&g)).to_bits())
         };
         let baseline = update_at(Level::Baseline);
         assert_ne!(baseline.0, p0, "the update changed nothing");

@@ -1,5 +1,5 @@
 //! Which vector width the CPU loops (AdamW, the gradient norm, dropout masks) run in: x86-64's
-//! baseline is SSE2 (4 f32 lanes), so [`widest`] also compiles a loop for AVX2 and AVX-512 and
+//! baseline is SSE2 (4 f32 lanes), so [`widest!`] also compiles a loop for AVX2 and AVX-512 and
 //! runs the widest the CPU has. The width never changes a result: each element's operations and
 //! their order are the same (Rust never fuses a multiply and an add on its own).
 
@@ -29,18 +29,41 @@ pub(crate) fn level() -> Level {
     Level::Baseline
 }
 
-/// Runs `work` compiled for the widest level this CPU has. `work`'s loop must be inlined into
-/// it: mark the closure `#[inline(always)]` and the functions it calls too. A plain closure is
-/// called from each level's branch, so LLVM may compile it once, outside them, at x86-64's
-/// baseline: AdamW's update ran in SSE2 that way (`perf annotate`: `mulps`/`divps` on `xmm`),
-/// 62.7 ms per step against 54.0 ms with the attribute (`bench/optim --steps 6 --rounds 5`).
-pub(crate) fn widest<R>(work: impl FnOnce() -> R) -> R {
-    at(level(), work)
+/// Evaluates `$body` compiled for the widest level this CPU has. The body becomes an
+/// `#[inline(always)]` closure: a plain one is called from every level's branch of
+/// [`dispatch`], so LLVM may compile it once, outside them, at x86-64's baseline (AdamW's
+/// update ran in SSE2 that way until 2026-12-04). The functions the body calls need
+/// `#[inline(always)]` too.
+macro_rules! widest {
+    ($body:expr) => {
+        $crate::simd::dispatch(
+            $crate::simd::level(),
+            #[inline(always)]
+            || $body,
+        )
+    };
 }
 
-/// Runs `work` compiled for `wanted`, or for the widest level this CPU has if that is narrower
-/// (tests compare the levels with it).
-pub(crate) fn at<R>(wanted: Level, work: impl FnOnce() -> R) -> R {
+/// Evaluates `$body` compiled for `$level`, or for the widest level this CPU has if that is
+/// narrower (tests compare the levels with it); inlined as in [`widest!`].
+#[cfg(test)]
+macro_rules! at {
+    ($level:expr, $body:expr) => {
+        $crate::simd::dispatch(
+            $level,
+            #[inline(always)]
+            || $body,
+        )
+    };
+}
+
+#[cfg(test)]
+pub(crate) use at;
+pub(crate) use widest;
+
+/// Runs `work` compiled for `wanted`, or for the widest level this CPU has if that is narrower.
+/// Call it through [`widest!`] (or `at!` in tests), which makes `work` inline.
+pub(crate) fn dispatch<R>(wanted: Level, work: impl FnOnce() -> R) -> R {
     match wanted.min(level()) {
         // SAFETY: the CPU has the level's features (checked by `level`).
         #[cfg(target_arch = "x86_64")]
