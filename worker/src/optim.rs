@@ -126,16 +126,22 @@ impl AdamW {
             neg_step_size: (-step_size) as f32,
         };
         tch::no_grad(|| {
+            // The contiguous f32 CPU parameters are updated together, in one threaded pass
+            // (`grads` keeps their gradients alive until it is done); any other goes the
+            // tensor-op way here.
+            let (mut jobs, mut grads) = (Vec::with_capacity(self.slots.len()), Vec::with_capacity(self.slots.len()));
             for slot in &mut self.slots {
                 let grad = slot.param.grad();
                 if !grad.defined() {
                     continue;
                 }
                 let decay = slot.decay && c.weight_decay != 0.0;
-                if hyper.update(&slot.param, &grad, &slot.exp_avg, &slot.exp_avg_sq, decay) {
+                if let Some(job) = Job::new(&slot.param, &grad, &slot.exp_avg, &slot.exp_avg_sq, decay) {
+                    jobs.push(job);
+                    grads.push(grad);
                     continue;
                 }
-                if slot.decay && c.weight_decay != 0.0 {
+                if decay {
                     let _ = slot.param.g_mul_scalar_(1.0 - lr * c.weight_decay);
                 }
                 let _ = slot.exp_avg.lerp_(&grad, 1.0 - c.beta1);
@@ -144,6 +150,8 @@ impl AdamW {
                 let denom = slot.exp_avg_sq.sqrt() / bias_correction2_sqrt + c.eps;
                 let _ = slot.param.addcdiv_(&(&slot.exp_avg * -step_size), &denom);
             }
+            hyper.update(&jobs);
+            drop(grads);
         });
     }
 
@@ -199,31 +207,57 @@ fn f32_values(tensor: &Tensor) -> Option<(*mut f32, usize)> {
         .then(|| (tensor.data_ptr() as *mut f32, tensor.numel()))
 }
 
-impl FusedAdamW {
-    /// The update of one parameter in a single pass over its four arrays (libtorch's
-    /// element-wise ops take ten passes and five temporaries), with torch's operation order:
-    /// decay, `lerp`, `mul`+`addcmul`, `sqrt`/bias correction + eps, `addcdiv`. Returns false
-    /// (nothing done) unless all four are contiguous f32 CPU tensors of one size.
-    fn update(&self, param: &Tensor, grad: &Tensor, exp_avg: &Tensor, exp_avg_sq: &Tensor, decay: bool) -> bool {
-        let (Some(p), Some(g), Some(m), Some(v)) =
-            (f32_values(param), f32_values(grad), f32_values(exp_avg), f32_values(exp_avg_sq))
-        else {
-            return false;
-        };
+/// One parameter's update in the fused loop: its four arrays (parameter, gradient, both
+/// moments: contiguous f32 CPU tensors of one size) and whether it decays.
+struct Job {
+    arrays: Arrays,
+    len: usize,
+    decay: bool,
+}
+
+impl Job {
+    /// The job for these tensors, or None (take the tensor-op way) unless all four are
+    /// contiguous f32 CPU tensors of one non-zero size. The tensors must outlive the job.
+    fn new(param: &Tensor, grad: &Tensor, exp_avg: &Tensor, exp_avg_sq: &Tensor, decay: bool) -> Option<Self> {
+        let (p, g, m, v) = (f32_values(param)?, f32_values(grad)?, f32_values(exp_avg)?, f32_values(exp_avg_sq)?);
         let len = p.1;
-        if g.1 != len || m.1 != len || v.1 != len || len == 0 {
-            return false;
-        }
-        let arrays = Arrays { p: p.0, g: g.0, m: m.0, v: v.0 };
-        for_chunks(len, |range| {
-            // SAFETY: four distinct contiguous f32 CPU tensors of `len` elements (parameter,
-            // its gradient, and the optimiser's two state tensors); nothing else touches them
-            // while the optimiser steps (no autograd graph holds them after the backward
-            // pass), and each thread gets a disjoint range of them.
-            let (p, g, m, v) = unsafe { arrays.slices(range) };
-            self.update_slices(p, g, m, v, decay);
+        (g.1 == len && m.1 == len && v.1 == len && len > 0).then_some(Self {
+            arrays: Arrays { p: p.0, g: g.0, m: m.0, v: v.0 },
+            len,
+            decay,
+        })
+    }
+}
+
+impl FusedAdamW {
+    /// The update of every job's parameter in a single pass over its four arrays (libtorch's
+    /// element-wise ops take ten passes and five temporaries), with torch's operation order:
+    /// decay, `lerp`, `mul`+`addcmul`, `sqrt`/bias correction + eps, `addcdiv`. The jobs'
+    /// elements, end to end, are split over the threads once per step, not once per tensor
+    /// (an e5-small step has 73 tensors large enough to thread).
+    fn update(&self, jobs: &[Job]) {
+        let total = jobs.iter().map(|job| job.len).sum();
+        for_chunks(total, |range| {
+            let mut start = 0;
+            for job in jobs {
+                let end = start + job.len;
+                let (from, to) = (range.start.max(start), range.end.min(end));
+                if from < to {
+                    // SAFETY: each job's four arrays are distinct contiguous f32 CPU tensors of
+                    // `len` elements, alive until `update` returns (the optimiser's state, the
+                    // parameter and its gradient, which the caller holds); nothing else touches
+                    // them while the optimiser steps (no autograd graph holds them after the
+                    // backward pass), and each thread gets a disjoint range of the jobs'
+                    // elements end to end, so a disjoint range of each array.
+                    let (p, g, m, v) = unsafe { job.arrays.slices(from - start..to - start) };
+                    self.update_slices(p, g, m, v, job.decay);
+                }
+                if end >= range.end {
+                    break;
+                }
+                start = end;
+            }
         });
-        true
     }
 
     /// The update of one range of elements, in the widest vectors the CPU has (the same bits
@@ -405,7 +439,7 @@ mod tests {
         let m = &exp_avg + (&grad - &exp_avg) * 0.1;
         let v = &exp_avg_sq * 0.999 + &grad * &grad * 0.001;
         expected += (&m / (v.sqrt() / 0.05 + 1e-8)) * -0.01;
-        assert!(hyper.update(&param, &grad, &exp_avg, &exp_avg_sq, true));
+        hyper.update(&[Job::new(&param, &grad, &exp_avg, &exp_avg_sq, true).expect("f32 tensors")]);
         let difference = (&param - &expected).abs().max().double_value(&[]);
         // A few f32 ulps at most (values up to ~4, moments up to ~0.5 and ~0.02).
         assert!(difference < 2e-6, "{difference}");
@@ -413,29 +447,60 @@ mod tests {
         assert!((&exp_avg_sq - &v).abs().max().double_value(&[]) < 1e-8);
         // Anything but contiguous f32 CPU tensors goes the tensor-op way.
         let transposed = Tensor::randn([10, 10], (Kind::Float, tch::Device::Cpu)).tr();
-        assert!(!hyper.update(&transposed, &transposed.contiguous(), &exp_avg, &exp_avg_sq, true));
+        assert!(Job::new(&transposed, &transposed.contiguous(), &exp_avg, &exp_avg_sq, true).is_none());
+        let short = Tensor::zeros([999], (Kind::Float, tch::Device::Cpu));
+        assert!(Job::new(&param, &short, &exp_avg, &exp_avg_sq, true).is_none());
     }
 
     #[test]
-    fn threaded_update_and_norm_give_the_single_threaded_bits() {
+    fn threaded_update_of_several_parameters_and_norm_give_the_single_threaded_bits() {
         let hyper = test_constants();
-        let n = 5 * CHUNK_ELEMENTS + 123;
         let cpu = (Kind::Float, tch::Device::Cpu);
-        let (param, grad) = (Tensor::randn([n as i64], cpu), Tensor::randn([n as i64], cpu));
-        let (exp_avg, exp_avg_sq) = (Tensor::randn([n as i64], cpu) * 0.1, Tensor::rand([n as i64], cpu) * 0.01);
         let values = |t: &Tensor| Vec::<f32>::try_from(t).unwrap();
-        let (mut p, g, mut m, mut v) = (values(&param), values(&grad), values(&exp_avg), values(&exp_avg_sq));
-        hyper.update_slices(&mut p, &g, &mut m, &mut v, true);
+        // Three parameters, one too small to thread and one that decays not: the threads'
+        // ranges over the elements end to end cut through the parameters.
+        let sizes = [(5 * CHUNK_ELEMENTS + 123, true), (7, true), (3 * CHUNK_ELEMENTS + 5, false)];
+        let tensors: Vec<[Tensor; 4]> = sizes
+            .iter()
+            .map(|&(n, _)| {
+                let n = n as i64;
+                [
+                    Tensor::randn([n], cpu),
+                    Tensor::randn([n], cpu),
+                    Tensor::randn([n], cpu) * 0.1,
+                    Tensor::rand([n], cpu) * 0.01,
+                ]
+            })
+            .collect();
+        let expected: Vec<[Vec<f32>; 3]> = tensors
+            .iter()
+            .zip(&sizes)
+            .map(|([param, grad, exp_avg, exp_avg_sq], &(_, decay))| {
+                let (mut p, g, mut m, mut v) = (values(param), values(grad), values(exp_avg), values(exp_avg_sq));
+                hyper.update_slices(&mut p, &g, &mut m, &mut v, decay);
+                [p, m, v]
+            })
+            .collect();
+        let jobs: Vec<Job> = tensors
+            .iter()
+            .zip(&sizes)
+            .map(|([param, grad, exp_avg, exp_avg_sq], &(_, decay))| {
+                Job::new(param, grad, exp_avg, exp_avg_sq, decay).expect("f32 tensors")
+            })
+            .collect();
+        let g = values(&tensors[0][1]);
         let threads = tch::get_num_threads();
         tch::set_num_threads(3);
-        assert!(hyper.update(&param, &grad, &exp_avg, &exp_avg_sq, true));
+        hyper.update(&jobs);
         let norm_three = squares_chunked(&g);
         tch::set_num_threads(1);
         let norm_one = squares_chunked(&g);
         tch::set_num_threads(threads);
-        assert_eq!(values(&param), p);
-        assert_eq!(values(&exp_avg), m);
-        assert_eq!(values(&exp_avg_sq), v);
+        for (index, ([param, _, exp_avg, exp_avg_sq], [p, m, v])) in tensors.iter().zip(&expected).enumerate() {
+            assert_eq!(&values(param), p, "parameter {index}");
+            assert_eq!(&values(exp_avg), m, "parameter {index}");
+            assert_eq!(&values(exp_avg_sq), v, "parameter {index}");
+        }
         assert_eq!(norm_three.to_bits(), norm_one.to_bits());
         let exact: f64 = g.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
         assert!((norm_one - exact).abs() < 1e-9 * exact);
