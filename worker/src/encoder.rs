@@ -1,6 +1,7 @@
 //! The transformer encoder (BERT / XLM-RoBERTa) in libtorch, with Hugging Face parameter names
 //! so that `model.safetensors` files load and export unchanged. Attention goes through
-//! libtorch's fused `scaled_dot_product_attention` (see `attention` for training on the CPU);
+//! libtorch's fused `scaled_dot_product_attention` (see `attention` for training on the CPU,
+//! and `cpu_attention` for bf16 inference on CPUs with AVX-512 BF16 but no AMX);
 //! dropout through [`crate::dropout`].
 
 use tch::nn::{self, Init};
@@ -194,23 +195,31 @@ impl TransformerEncoder {
         // [B, 1, 1, L] boolean: true where a key may be attended to.
         let keep = attention_mask.ne(0).view([batch, 1, 1, length]);
         let attention_dropout = if train { c.attention_probs_dropout_prob } else { 0.0 };
+        // bf16 inference on CPUs with AVX-512 BF16 and no AMX: Rosetta's attention kernel,
+        // with the mask read out once per pass.
+        let kernel_keep = (attention_dropout == 0.0 && crate::cpu_attention::applies_to(&hidden))
+            .then(|| crate::cpu_attention::keep_bytes(attention_mask))
+            .flatten();
         for layer in &self.layers {
             if let Some(cuts) = cuts.as_deref_mut() {
                 let input = hidden.detach().set_requires_grad(true);
                 cuts.push(GraphCut { output: std::mem::replace(&mut hidden, input.shallow_clone()), input });
             }
             // One GEMM for the query, key and value projections: `[B, L, 3H]`, viewed as
-            // `[3, B, heads, L, head]` (4% of an encoding pass on e5-small's shape).
+            // `[B, L, 3, heads, head]` (4% of an encoding pass on e5-small's shape), and
+            // permuted to `[3, B, heads, L, head]` for libtorch's kernel.
             let qkv = hidden
                 .linear(
                     &Tensor::cat(&[&layer.query.weight, &layer.key.weight, &layer.value.weight], 0),
                     Some(&Tensor::cat(&[&layer.query.bias, &layer.key.bias, &layer.value.bias], 0)),
                 )
-                .view([batch, length, 3, heads, head_width])
-                .permute([2, 0, 3, 1, 4]);
-            let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-            let context =
-                attention(&q, &k, &v, &keep, attention_dropout).transpose(1, 2).reshape([batch, length, c.hidden_size]);
+                .view([batch, length, 3, heads, head_width]);
+            let kernel_context = kernel_keep.as_ref().and_then(|keep| crate::cpu_attention::context(&qkv, keep));
+            let context = kernel_context.unwrap_or_else(|| {
+                let qkv = qkv.permute([2, 0, 3, 1, 4]);
+                let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+                attention(&q, &k, &v, &keep, attention_dropout).transpose(1, 2).reshape([batch, length, c.hidden_size])
+            });
             hidden = layer.attention_norm.forward(&self.residual(&layer.attention_output, &context, &hidden, train));
             hidden = self.feed_forward(layer, &hidden, train);
         }

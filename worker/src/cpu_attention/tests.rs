@@ -1,0 +1,131 @@
+use super::*;
+
+/// libtorch's attention of `qkv` `[B, L, 3, heads, head]` over the keys where `mask` `[B, L]`
+/// is not 0, as `[B, L, H]`, in the kind of `qkv`.
+fn libtorch(qkv: &Tensor, mask: &Tensor) -> Tensor {
+    let (batch, length) = mask.size2().unwrap();
+    let heads = qkv.size()[3];
+    let parts = qkv.permute([2, 0, 3, 1, 4]);
+    let keep = mask.ne(0).view([batch, 1, 1, length]);
+    let context = Tensor::scaled_dot_product_attention(
+        &parts.get(0),
+        &parts.get(1),
+        &parts.get(2),
+        Some(&keep),
+        0.0,
+        false,
+        None,
+        false,
+    );
+    context.transpose(1, 2).reshape([batch, length, heads * qkv.size()[4]])
+}
+
+/// A `[batch, length]` mask whose sequence `b` has `length − 5 b` tokens (at least 1).
+fn right_padded(batch: i64, length: i64) -> Tensor {
+    let lengths: Vec<i64> = (0..batch).map(|b| (length - 5 * b).max(1)).collect();
+    Tensor::arange(length, (Kind::Int64, Device::Cpu))
+        .unsqueeze(0)
+        .lt_tensor(&Tensor::from_slice(&lengths).unsqueeze(1))
+        .to_kind(Kind::Int64)
+}
+
+#[test]
+fn the_kernel_is_as_close_to_exact_attention_as_libtorchs_bf16_kernel() {
+    if !cpu_has_bf16_dot_without_amx() {
+        eprintln!("SKIPPED: no AVX-512 BF16, or AMX, on this CPU (the encoder uses libtorch's kernel here)");
+        return;
+    }
+    tch::manual_seed(7);
+    // Lengths around the 16-key vector and the 128-key register block; heads of 16 to 64;
+    // a mask with a hole in the middle as well as right padding.
+    for (batch, length, heads, head) in
+        [(3, 1, 2, 32), (2, 17, 3, 32), (4, 91, 12, 32), (2, 130, 2, 64), (1, 300, 1, 16), (2, 40, 2, 48)]
+    {
+        let qkv =
+            (Tensor::randn([batch, length, 3, heads, head], (Kind::Float, Device::Cpu)) * 2.0).to_kind(Kind::BFloat16);
+        let mask = right_padded(batch, length);
+        if length > 20 {
+            let _ = mask.get(0).narrow(0, 3, 4).zero_();
+        }
+        let keep = keep_bytes(&mask).unwrap();
+        let ours = tch::no_grad(|| context(&qkv, &keep)).expect("the kernel applies");
+        assert_eq!(ours.kind(), Kind::BFloat16);
+        let exact = libtorch(&qkv.to_kind(Kind::Double), &mask);
+        let theirs = libtorch(&qkv, &mask);
+        let gap = |t: &Tensor| (t.to_kind(Kind::Double) - &exact).abs();
+        let (ours_gap, theirs_gap) = (gap(&ours), gap(&theirs));
+        let (ours_max, theirs_max) = (ours_gap.max().double_value(&[]), theirs_gap.max().double_value(&[]));
+        eprintln!("{batch} × {length}, heads {heads} × {head}: max error {ours_max:e}, libtorch's {theirs_max:e}");
+        // Rounding the f32 result to bf16 costs at most half of bf16's 2^-7 relative step.
+        let bound = exact.abs() * 2f64.powi(-8) + 1e-5;
+        let beyond = (ours_gap - bound).max().double_value(&[]);
+        assert!(beyond <= 0.0, "{batch} × {length}, heads {heads} × {head}: beyond bf16 rounding by {beyond}");
+        assert!(ours_max <= theirs_max * 1.01 + 1e-6, "{ours_max} against libtorch's {theirs_max}");
+    }
+}
+
+#[test]
+fn the_kernel_declines_what_it_does_not_cover() {
+    let mask = Tensor::ones([2, 8], (Kind::Int64, Device::Cpu));
+    let keep = keep_bytes(&mask).unwrap();
+    let qkv = Tensor::randn([2, 8, 3, 2, 32], (Kind::Float, Device::Cpu));
+    assert!(context(&qkv, &keep).is_none(), "f32 takes libtorch's kernel");
+    let qkv = qkv.to_kind(Kind::BFloat16);
+    assert!(context(&qkv.view([2, 8, 3, 8, 8]), &keep).is_none(), "head width 8");
+    assert!(context(&qkv, &keep[..8]).is_none(), "a mask of another size");
+    let recorded = qkv.to_kind(Kind::Float).set_requires_grad(true).to_kind(Kind::BFloat16);
+    assert!(context(&recorded, &keep).is_none(), "a graph being recorded");
+    let long = Tensor::zeros([1, 513, 3, 1, 16], (Kind::BFloat16, Device::Cpu));
+    let long_keep = vec![1u8; 513];
+    assert!(context(&long, &long_keep).is_none(), "513 tokens");
+}
+
+#[test]
+fn exp_is_within_four_ulps_of_the_exact_value_and_zero_for_masked_keys() {
+    if !cpu_has_bf16_dot_without_amx() {
+        return;
+    }
+    use std::arch::x86_64::*;
+    let inputs: Vec<f32> =
+        (0..4096).map(|i| -90.0 * i as f32 / 4095.0).chain([0.0, -1e-8, f32::NEG_INFINITY]).collect();
+    for chunk in inputs.chunks(16) {
+        let mut lanes = [f32::NEG_INFINITY; 16];
+        lanes[..chunk.len()].copy_from_slice(chunk);
+        let mut got = [0.0f32; 16];
+        // SAFETY: AVX-512 F is present (checked above).
+        unsafe { _mm512_storeu_ps(got.as_mut_ptr(), exp(_mm512_loadu_ps(lanes.as_ptr()))) };
+        for (&x, &y) in lanes.iter().zip(&got) {
+            let exact = (x as f64).exp();
+            if x < -87.3 {
+                assert_eq!(y, 0.0, "exp({x})");
+            } else {
+                let ulp = f32::EPSILON as f64 * exact.max(f32::MIN_POSITIVE as f64);
+                assert!((y as f64 - exact).abs() <= 4.0 * ulp, "exp({x}) = {y}, exact {exact}");
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "timing, run by hand: cargo test --release -p rosetta-worker --lib cpu_attention::tests::timing -- --ignored --nocapture"]
+fn timing() {
+    tch::set_num_threads(1);
+    let qkv = Tensor::randn([32, 91, 3, 12, 32], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+    let mask = right_padded(32, 91);
+    let keep = keep_bytes(&mask).unwrap();
+    tch::no_grad(|| {
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            for _ in 0..20 {
+                let _ = context(&qkv, &keep).unwrap();
+            }
+            let ours = started.elapsed().as_secs_f64() / 20.0 * 1e3;
+            let started = std::time::Instant::now();
+            for _ in 0..20 {
+                let _ = libtorch(&qkv, &mask);
+            }
+            let theirs = started.elapsed().as_secs_f64() / 20.0 * 1e3;
+            eprintln!("32 × 91 tokens, 12 heads of 32, one thread: kernel {ours:.2} ms, libtorch {theirs:.2} ms");
+        }
+    });
+}
