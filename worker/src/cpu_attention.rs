@@ -149,6 +149,12 @@ unsafe fn sequence_attention(input: &[u16], output: *mut u16, shape: Shape, b: u
     let padded = length.div_ceil(16) * 16;
     let vectors = padded / 16;
     let scale = _mm512_set1_ps(1.0 / (head as f32).sqrt());
+    if keep.iter().all(|&k| k == 0) {
+        // No key to attend to: zeros, as libtorch's kernels give.
+        // SAFETY: sequence `b`'s rows of `output` (`[B, length, width]`, checked by `context`).
+        unsafe { std::ptr::write_bytes(output.add(b * length * width), 0, length * width) };
+        return;
+    }
     let pair = |at: usize| u32::from(input[at]) | (u32::from(input[at + 1]) << 16);
     // Queries `[heads][length][pairs]` (two bf16 in each u32, as `vdpbf16ps` reads them),
     // values `[heads][length][head]` in f32, and the mask as an additive row (−∞: not a key).
