@@ -79,7 +79,7 @@ bench-train-e5: setup
 	bench/train-step --shape e5-small --steps 3 --rounds 3
 
 ## The same in bf16 autocast on both sides (training.precision: bf16; torch.autocast("cpu")):
-## for CPUs with AMX (amx_bf16 in /proc/cpuinfo).
+## for CPUs with bf16 units (amx_bf16 or avx512_bf16 in /proc/cpuinfo).
 bench-train-e5-bf16: setup
 	cargo build --release --bin rosetta
 	cargo build --release -p rosetta-worker --example train_bench
