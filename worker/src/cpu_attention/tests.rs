@@ -68,6 +68,43 @@ fn the_kernel_is_as_close_to_exact_attention_as_libtorchs_bf16_kernel() {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+    /// Any shape and any mask (holes, whole sequences masked): within bf16's output rounding
+    /// of f64 attention of the same bf16 inputs.
+    #[test]
+    fn any_shape_and_mask_stays_within_bf16_rounding_of_exact_attention(
+        batch in 1i64..4,
+        length in 1i64..70,
+        heads in 1i64..4,
+        head_sixteenths in 1i64..5,
+        seed in 0i64..1_000_000,
+        hole_every in 1i64..9,
+    ) {
+        if !cpu_has_bf16_dot_without_amx() {
+            return Ok(());
+        }
+        tch::manual_seed(seed);
+        let head = 16 * head_sixteenths;
+        let qkv = (Tensor::randn([batch, length, 3, heads, head], (Kind::Float, Device::Cpu)) * 3.0)
+            .to_kind(Kind::BFloat16);
+        // Every `hole_every`-th token of the last sequence masked (all of them when it is 1),
+        // the others right-padded.
+        let mask = right_padded(batch, length);
+        let mut last = mask.get(batch - 1);
+        let holes = Tensor::arange(length, (Kind::Int64, Device::Cpu)).remainder(hole_every).ne(0);
+        let _ = last.copy_(&(&last * holes.to_kind(Kind::Int64)));
+        let keep = keep_bytes(&mask).unwrap();
+        let ours = tch::no_grad(|| context(&qkv, &keep)).expect("the kernel applies");
+        let exact = libtorch(&qkv.to_kind(Kind::Double), &mask);
+        let beyond = ((ours.to_kind(Kind::Double) - &exact).abs() - (exact.abs() * 2f64.powi(-8) + 1e-5))
+            .max()
+            .double_value(&[]);
+        proptest::prop_assert!(beyond <= 0.0, "beyond bf16 rounding by {}", beyond);
+    }
+}
+
 #[test]
 fn the_kernel_declines_what_it_does_not_cover() {
     let mask = Tensor::ones([2, 8], (Kind::Int64, Device::Cpu));
