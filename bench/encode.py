@@ -7,7 +7,8 @@ process timed: loading, tokenising, encoding, ranking) and with `SentenceTransfo
 (loading and encoding timed), in alternating rounds on the same cores. Prints each round, the
 medians, the ratio and both peak RSS figures. `--precision bf16` runs both sides in bfloat16
 (`rosetta eval --precision bf16`; the peer's model cast with `.to(torch.bfloat16)`), which on a
-CPU with AMX (Sapphire Rapids and later) uses its bf16 matrix units. `--keep DIR` leaves the
+CPU with bf16 units (AMX, Sapphire Rapids and later; or `avx512_bf16`, as on AMD Zen 4, where
+Rosetta also runs its own bf16 attention kernel) uses them. `--keep DIR` leaves the
 model, benchmark and texts there (for profiling one side alone).
 
 usage: encode.py --rosetta PATH [--texts 1200] [--rounds 2] [--batch 32] [--precision fp32|bf16]
