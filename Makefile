@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo experiment test bench-encode bench-optim bench-train-e5 bench-train-e5-bf16 bench-cluster-e5 bench-cluster-e5-bf16 bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
+.PHONY: setup demo experiment test bench-encode bench-attention bench-optim bench-train-e5 bench-train-e5-bf16 bench-cluster-e5 bench-cluster-e5-bf16 bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
 
 setup:
 	@scripts/setup.sh
@@ -95,6 +95,12 @@ bench-cluster-e5: setup
 bench-cluster-e5-bf16: setup
 	cargo build --release --bin rosetta
 	bench/cluster-train --shape e5-small --steps 3 --repeat 2 --precision bf16
+
+## Rosetta's bf16 attention kernel vs libtorch's SDPA, one layer of 32 x 91 tokens, heads of 32
+## and 64, one thread, alternating rounds (CPUs with avx512_bf16 and no AMX).
+bench-attention: setup
+	cargo build --release -p rosetta-worker --example attention_bench
+	$(CARGO_TARGET_DIR)/release/examples/attention_bench
 
 ## AdamW over multilingual-e5-small's 118M parameters: Rosetta vs torch.optim.AdamW (for-loop,
 ## foreach, fused), alternating rounds, with the memory bandwidth each reaches.

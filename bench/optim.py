@@ -4,8 +4,8 @@ multilingual-e5-small-shaped encoder (BERT, 12 layers, 384 wide, 250,002-token v
 decay 0.01 (biases and LayerNorm exempt). Rosetta's AdamW (examples/optim_bench) against
 torch.optim.AdamW with its for-loop, foreach and fused implementations, in alternating rounds on
 the same cores. Prints each round's seconds per step (mean and fastest step), the medians, the
-ratios, and the memory bandwidth each reaches (an AdamW step reads parameter, gradient and both moments and writes
-three of them: 28 bytes per f32 parameter).
+ratios, and the memory bandwidth each reaches (an AdamW step reads parameter, gradient and both
+moments and writes three of them: 28 bytes per f32 parameter).
 
 usage: optim.py --rosetta-example PATH [--steps 5] [--rounds 3]
 """

@@ -71,8 +71,8 @@ fn main() -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64() / steps as f64;
     println!(
         "{}",
-        serde_json::json!({"impl": "rosetta", "seconds_per_step": seconds, "fastest_step_seconds": fastest, "parameters": parameters,
-                           "threads": tch::get_num_threads()})
+        serde_json::json!({"impl": "rosetta", "seconds_per_step": seconds, "fastest_step_seconds": fastest,
+                           "parameters": parameters, "threads": tch::get_num_threads()})
     );
     Ok(())
 }

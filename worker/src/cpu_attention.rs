@@ -16,13 +16,13 @@ const MAX_LENGTH: usize = 512;
 
 /// Whether the kernel can take attention over `qkv`'s kind and device on this CPU (so that the
 /// caller prepares the key mask once per pass): bf16 on the CPU, AVX-512 BF16, no AMX.
-pub(crate) fn applies_to(qkv: &Tensor) -> bool {
+pub fn applies_to(qkv: &Tensor) -> bool {
     qkv.device() == Device::Cpu && qkv.kind() == Kind::BFloat16 && cpu_has_bf16_dot_without_amx()
 }
 
 /// The key mask in the kernel's form: one byte per token of `attention_mask` `[B, L]`, 1 where
 /// the token may be attended to.
-pub(crate) fn keep_bytes(attention_mask: &Tensor) -> Option<Vec<u8>> {
+pub fn keep_bytes(attention_mask: &Tensor) -> Option<Vec<u8>> {
     Vec::try_from(attention_mask.ne(0).to_kind(Kind::Uint8).reshape([-1])).ok()
 }
 
@@ -31,7 +31,7 @@ pub(crate) fn keep_bytes(attention_mask: &Tensor) -> Option<Vec<u8>> {
 /// [`keep_bytes`]) is 1, or `None` where this kernel does not apply: see [`applies_to`], and a
 /// graph being recorded, a head width that is not 16, 32, 48 or 64, a sequence longer than 512
 /// or a mask of another size.
-pub(crate) fn context(qkv: &Tensor, keep: &[u8]) -> Option<Tensor> {
+pub fn context(qkv: &Tensor, keep: &[u8]) -> Option<Tensor> {
     let size = qkv.size();
     let &[batch, length, 3, heads, head] = size.as_slice() else { return None };
     let usable = applies_to(qkv)
@@ -52,29 +52,28 @@ pub(crate) fn context(qkv: &Tensor, keep: &[u8]) -> Option<Tensor> {
     // returned.
     let input = unsafe { std::slice::from_raw_parts(qkv.data_ptr() as *const u16, total) };
     let output = SharedOut(out.data_ptr().cast::<u16>());
-    let items = batch as usize;
-    let threads = crate::parallel::intra_op_threads().min(items);
-    let run = |range: std::ops::Range<usize>| {
-        for b in range {
+    crate::parallel::for_parts(batch as usize, crate::parallel::intra_op_threads(), |sequences| {
+        for b in sequences {
             let keep = &keep[b * shape.length..(b + 1) * shape.length];
             // SAFETY: AVX-512 F and BF16 are present (checked by `applies_to`); each sequence
             // writes only its own rows of the output, so the threads never write the same
             // element.
             unsafe { sequence_attention(input, output.pointer(), shape, b, keep) };
         }
-    };
-    if threads <= 1 {
-        run(0..items);
-    } else {
-        std::thread::scope(|scope| {
-            let run = &run;
-            for part in 1..threads {
-                scope.spawn(move || run(items * part / threads..items * (part + 1) / threads));
-            }
-            run(0..items / threads);
-        });
-    }
+    });
     Some(out)
+}
+
+/// libtorch's attention over the same input as [`context`], in the same `[B, L, H]` layout and
+/// the kind of `qkv`: the kernel's reference in tests and its peer in `examples/attention_bench`.
+pub fn libtorch_context(qkv: &Tensor, attention_mask: &Tensor) -> Tensor {
+    let size = qkv.size();
+    let (batch, length, width) = (size[0], size[1], size[3] * size[4]);
+    let parts = qkv.permute([2, 0, 3, 1, 4]);
+    let keep = attention_mask.ne(0).view([batch, 1, 1, length]);
+    let (q, k, v) = (parts.get(0), parts.get(1), parts.get(2));
+    let context = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&keep), 0.0, false, None, false);
+    context.transpose(1, 2).reshape([batch, length, width])
 }
 
 /// Whether the CPU has AVX-512 F and BF16 but no AMX-BF16 (std caches the detection; AMX is

@@ -13,7 +13,7 @@ pub use error::{Result, WorkerError};
 pub mod autocast;
 pub mod checkpoint;
 pub mod collective;
-pub(crate) mod cpu_attention;
+pub mod cpu_attention;
 pub mod device;
 pub mod dropout;
 pub mod export;

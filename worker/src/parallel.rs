@@ -19,7 +19,17 @@ pub(crate) fn for_chunks(len: usize, work: impl Fn(std::ops::Range<usize>) + Syn
         work(0..len);
         return;
     }
-    let parts = threads.min(len / CHUNK_ELEMENTS);
+    for_parts(len, threads.min(len / CHUNK_ELEMENTS), work);
+}
+
+/// Calls `work` on `parts` consecutive ranges of nearly equal size covering `0..len`, one per
+/// thread (the calling thread takes the first); one part, or none, runs on the calling thread.
+pub(crate) fn for_parts(len: usize, parts: usize, work: impl Fn(std::ops::Range<usize>) + Sync) {
+    let parts = parts.min(len);
+    if parts <= 1 {
+        work(0..len);
+        return;
+    }
     std::thread::scope(|scope| {
         let work = &work;
         for part in 1..parts {
@@ -27,4 +37,26 @@ pub(crate) fn for_chunks(len: usize, work: impl Fn(std::ops::Range<usize>) + Syn
         }
         work(0..len / parts);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_the_range_once_in_consecutive_pieces() {
+        for (len, parts) in [(0, 3), (1, 3), (2, 3), (10, 3), (10, 1), (7, 7), (5, 9)] {
+            let seen = std::sync::Mutex::new(Vec::new());
+            for_parts(len, parts, |range| seen.lock().unwrap().push(range));
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort_by_key(|range| range.start);
+            assert!(seen.len() <= parts.max(1), "{len} in {parts}: {seen:?}");
+            let mut next = 0;
+            for range in &seen {
+                assert_eq!(range.start, next, "{len} in {parts}: {seen:?}");
+                next = range.end;
+            }
+            assert_eq!(next, len, "{len} in {parts}: {seen:?}");
+        }
+    }
 }

@@ -1,25 +1,5 @@
 use super::*;
 
-/// libtorch's attention of `qkv` `[B, L, 3, heads, head]` over the keys where `mask` `[B, L]`
-/// is not 0, as `[B, L, H]`, in the kind of `qkv`.
-fn libtorch(qkv: &Tensor, mask: &Tensor) -> Tensor {
-    let (batch, length) = mask.size2().unwrap();
-    let heads = qkv.size()[3];
-    let parts = qkv.permute([2, 0, 3, 1, 4]);
-    let keep = mask.ne(0).view([batch, 1, 1, length]);
-    let context = Tensor::scaled_dot_product_attention(
-        &parts.get(0),
-        &parts.get(1),
-        &parts.get(2),
-        Some(&keep),
-        0.0,
-        false,
-        None,
-        false,
-    );
-    context.transpose(1, 2).reshape([batch, length, heads * qkv.size()[4]])
-}
-
 /// A `[batch, length]` mask whose sequence `b` has `length − 5 b` tokens (at least 1).
 fn right_padded(batch: i64, length: i64) -> Tensor {
     let lengths: Vec<i64> = (0..batch).map(|b| (length - 5 * b).max(1)).collect();
@@ -54,8 +34,8 @@ fn the_kernel_is_as_close_to_exact_attention_as_libtorchs_bf16_kernel() {
         let keep = keep_bytes(&mask).unwrap();
         let ours = tch::no_grad(|| context(&qkv, &keep)).expect("the kernel applies");
         assert_eq!(ours.kind(), Kind::BFloat16);
-        let exact = libtorch(&qkv.to_kind(Kind::Double), &mask);
-        let theirs = libtorch(&qkv, &mask);
+        let exact = libtorch_context(&qkv.to_kind(Kind::Double), &mask);
+        let theirs = libtorch_context(&qkv, &mask);
         let gap = |t: &Tensor| (t.to_kind(Kind::Double) - &exact).abs();
         let (ours_gap, theirs_gap) = (gap(&ours), gap(&theirs));
         let (ours_max, theirs_max) = (ours_gap.max().double_value(&[]), theirs_gap.max().double_value(&[]));
@@ -97,7 +77,7 @@ proptest::proptest! {
         last.copy_(&(&last * holes.to_kind(Kind::Int64)));
         let keep = keep_bytes(&mask).unwrap();
         let ours = tch::no_grad(|| context(&qkv, &keep)).expect("the kernel applies");
-        let exact = libtorch(&qkv.to_kind(Kind::Double), &mask);
+        let exact = libtorch_context(&qkv.to_kind(Kind::Double), &mask);
         let beyond = ((ours.to_kind(Kind::Double) - &exact).abs() - (exact.abs() * 2f64.powi(-8) + 1e-5))
             .max()
             .double_value(&[]);
@@ -144,34 +124,5 @@ fn exp_is_within_four_ulps_of_the_exact_value_and_zero_for_masked_keys() {
                 assert!((y as f64 - exact).abs() <= 4.0 * ulp, "exp({x}) = {y}, exact {exact}");
             }
         }
-    }
-}
-
-#[test]
-#[ignore = "timing, run by hand: cargo test --release -p rosetta-worker --lib cpu_attention::tests::timing -- --ignored --nocapture"]
-fn timing() {
-    tch::set_num_threads(1);
-    // e5-small's heads (12 × 32) and XLM-R base's / LaBSE's (12 × 64).
-    for head in [32, 64] {
-        let qkv = Tensor::randn([32, 91, 3, 12, head], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
-        let mask = right_padded(32, 91);
-        let keep = keep_bytes(&mask).unwrap();
-        tch::no_grad(|| {
-            for _ in 0..3 {
-                let started = std::time::Instant::now();
-                for _ in 0..20 {
-                    let _ = context(&qkv, &keep).unwrap();
-                }
-                let ours = started.elapsed().as_secs_f64() / 20.0 * 1e3;
-                let started = std::time::Instant::now();
-                for _ in 0..20 {
-                    let _ = libtorch(&qkv, &mask);
-                }
-                let theirs = started.elapsed().as_secs_f64() / 20.0 * 1e3;
-                eprintln!(
-                    "32 × 91 tokens, 12 heads of {head}, one thread: kernel {ours:.2} ms, libtorch {theirs:.2} ms"
-                );
-            }
-        });
     }
 }

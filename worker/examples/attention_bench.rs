@@ -1,0 +1,70 @@
+//! Rosetta's bf16 attention kernel against libtorch's `scaled_dot_product_attention` (with the
+//! transpose back to `[B, L, H]` that the kernel's output layout saves), one layer of a
+//! 32 × 91-token batch with 12 heads of 32 (multilingual-e5-small) and of 64 (XLM-R base,
+//! LaBSE), right-padded to 48–91 tokens, on one thread, in alternating rounds. Prints each
+//! round's milliseconds and the median ratio; on a CPU the kernel does not cover (no AVX-512
+//! BF16, or AMX) it says so and exits.
+//!
+//! usage: attention_bench [ROUNDS] [CALLS_PER_ROUND]
+
+use std::time::Instant;
+
+use rosetta_worker::cpu_attention::{applies_to, context, keep_bytes, libtorch_context};
+use tch::{Device, Kind, Tensor};
+
+/// Mean milliseconds per call of `work` over `calls` calls.
+fn milliseconds(calls: usize, mut work: impl FnMut()) -> f64 {
+    let started = Instant::now();
+    for _ in 0..calls {
+        work();
+    }
+    started.elapsed().as_secs_f64() * 1e3 / calls as f64
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let rounds: usize = args.next().unwrap_or_else(|| "3".into()).parse()?;
+    let calls: usize = args.next().unwrap_or_else(|| "20".into()).parse()?;
+    tch::set_num_threads(1);
+    tch::manual_seed(0);
+    let (batch, length) = (32i64, 91i64);
+    let lengths: Vec<i64> = (0..batch).map(|b| 48 + (43 * b) / (batch - 1)).collect();
+    let mask = Tensor::arange(length, (Kind::Int64, Device::Cpu))
+        .unsqueeze(0)
+        .lt_tensor(&Tensor::from_slice(&lengths).unsqueeze(1))
+        .to_kind(Kind::Int64);
+    let keep = keep_bytes(&mask).ok_or_else(|| anyhow::anyhow!("the mask did not convert to bytes"))?;
+    for head in [32i64, 64] {
+        let qkv = Tensor::randn([batch, length, 3, 12, head], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        if !applies_to(&qkv) {
+            println!("this CPU lacks AVX-512 BF16 or has AMX: the encoder uses libtorch's kernel here");
+            return Ok(());
+        }
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        tch::no_grad(|| -> anyhow::Result<()> {
+            let _ = (context(&qkv, &keep), libtorch_context(&qkv, &mask));
+            for round in 1..=rounds {
+                let mut declined = false;
+                ours.push(milliseconds(calls, || declined |= context(&qkv, &keep).is_none()));
+                theirs.push(milliseconds(calls, || drop(libtorch_context(&qkv, &mask))));
+                anyhow::ensure!(!declined, "the kernel declined 12 heads of {head}");
+                println!(
+                    "12 heads of {head}, round {round}: kernel {:.2} ms, libtorch {:.2} ms",
+                    ours[round - 1],
+                    theirs[round - 1]
+                );
+            }
+            Ok(())
+        })?;
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (ours, theirs) = (median(&mut ours), median(&mut theirs));
+        println!(
+            "12 heads of {head}, {batch} x {length} tokens, one thread: medians kernel {ours:.2} ms, libtorch {theirs:.2} ms -> {:.2}x",
+            theirs / ours
+        );
+    }
+    Ok(())
+}
