@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo experiment test bench-encode bench-attention bench-optim bench-train-e5 bench-train-e5-bf16 bench-cluster-e5 bench-cluster-e5-bf16 bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
+.PHONY: setup demo experiment test bench-encode bench-attention bench-gemm bench-optim bench-train-e5 bench-train-e5-bf16 bench-cluster-e5 bench-cluster-e5-bf16 bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
 
 setup:
 	@scripts/setup.sh
@@ -101,6 +101,12 @@ bench-cluster-e5-bf16: setup
 bench-attention: setup
 	cargo build --release -p rosetta-worker --example attention_bench
 	$(CARGO_TARGET_DIR)/release/examples/attention_bench
+
+## Rosetta's fp32 linear kernel against libtorch's (MKL) on one e5-small layer's four linear
+## layers, one thread, alternating rounds (CPUs with AVX-512).
+bench-gemm: setup
+	cargo build --release -p rosetta-worker --example gemm_bench
+	$(CARGO_TARGET_DIR)/release/examples/gemm_bench
 
 ## AdamW over multilingual-e5-small's 118M parameters: Rosetta vs torch.optim.AdamW (for-loop,
 ## foreach, fused), alternating rounds, with the memory bandwidth each reaches.

@@ -1,12 +1,14 @@
 //! The transformer encoder (BERT / XLM-RoBERTa) in libtorch, with Hugging Face parameter names
 //! so that `model.safetensors` files load and export unchanged. Attention goes through
 //! libtorch's fused `scaled_dot_product_attention` (see `attention` for training on the CPU,
-//! and `cpu_attention` for bf16 inference on CPUs with AVX-512 BF16 but no AMX);
-//! dropout through [`crate::dropout`].
+//! and `cpu_attention` for bf16 inference on CPUs with AVX-512 BF16 but no AMX); fp32 inference
+//! on CPUs with AVX-512 runs the linear layers in [`crate::cpu_gemm`]; dropout goes through
+//! [`crate::dropout`].
 
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
+use crate::cpu_gemm::PackedLinear;
 use crate::dropout::dropout;
 use crate::hf_config::{Architecture, EncoderConfig};
 
@@ -69,6 +71,36 @@ impl LayerNorm {
 
     fn forward(&self, x: &Tensor) -> Tensor {
         x.layer_norm([self.width], Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+}
+
+/// An encoder's linear weights laid out for [`crate::cpu_gemm`] (fp32 inference on CPUs with
+/// AVX-512), made once for many batches by [`TransformerEncoder::inference_weights`].
+#[derive(Debug)]
+pub struct InferenceWeights(Vec<PackedLayer>);
+
+/// One layer's weights laid out for [`crate::cpu_gemm`].
+#[derive(Debug)]
+struct PackedLayer {
+    qkv: PackedLinear,
+    attention_output: PackedLinear,
+    intermediate: PackedLinear,
+    output: PackedLinear,
+}
+
+impl PackedLayer {
+    fn new(layer: &Layer) -> Option<Self> {
+        let pack = |linear: &Linear| PackedLinear::new(&[(&linear.weight, &linear.bias)]);
+        Some(Self {
+            qkv: PackedLinear::new(&[
+                (&layer.query.weight, &layer.query.bias),
+                (&layer.key.weight, &layer.key.bias),
+                (&layer.value.weight, &layer.value.bias),
+            ])?,
+            attention_output: pack(&layer.attention_output)?,
+            intermediate: pack(&layer.intermediate)?,
+            output: pack(&layer.output)?,
+        })
     }
 }
 
@@ -180,7 +212,35 @@ impl TransformerEncoder {
         input_ids: &Tensor,
         attention_mask: &Tensor,
         train: bool,
+        cuts: Option<&mut Vec<GraphCut>>,
+    ) -> Tensor {
+        self.pass(input_ids, attention_mask, train, cuts, None)
+    }
+
+    /// The weights laid out for Rosetta's fp32 linear kernel ([`crate::cpu_gemm`]), for
+    /// [`TransformerEncoder::forward_inference`] over many batches; `None` where the kernel does
+    /// not apply (weights not f32 on the CPU, or a CPU without AVX-512). A copy: later changes
+    /// to the weights do not reach it.
+    pub fn inference_weights(&self) -> Option<InferenceWeights> {
+        self.layers.iter().map(PackedLayer::new).collect::<Option<Vec<_>>>().map(InferenceWeights)
+    }
+
+    /// [`TransformerEncoder::forward`] for inference (no dropout) with the linear layers' weights
+    /// from `weights` (made by [`TransformerEncoder::inference_weights`] of this encoder, with
+    /// its weights as they are now), instead of laying them out again in this pass.
+    pub fn forward_inference(&self, input_ids: &Tensor, attention_mask: &Tensor, weights: &InferenceWeights) -> Tensor {
+        self.pass(input_ids, attention_mask, false, None, Some(weights))
+    }
+
+    /// The forward pass: `weights` (inference only) replaces the per-pass layout of the
+    /// linear layers' weights.
+    fn pass(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
         mut cuts: Option<&mut Vec<GraphCut>>,
+        weights: Option<&InferenceWeights>,
     ) -> Tensor {
         let c = &self.config;
         let (batch, length) = input_ids.size2().unwrap_or((1, 1));
@@ -201,19 +261,28 @@ impl TransformerEncoder {
         let kernel_keep = (!train && crate::cpu_attention::applies_to(&hidden))
             .then(|| crate::cpu_attention::keep_bytes(attention_mask))
             .flatten();
-        for layer in &self.layers {
+        // fp32 inference on CPUs with AVX-512: Rosetta's linear kernel, with the caller's
+        // weights, or else the weights laid out layer by layer in this pass.
+        let pack = !train && crate::cpu_gemm::applies_to(&hidden);
+        let given = weights.filter(|w| pack && w.0.len() == self.layers.len());
+        for (index, layer) in self.layers.iter().enumerate() {
             if let Some(cuts) = cuts.as_deref_mut() {
                 let input = hidden.detach().set_requires_grad(true);
                 cuts.push(GraphCut { output: std::mem::replace(&mut hidden, input.shallow_clone()), input });
             }
+            let own = (pack && given.is_none()).then(|| PackedLayer::new(layer)).flatten();
+            let packed = given.map(|w| &w.0[index]).or(own.as_ref());
             // One GEMM for the query, key and value projections: `[B, L, 3H]`, viewed as
             // `[B, L, 3, heads, head]` (4% of an encoding pass on e5-small's shape), and
             // permuted to `[3, B, heads, L, head]` for libtorch's kernel.
-            let qkv = hidden
-                .linear(
-                    &Tensor::cat(&[&layer.query.weight, &layer.key.weight, &layer.value.weight], 0),
-                    Some(&Tensor::cat(&[&layer.query.bias, &layer.key.bias, &layer.value.bias], 0)),
-                )
+            let qkv = packed
+                .and_then(|p| p.qkv.forward(&hidden, None))
+                .unwrap_or_else(|| {
+                    hidden.linear(
+                        &Tensor::cat(&[&layer.query.weight, &layer.key.weight, &layer.value.weight], 0),
+                        Some(&Tensor::cat(&[&layer.query.bias, &layer.key.bias, &layer.value.bias], 0)),
+                    )
+                })
                 .view([batch, length, 3, heads, head_width]);
             let kernel_context = kernel_keep.as_ref().and_then(|keep| crate::cpu_attention::context(&qkv, keep));
             let context = kernel_context.unwrap_or_else(|| {
@@ -221,31 +290,39 @@ impl TransformerEncoder {
                 let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
                 attention(&q, &k, &v, &keep, attention_dropout).transpose(1, 2).reshape([batch, length, c.hidden_size])
             });
-            hidden = layer.attention_norm.forward(&self.residual(&layer.attention_output, &context, &hidden, train));
-            hidden = self.feed_forward(layer, &hidden, train);
+            let projection = (&layer.attention_output, packed.map(|p| &p.attention_output));
+            hidden = layer.attention_norm.forward(&self.residual(projection, &context, &hidden, train));
+            hidden = self.feed_forward(layer, packed, &hidden, train);
         }
         hidden
     }
 
     /// `residual + dropout(projection(x))`. Inference sums the residual inside the GEMM
-    /// ([`Linear::forward_onto`]); training keeps the separate add (dropout comes between, and
-    /// autocast does not cover in-place products).
-    fn residual(&self, projection: &Linear, x: &Tensor, residual: &Tensor, train: bool) -> Tensor {
+    /// (the packed kernel's, or [`Linear::forward_onto`]); training keeps the separate add
+    /// (dropout comes between, and autocast does not cover in-place products).
+    fn residual(
+        &self,
+        (projection, packed): (&Linear, Option<&PackedLinear>),
+        x: &Tensor,
+        residual: &Tensor,
+        train: bool,
+    ) -> Tensor {
         if train {
-            dropout(&projection.forward(x), self.config.hidden_dropout_prob, true) + residual
-        } else {
-            projection.forward_onto(x, residual)
+            return dropout(&projection.forward(x), self.config.hidden_dropout_prob, true) + residual;
         }
+        packed.and_then(|p| p.forward(x, Some(residual))).unwrap_or_else(|| projection.forward_onto(x, residual))
     }
 
     /// The feed-forward block with its residual and LayerNorm, over `[B, L, H]`. A pass of more
     /// than 1.5 × [`FEED_FORWARD_ROWS`] tokens goes through in equal row chunks of at most that
     /// many: each chunk's `[rows, intermediate]` activation stays in the CPU's cache (measured on
     /// e5-small's shape, 32 × 96 tokens: 57.6 → 47.6 ms per layer, the same values).
-    fn feed_forward(&self, layer: &Layer, hidden: &Tensor, train: bool) -> Tensor {
+    fn feed_forward(&self, layer: &Layer, packed: Option<&PackedLayer>, hidden: &Tensor, train: bool) -> Tensor {
         let block = |x: &Tensor| {
-            let inner = layer.intermediate.forward(x).gelu("none");
-            layer.output_norm.forward(&self.residual(&layer.output, &inner, x, train))
+            let inner = packed.and_then(|p| p.intermediate.forward(x, None));
+            let inner = inner.unwrap_or_else(|| layer.intermediate.forward(x)).gelu("none");
+            let projection = (&layer.output, packed.map(|p| &p.output));
+            layer.output_norm.forward(&self.residual(projection, &inner, x, train))
         };
         let size = hidden.size();
         let rows: i64 = size[..size.len() - 1].iter().product();
@@ -316,6 +393,33 @@ mod tests {
             let diff = (together.narrow(0, row, 1) - alone).abs().max().double_value(&[]);
             assert!(diff < 1e-5, "sequence {row}: {diff}");
         }
+    }
+
+    #[test]
+    fn inference_through_the_linear_kernel_matches_libtorchs_linear_layers() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let encoder = random_encoder(&vs);
+        let ids = Tensor::randint_low(1, 50, [3, 20], (Kind::Int64, tch::Device::Cpu));
+        let mask = Tensor::ones([3, 20], (Kind::Int64, tch::Device::Cpu));
+        let _ = mask.get(2).narrow(0, 7, 13).zero_();
+        // With the graph recorded the kernel does not apply: libtorch's linear layers.
+        let libtorch = encoder.forward(&ids, &mask, false).detach();
+        let per_pass = tch::no_grad(|| encoder.forward(&ids, &mask, false));
+        let Some(weights) = encoder.inference_weights() else {
+            eprintln!("SKIPPED: no AVX-512 on this CPU (inference uses libtorch's linear layers)");
+            return;
+        };
+        let given = tch::no_grad(|| encoder.forward_inference(&ids, &mask, &weights));
+        assert!(given.equal(&per_pass), "weights laid out once differ from weights laid out per pass");
+        let difference = (&given - &libtorch).abs().max().double_value(&[]);
+        assert!(difference < 1e-5, "the kernel's pass differs from libtorch's by {difference}");
+        // A copy: weights changed afterwards reach a new layout, not the old one.
+        tch::no_grad(|| {
+            let _ = encoder.layers[0].intermediate.weight.shallow_clone().g_mul_scalar_(2.0);
+        });
+        let changed = tch::no_grad(|| encoder.forward(&ids, &mask, false));
+        assert!((&changed - &per_pass).abs().max().double_value(&[]) > 1e-3);
+        assert!(tch::no_grad(|| encoder.forward_inference(&ids, &mask, &weights)).equal(&given));
     }
 
     #[test]

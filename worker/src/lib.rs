@@ -14,6 +14,7 @@ pub mod autocast;
 pub mod checkpoint;
 pub mod collective;
 pub mod cpu_attention;
+pub mod cpu_gemm;
 pub mod device;
 pub mod dropout;
 pub mod export;

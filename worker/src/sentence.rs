@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::encoder::{GraphCut, Linear, TransformerEncoder};
+use crate::encoder::{GraphCut, InferenceWeights, Linear, TransformerEncoder};
 use crate::error::{Result, WorkerError};
 use crate::hf_config::EncoderConfig;
 
@@ -310,7 +310,21 @@ impl SentenceEncoder {
     /// [`SentenceEncoder::embed`] with the graph cut in front of every layer when `cuts` is
     /// given (see [`crate::encoder::GraphCut`]).
     pub fn embed_cut(&self, batch: &TokenBatch, train: bool, cuts: Option<&mut Vec<GraphCut>>) -> Tensor {
-        let hidden = self.encoder.forward_cut(&batch.input_ids, &batch.attention_mask, train, cuts);
+        self.pool(batch, self.encoder.forward_cut(&batch.input_ids, &batch.attention_mask, train, cuts))
+    }
+
+    /// Sentence embeddings of a batch for inference (no dropout), the encoder's linear layers
+    /// reading `weights` where given (see [`TransformerEncoder::inference_weights`]).
+    pub fn embed_for_inference(&self, batch: &TokenBatch, weights: Option<&InferenceWeights>) -> Tensor {
+        let hidden = match weights {
+            Some(weights) => self.encoder.forward_inference(&batch.input_ids, &batch.attention_mask, weights),
+            None => self.encoder.forward(&batch.input_ids, &batch.attention_mask, false),
+        };
+        self.pool(batch, hidden)
+    }
+
+    /// Pooling, the Dense layer and normalisation of the last hidden states `hidden`.
+    fn pool(&self, batch: &TokenBatch, hidden: Tensor) -> Tensor {
         let pooled = match self.settings.pooling {
             Pooling::Cls => hidden.select(1, 0),
             Pooling::Mean => {
@@ -389,9 +403,10 @@ impl SentenceEncoder {
     /// Embeddings of `texts` for inference (no gradient, no dropout), in batches of `batch_size`.
     pub fn encode(&self, texts: &[&str], prefix: &str, batch_size: usize) -> Result<Tensor> {
         let mut parts = Vec::new();
+        let weights = self.encoder.inference_weights();
         for chunk in texts.chunks(batch_size.max(1)) {
             let batch = self.tokenize(chunk, prefix)?;
-            parts.push(tch::no_grad(|| self.embed(&batch, false)));
+            parts.push(tch::no_grad(|| self.embed_for_inference(&batch, weights.as_ref())));
         }
         if parts.is_empty() {
             return Ok(Tensor::zeros([0, self.embedding_width()], (Kind::Float, self.vs.device())));
@@ -453,9 +468,11 @@ impl SentenceEncoder {
         };
         let mut longest_first: Vec<usize> = (0..batches.len()).collect();
         longest_first.sort_by_key(|&b| (std::cmp::Reverse(cost(&batches[b])), b));
+        // The linear weights laid out once for every batch (fp32 on AVX-512 CPUs).
+        let weights = self.encoder.inference_weights();
         let embedded = crate::streams::run_in_streams(self, streams, &longest_first, |encoder, b| {
             let batch = encoder.batch_of(rows(&batches[b]));
-            tch::no_grad(|| encoder.embed(&batch, false))
+            tch::no_grad(|| encoder.embed_for_inference(&batch, weights.as_ref()))
         });
         let mut by_batch = embedded.into_iter();
         let mut parts = Vec::new();
