@@ -1,9 +1,9 @@
-//! Rosetta's bf16 attention kernel against libtorch's `scaled_dot_product_attention` (with the
+//! Rosetta's attention kernel (bf16, and f32) against libtorch's `scaled_dot_product_attention` (with the
 //! transpose back to `[B, L, H]` that the kernel's output layout saves), one layer of a
 //! 32 × 91-token batch with 12 heads of 32 (multilingual-e5-small) and of 64 (XLM-R base,
 //! LaBSE), right-padded to 48–91 tokens, on one thread, in alternating rounds. Prints each
-//! round's milliseconds and the median ratio; on a CPU the kernel does not cover (no AVX-512
-//! BF16, or AMX) it says so and exits.
+//! round's milliseconds and the median ratio; for a precision the CPU's kernel does not cover
+//! (bf16: no AVX-512 BF16, or AMX; f32: no AVX-512) it says so.
 //!
 //! usage: attention_bench [ROUNDS] [CALLS_PER_ROUND]
 
@@ -34,11 +34,11 @@ fn main() -> anyhow::Result<()> {
         .lt_tensor(&Tensor::from_slice(&lengths).unsqueeze(1))
         .to_kind(Kind::Int64);
     let keep = keep_bytes(&mask).ok_or_else(|| anyhow::anyhow!("the mask did not convert to bytes"))?;
-    for head in [32i64, 64] {
-        let qkv = Tensor::randn([batch, length, 3, 12, head], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+    for (kind, head) in [(Kind::BFloat16, 32i64), (Kind::BFloat16, 64), (Kind::Float, 32), (Kind::Float, 64)] {
+        let qkv = Tensor::randn([batch, length, 3, 12, head], (Kind::Float, Device::Cpu)).to_kind(kind);
         if !applies_to(&qkv) {
-            println!("this CPU lacks AVX-512 BF16 or has AMX: the encoder uses libtorch's kernel here");
-            return Ok(());
+            println!("{kind:?}: this CPU lacks the instructions (bf16: AVX-512 BF16 without AMX; f32: AVX-512)");
+            continue;
         }
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         tch::no_grad(|| -> anyhow::Result<()> {
@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
                 theirs.push(milliseconds(calls, || drop(libtorch_context(&qkv, &mask))));
                 anyhow::ensure!(!declined, "the kernel declined 12 heads of {head}");
                 println!(
-                    "12 heads of {head}, round {round}: kernel {:.2} ms, libtorch {:.2} ms",
+                    "{kind:?}, 12 heads of {head}, round {round}: kernel {:.2} ms, libtorch {:.2} ms",
                     ours[round - 1],
                     theirs[round - 1]
                 );
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         };
         let (ours, theirs) = (median(&mut ours), median(&mut theirs));
         println!(
-            "12 heads of {head}, {batch} x {length} tokens, one thread: medians kernel {ours:.2} ms, libtorch {theirs:.2} ms -> {:.2}x",
+            "{kind:?}, 12 heads of {head}, {batch} x {length} tokens, one thread: medians kernel {ours:.2} ms, libtorch {theirs:.2} ms -> {:.2}x",
             theirs / ours
         );
     }

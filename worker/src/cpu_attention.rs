@@ -5,19 +5,31 @@
 //! scores are `vdpbf16ps` dot products in f32 registers (the products of bf16 inputs are exact
 //! in f32, as in libtorch's f32 accumulation), the softmax runs in f32 in place, the weighted
 //! sum of the values is in f32, and the output is rounded to bf16 once and written in
-//! `[B, L, H]` order, so the copy behind `transpose(1, 2).reshape` goes too. Inference only (no
-//! graph, no dropout); every other case, and every CPU with AMX (whose tiles libtorch's kernel
+//! `[B, L, H]` order, so the copy behind `transpose(1, 2).reshape` goes too. fp32 inference on
+//! CPUs with AVX-512 takes the same blocks in f32 (the `float` module). Inference only (no graph, no
+//! dropout); every other case, and bf16 on every CPU with AMX (whose tiles libtorch's kernel
 //! uses), takes libtorch's kernel.
 
+#[cfg(target_arch = "x86_64")]
+mod float;
+
 use tch::{Device, Kind, Tensor};
+
+use crate::parallel::{SharedOut, cpu_has_avx512};
 
 /// Longest sequence the kernel takes (its score rows are kept on the stack).
 const MAX_LENGTH: usize = 512;
 
 /// Whether the kernel can take attention over `qkv`'s kind and device on this CPU (so that the
-/// caller prepares the key mask once per pass): bf16 on the CPU, AVX-512 BF16, no AMX.
+/// caller prepares the key mask once per pass): on the CPU, bf16 with AVX-512 BF16 and no AMX,
+/// or f32 with AVX-512 F.
 pub fn applies_to(qkv: &Tensor) -> bool {
-    qkv.device() == Device::Cpu && qkv.kind() == Kind::BFloat16 && cpu_has_bf16_dot_without_amx()
+    qkv.device() == Device::Cpu
+        && match qkv.kind() {
+            Kind::BFloat16 => cpu_has_bf16_dot_without_amx(),
+            Kind::Float => cpu_has_avx512(),
+            _ => false,
+        }
 }
 
 /// The key mask in the kernel's form: one byte per token of `attention_mask` `[B, L]`, 1 where
@@ -26,7 +38,7 @@ pub fn keep_bytes(attention_mask: &Tensor) -> Option<Vec<u8>> {
     Vec::try_from(attention_mask.ne(0).to_kind(Kind::Uint8).reshape([-1])).ok()
 }
 
-/// The context `[B, L, heads · head]` (bf16) of `qkv` `[B, L, 3, heads, head]` (the fused
+/// The context `[B, L, heads · head]` (in `qkv`'s kind, bf16 or f32) of `qkv` `[B, L, 3, heads, head]` (the fused
 /// projection's output, before any permute) attending over the keys where `keep` (from
 /// [`keep_bytes`]) is 1, or `None` where this kernel does not apply: see [`applies_to`], and a
 /// graph being recorded, a head width that is not 16, 32, 48 or 64, a sequence longer than 512
@@ -44,24 +56,40 @@ pub fn context(qkv: &Tensor, keep: &[u8]) -> Option<Tensor> {
         return None;
     }
     let qkv = qkv.contiguous();
-    let out = Tensor::empty([batch, length, heads * head], (Kind::BFloat16, Device::Cpu));
+    let out = Tensor::empty([batch, length, heads * head], (qkv.kind(), Device::Cpu));
     let shape = Shape { length: length as usize, heads: heads as usize, head: head as usize };
     let total = (batch * length * 3 * heads * head) as usize;
-    // SAFETY: `qkv` is a contiguous bf16 CPU tensor of `total` elements (two bytes each),
-    // alive for this call; `out` is a fresh contiguous bf16 tensor nobody else sees until it is
-    // returned.
-    let input = unsafe { std::slice::from_raw_parts(qkv.data_ptr() as *const u16, total) };
-    let output = SharedOut(out.data_ptr().cast::<u16>());
-    crate::parallel::for_parts(batch as usize, crate::parallel::intra_op_threads(), |sequences| {
-        for b in sequences {
-            let keep = &keep[b * shape.length..(b + 1) * shape.length];
-            // SAFETY: AVX-512 F and BF16 are present (checked by `applies_to`); each sequence
-            // writes only its own rows of the output, so the threads never write the same
-            // element.
-            unsafe { sequence_attention(input, output.pointer(), shape, b, keep) };
-        }
-    });
+    let each_sequence = |run: &(dyn Fn(usize, &[u8]) + Sync)| {
+        crate::parallel::for_parts(batch as usize, crate::parallel::intra_op_threads(), |sequences| {
+            for b in sequences {
+                run(b, &keep[b * shape.length..(b + 1) * shape.length]);
+            }
+        });
+    };
+    // SAFETY (both kinds): `qkv` is a contiguous CPU tensor of `total` elements of its kind,
+    // alive for this call; `out` is a fresh contiguous tensor of that kind nobody else sees
+    // until it is returned. The CPU has the instructions (checked by `applies_to`), and each
+    // sequence writes only its own rows of the output, so the threads never write the same
+    // element.
+    if qkv.kind() == Kind::Float {
+        let input = unsafe { std::slice::from_raw_parts(qkv.data_ptr() as *const f32, total) };
+        let output = SharedOut(out.data_ptr().cast::<f32>());
+        each_sequence(&|b, keep| unsafe { float_attention(input, output.pointer(), shape, b, keep) });
+    } else {
+        let input = unsafe { std::slice::from_raw_parts(qkv.data_ptr() as *const u16, total) };
+        let output = SharedOut(out.data_ptr().cast::<u16>());
+        each_sequence(&|b, keep| unsafe { sequence_attention(input, output.pointer(), shape, b, keep) });
+    }
     Some(out)
+}
+
+/// The f32 path's sequence function ([`float::sequence_attention`]).
+#[cfg(target_arch = "x86_64")]
+use float::sequence_attention as float_attention;
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn float_attention(_: &[f32], _: *mut f32, _: Shape, _: usize, _: &[u8]) {
+    unreachable!("`context` takes this kernel only on x86-64 with AVX-512")
 }
 
 /// libtorch's attention over the same input as [`context`], in the same `[B, L, H]` layout and
@@ -103,23 +131,6 @@ struct Shape {
     length: usize,
     heads: usize,
     head: usize,
-}
-
-/// The output's base pointer, shared by the threads (each writes its own elements).
-#[derive(Clone, Copy)]
-struct SharedOut(*mut u16);
-
-// SAFETY: the threads write disjoint elements (see `context`) and are joined before the
-// tensor is used.
-unsafe impl Sync for SharedOut {}
-// SAFETY: as above.
-unsafe impl Send for SharedOut {}
-
-impl SharedOut {
-    /// The pointer (a method, so that closures capture the wrapper and not its field).
-    fn pointer(self) -> *mut u16 {
-        self.0
-    }
 }
 
 /// f32 from bf16 bits (exact).
@@ -208,10 +219,10 @@ unsafe fn sequence_attention(input: &[u16], output: *mut u16, shape: Shape, b: u
                 let outputs = rows.map(|row| output.add((b * length + row) * width + h * head));
                 let sums = ([scores[0].as_ptr(), scores[1].as_ptr()], head_values, length, head);
                 match head / 16 {
-                    1 => weighted_sum::<1>(sums, inverse, outputs),
-                    2 => weighted_sum::<2>(sums, inverse, outputs),
-                    3 => weighted_sum::<3>(sums, inverse, outputs),
-                    _ => weighted_sum::<4>(sums, inverse, outputs),
+                    1 => store_bf16(weighted_sum::<1>(sums, inverse), outputs),
+                    2 => store_bf16(weighted_sum::<2>(sums, inverse), outputs),
+                    3 => store_bf16(weighted_sum::<3>(sums, inverse), outputs),
+                    _ => store_bf16(weighted_sum::<4>(sums, inverse), outputs),
                 }
                 i += 2;
             }
@@ -228,13 +239,31 @@ struct Scores {
     stride: usize,
 }
 
+/// Two queries' scores against `N` vectors of 16 keys from vector `start` on, in one
+/// precision's registers.
+trait ScoreBlock: Copy {
+    /// Writes `scale · q · k + bias` of both queries against keys `16 start .. 16 (start + N)`
+    /// to `into`.
+    ///
+    /// # Safety
+    /// The keys, `bias` and `into` hold those vectors, and the CPU has the instructions used.
+    unsafe fn scores<const N: usize>(
+        self,
+        start: usize,
+        bias: *const f32,
+        scale: std::arch::x86_64::__m512,
+        into: [*mut f32; 2],
+    );
+}
+
 /// Both queries' scores (`scale · q · k + bias`) against all `vectors` vectors of keys, in
-/// blocks of up to 8 vectors (128 keys) held in registers over the head's pairs.
+/// blocks of up to 8 vectors (128 keys) held in registers over the head. Inlined into each
+/// precision's sequence function, so that its score blocks compile with that function's
+/// instructions.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-#[inline]
-unsafe fn all_scores(
-    block: Scores,
+#[inline(always)]
+unsafe fn all_scores<S: ScoreBlock>(
+    block: S,
     bias: *const f32,
     scale: std::arch::x86_64::__m512,
     vectors: usize,
@@ -245,52 +274,72 @@ unsafe fn all_scores(
     unsafe {
         while start < vectors {
             let count = (vectors - start).min(8);
-            let part = Scores { keys: block.keys.add(start * 16), ..block };
             let (bias, into) = (bias.add(start * 16), into.map(|row| row.add(start * 16)));
             match count {
-                1 => score_block::<1>(part, bias, scale, into),
-                2 => score_block::<2>(part, bias, scale, into),
-                3 => score_block::<3>(part, bias, scale, into),
-                4 => score_block::<4>(part, bias, scale, into),
-                5 => score_block::<5>(part, bias, scale, into),
-                6 => score_block::<6>(part, bias, scale, into),
-                7 => score_block::<7>(part, bias, scale, into),
-                _ => score_block::<8>(part, bias, scale, into),
+                1 => block.scores::<1>(start, bias, scale, into),
+                2 => block.scores::<2>(start, bias, scale, into),
+                3 => block.scores::<3>(start, bias, scale, into),
+                4 => block.scores::<4>(start, bias, scale, into),
+                5 => block.scores::<5>(start, bias, scale, into),
+                6 => block.scores::<6>(start, bias, scale, into),
+                7 => block.scores::<7>(start, bias, scale, into),
+                _ => block.scores::<8>(start, bias, scale, into),
             }
             start += count;
         }
     }
 }
 
-/// Two queries' scores against `N` vectors (16 keys each): `vdpbf16ps` sums each pair's two
-/// products into f32 lanes, one lane per key; writes `scale · q · k + bias` to `into`.
+impl ScoreBlock for Scores {
+    /// `vdpbf16ps` sums each pair's two products into f32 lanes, one lane per key.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[inline]
+    unsafe fn scores<const N: usize>(
+        self,
+        start: usize,
+        bias: *const f32,
+        scale: std::arch::x86_64::__m512,
+        into: [*mut f32; 2],
+    ) {
+        use std::arch::x86_64::*;
+        let Scores { queries: [q0, q1], pairs, keys, stride } = self;
+        // SAFETY: the caller's keys, mask and score rows hold `N` vectors from `start` (in
+        // every one of the `pairs` rows of `keys`), and each query `pairs` pairs. `__m512i`
+        // and `__m512bh` are the same 64 bytes.
+        unsafe {
+            let keys = keys.add(start * 16);
+            let mut first = [_mm512_setzero_ps(); N];
+            let mut second = first;
+            for p in 0..pairs {
+                let x0: __m512bh = std::mem::transmute(_mm512_set1_epi32(*q0.add(p) as i32));
+                let x1: __m512bh = std::mem::transmute(_mm512_set1_epi32(*q1.add(p) as i32));
+                let column = keys.add(p * stride);
+                for u in 0..N {
+                    let k: __m512bh = std::mem::transmute(_mm512_loadu_si512(column.add(u * 16).cast()));
+                    first[u] = _mm512_dpbf16_ps(first[u], x0, k);
+                    second[u] = _mm512_dpbf16_ps(second[u], x1, k);
+                }
+            }
+            store_scores(first, second, bias, scale, into);
+        }
+    }
+}
+
+/// Writes `scale · score + bias` of two queries' `N` score vectors to `into`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
+#[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn score_block<const N: usize>(
-    block: Scores,
+unsafe fn store_scores<const N: usize>(
+    first: [std::arch::x86_64::__m512; N],
+    second: [std::arch::x86_64::__m512; N],
     bias: *const f32,
     scale: std::arch::x86_64::__m512,
     into: [*mut f32; 2],
 ) {
     use std::arch::x86_64::*;
-    let Scores { queries: [q0, q1], pairs, keys, stride } = block;
-    // SAFETY: the caller's keys, mask and score rows hold `N` vectors from these pointers (in
-    // every one of the `pairs` rows of `keys`), and each query `pairs` pairs. `__m512i` and
-    // `__m512bh` are the same 64 bytes.
+    // SAFETY: the caller's mask and score rows hold `N` vectors.
     unsafe {
-        let mut first = [_mm512_setzero_ps(); N];
-        let mut second = first;
-        for p in 0..pairs {
-            let x0: __m512bh = std::mem::transmute(_mm512_set1_epi32(*q0.add(p) as i32));
-            let x1: __m512bh = std::mem::transmute(_mm512_set1_epi32(*q1.add(p) as i32));
-            let column = keys.add(p * stride);
-            for u in 0..N {
-                let k: __m512bh = std::mem::transmute(_mm512_loadu_si512(column.add(u * 16).cast()));
-                first[u] = _mm512_dpbf16_ps(first[u], x0, k);
-                second[u] = _mm512_dpbf16_ps(second[u], x1, k);
-            }
-        }
         for u in 0..N {
             let bias = _mm512_loadu_ps(bias.add(u * 16));
             _mm512_storeu_ps(into[0].add(u * 16), _mm512_fmadd_ps(first[u], scale, bias));
@@ -322,23 +371,20 @@ unsafe fn softmax_in_place(scores: *mut f32, vectors: usize) -> std::arch::x86_6
     }
 }
 
-/// `inverse · Σ_j p_j v_j` for two queries, rounded to bf16 (to nearest, ties to even) and
-/// written to `out`: `sums` is (their probabilities, the head's f32 values `[length][16 C]`,
-/// the length, the head width `16 C`). Two sets of partial sums per query (even and odd keys)
-/// so that consecutive FMAs do not wait on each other.
+/// `inverse · Σ_j p_j v_j` for two queries: `sums` is (their probabilities, the head's f32
+/// values `[length][16 C]`, the length, the head width `16 C`). Two sets of partial sums per
+/// query (even and odd keys) so that consecutive FMAs do not wait on each other.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
+#[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn weighted_sum<const C: usize>(
     sums: ([*const f32; 2], *const f32, usize, usize),
     inverse: [std::arch::x86_64::__m512; 2],
-    out: [*mut u16; 2],
-) {
+) -> [[std::arch::x86_64::__m512; C]; 2] {
     use std::arch::x86_64::*;
     let ([p0, p1], values, length, head) = sums;
     // SAFETY: the caller's score rows hold `length` probabilities and `values` `length` rows
-    // of `head = 16 C` floats; each `out` has `head` bf16 elements. `__m256bh` and `__m256i`
-    // are the same 32 bytes.
+    // of `head = 16 C` floats.
     unsafe {
         let mut even = [[_mm512_setzero_ps(); C]; 2];
         let mut odd = [[_mm512_setzero_ps(); C]; 2];
@@ -365,19 +411,33 @@ unsafe fn weighted_sum<const C: usize>(
                 *second = _mm512_fmadd_ps(a1, va, *second);
             }
         }
-        for r in 0..2 {
-            for c in 0..C {
-                let sum = _mm512_mul_ps(_mm512_add_ps(even[r][c], odd[r][c]), inverse[r]);
+        std::array::from_fn(|r| {
+            std::array::from_fn(|c| _mm512_mul_ps(_mm512_add_ps(even[r][c], odd[r][c]), inverse[r]))
+        })
+    }
+}
+
+/// Two queries' weighted sums rounded to bf16 (to nearest, ties to even), written to `out`
+/// (`16 C` elements each).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline]
+unsafe fn store_bf16<const C: usize>(sums: [[std::arch::x86_64::__m512; C]; 2], out: [*mut u16; 2]) {
+    use std::arch::x86_64::*;
+    // SAFETY: each `out` has `16 C` elements. `__m256bh` and `__m256i` are the same 32 bytes.
+    unsafe {
+        for (sums, out) in sums.iter().zip(out) {
+            for (c, &sum) in sums.iter().enumerate() {
                 let rounded: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(sum));
-                _mm256_storeu_si256(out[r].add(16 * c).cast(), rounded);
+                _mm256_storeu_si256(out.add(16 * c).cast(), rounded);
             }
         }
     }
 }
 
 /// `e^x` in each lane for `x ≤ 0` (the scores less their maximum), to a few ulps (tested:
-/// within 4 × `f32::EPSILON` relative): `x = n ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-6
-/// Taylor polynomial for `e^r` (error below 2e-7 relative) scaled by `2^n`; below −87.3 (and
+/// within 4 × `f32::EPSILON` relative): `x = n ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-7
+/// Taylor polynomial for `e^r` (error below 6e-9 relative) scaled by `2^n`; below −87.3 (and
 /// −∞, a masked key) exactly 0.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -392,8 +452,8 @@ fn exp(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     // ln 2 in two parts, so that `x − n ln 2` loses nothing for |n| ≤ 126.
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
-    let mut p = _mm512_set1_ps(1.0 / 720.0);
-    for coefficient in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+    let mut p = _mm512_set1_ps(1.0 / 5040.0);
+    for coefficient in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
         p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(coefficient));
     }
     _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n))

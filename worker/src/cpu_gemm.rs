@@ -9,6 +9,8 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::parallel::{SharedOut, cpu_has_avx512};
+
 /// Output columns per weight panel: two 16-lane vectors.
 const PANEL: usize = 32;
 /// Rows per register tile (12 × 2 accumulators, 2 weight vectors and a broadcast: 27 of the
@@ -212,35 +214,6 @@ unsafe fn tile_product(x: [*const f32; TILE], w: *const f32, k: usize, bias: *co
                 _mm512_mask_storeu_ps(target.out.add(r * target.stride + half * 16), masks[half], value);
             }
         }
-    }
-}
-
-/// The output's base pointer, shared by the threads (each writes its own rows).
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-
-// SAFETY: the threads write disjoint rows (see `forward`) and are joined before the tensor is
-// used.
-unsafe impl Sync for SharedOut {}
-// SAFETY: as above.
-unsafe impl Send for SharedOut {}
-
-impl SharedOut {
-    /// The pointer (a method, so that closures capture the wrapper and not its field).
-    fn pointer(self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// Whether the CPU has AVX-512 F (std caches the detection).
-fn cpu_has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

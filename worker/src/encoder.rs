@@ -255,8 +255,8 @@ impl TransformerEncoder {
         // [B, 1, 1, L] boolean: true where a key may be attended to.
         let keep = attention_mask.ne(0).view([batch, 1, 1, length]);
         let attention_dropout = if train { c.attention_probs_dropout_prob } else { 0.0 };
-        // bf16 inference on CPUs with AVX-512 BF16 and no AMX: Rosetta's attention kernel,
-        // with the mask read out once per pass. Never in training, not even in a pass without
+        // bf16 inference on CPUs with AVX-512 BF16 and no AMX, and fp32 inference on CPUs
+        // with AVX-512: Rosetta's attention kernel, with the mask read out once per pass. Never in training, not even in a pass without
         // a graph (GradCache's first pass), so that both passes of a step compute alike.
         let kernel_keep = (!train && crate::cpu_attention::applies_to(&hidden))
             .then(|| crate::cpu_attention::keep_bytes(attention_mask))

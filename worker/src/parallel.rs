@@ -39,6 +39,37 @@ pub(crate) fn for_parts(len: usize, parts: usize, work: impl Fn(std::ops::Range<
     });
 }
 
+/// A kernel's output pointer, shared by the threads of [`for_parts`] (each writes its own
+/// elements).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut<T>(pub(crate) *mut T);
+
+// SAFETY: the kernels' threads write disjoint elements and are joined before the output tensor
+// is used.
+unsafe impl<T> Sync for SharedOut<T> {}
+// SAFETY: as above.
+unsafe impl<T> Send for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    /// The pointer (a method, so that closures capture the wrapper and not its field).
+    pub(crate) fn pointer(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Whether the CPU has AVX-512 F, which the CPU inference kernels need (std caches the
+/// detection).
+pub(crate) fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
