@@ -186,6 +186,17 @@ struct Target {
 unsafe fn tile_product(x: [*const f32; TILE], w: *const f32, k: usize, bias: *const f32, target: Target) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 2]; TILE];
+    // The residual's and the output's lines of this tile are fetched while the products run:
+    // the residual comes from the previous operation, far out of cache.
+    for r in 0..target.rows {
+        for half in 0..2 {
+            let at = r * target.stride + half * 16;
+            if let Some(residual) = target.residual {
+                _mm_prefetch::<_MM_HINT_T0>(residual.wrapping_add(at).cast());
+            }
+            _mm_prefetch::<_MM_HINT_T0>(target.out.wrapping_add(at).cast::<i8>());
+        }
+    }
     // SAFETY: each of `x`'s rows holds `k` values and `w` `k × 32` (the caller's contract).
     unsafe {
         for kk in 0..k {
