@@ -42,7 +42,7 @@ pub struct EvalArgs {
     pub device: DeviceSpec,
     /// Encoder precision: `auto` (bf16 on CUDA, fp32 on CPU), `fp32` or `bf16`. Scores and ranks
     /// are always computed in fp32. On a CPU with AMX (`amx_bf16` in /proc/cpuinfo) `bf16`
-    /// encodes about twice as fast as `fp32`; with `avx512_bf16` alone (AMD Zen 4) about 1.9x.
+    /// encodes about twice as fast as `fp32`; with `avx512_bf16` alone (AMD Zen 4) about 1.7x.
     #[arg(long, default_value = "auto")]
     pub precision: Precision,
     /// Torch threads per worker [default: CPU cores / workers].

@@ -14,7 +14,7 @@ pub enum Precision {
     /// 32-bit floats.
     Fp32,
     /// bfloat16 (on CPUs with AMX, `amx_bf16` in `/proc/cpuinfo`, about twice as fast as fp32;
-    /// with `avx512_bf16` alone, as on AMD Zen 4, evaluation encodes about 1.9 times as fast).
+    /// with `avx512_bf16` alone, as on AMD Zen 4, evaluation encodes about 1.7 times as fast).
     Bf16,
 }
 
