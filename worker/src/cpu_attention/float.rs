@@ -67,8 +67,8 @@ pub(super) unsafe fn sequence_attention(input: &[f32], output: *mut f32, shape: 
         (0..padded).map(|j| if keep.get(j).is_some_and(|&k| k != 0) { 0.0 } else { f32::NEG_INFINITY }).collect();
     let mut scores = [[0.0f32; MAX_LENGTH]; 2];
     // One pass in memory order over the sequence's rows lays out every head's queries and
-    // values `[heads][length][head]` and keys `[heads][head][padded]` (read head by head in
-    // place, rows `3 × width` apart, every row is a cache miss).
+    // values `[heads][length][head]` (read head by head in place, rows `3 × width` apart,
+    // every row is a cache miss); then the keys `[heads][head][padded]`.
     let mut queries = vec![0.0f32; heads * length * head];
     let mut values = vec![0.0f32; heads * length * head];
     let mut keys = vec![0.0f32; heads * head * padded];
@@ -87,9 +87,29 @@ pub(super) unsafe fn sequence_attention(input: &[f32], output: *mut f32, shape: 
                     _mm512_storeu_ps(values[at + c..].as_mut_ptr(), value);
                 }
             }
-            let head_keys = &mut keys[h * head * padded..];
-            for (d, &k) in token[width + h * head..][..head].iter().enumerate() {
-                head_keys[d * padded + j] = k;
+        }
+    }
+    // Keys transposed 16 at a time: one gather per head element and group of 16 tokens (the
+    // group past the sequence's end masked), a vector store into `[heads][head][padded]`.
+    let rows = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(row as i32),
+    );
+    for group in 0..vectors {
+        let first = group * 16;
+        let lanes = (length - first).min(16);
+        let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
+        let base = input[(b * length + first) * row + width..].as_ptr();
+        for h in 0..heads {
+            for d in 0..head {
+                // SAFETY: lane `t < lanes` reads element `width + h · head + d` of token
+                // `first + t`'s row, inside sequence `b`'s rows of `input`; `keys` holds
+                // `heads × head × padded` elements and `first + 16 ≤ padded`.
+                unsafe {
+                    let column =
+                        _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, rows, base.add(h * head + d).cast());
+                    _mm512_storeu_ps(keys[(h * head + d) * padded + first..].as_mut_ptr(), column);
+                }
             }
         }
     }
