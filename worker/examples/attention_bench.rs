@@ -7,19 +7,11 @@
 //!
 //! usage: attention_bench [ROUNDS] [CALLS_PER_ROUND]
 
-use std::time::Instant;
+mod common;
 
+use common::{median, milliseconds};
 use rosetta_worker::cpu_attention::{applies_to, context, keep_bytes, libtorch_context};
 use tch::{Device, Kind, Tensor};
-
-/// Mean milliseconds per call of `work` over `calls` calls.
-fn milliseconds(calls: usize, mut work: impl FnMut()) -> f64 {
-    let started = Instant::now();
-    for _ in 0..calls {
-        work();
-    }
-    started.elapsed().as_secs_f64() * 1e3 / calls as f64
-}
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -56,11 +48,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         })?;
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (ours, theirs) = (median(&mut ours), median(&mut theirs));
+        let (ours, theirs) = (median(ours), median(theirs));
         println!(
             "{kind:?}, 12 heads of {head}, {batch} x {length} tokens, one thread: medians kernel {ours:.2} ms, libtorch {theirs:.2} ms -> {:.2}x",
             theirs / ours

@@ -7,19 +7,11 @@
 //!
 //! usage: gemm_bench [ROUNDS] [CALLS_PER_ROUND]
 
-use std::time::Instant;
+mod common;
 
+use common::{median, milliseconds};
 use rosetta_worker::cpu_gemm::{PackedLinear, applies_to};
 use tch::{Device, Kind, Tensor};
-
-/// Mean milliseconds per call of `work` over `calls` calls.
-fn milliseconds(calls: usize, mut work: impl FnMut()) -> f64 {
-    let started = Instant::now();
-    for _ in 0..calls {
-        work();
-    }
-    started.elapsed().as_secs_f64() * 1e3 / calls as f64
-}
 
 /// One linear layer of the benchmark: its input, weight, bias and optional residual.
 struct Layer {
@@ -74,10 +66,6 @@ fn main() -> anyhow::Result<()> {
         println!("this CPU lacks AVX-512: the encoder uses libtorch's linear here");
         return Ok(());
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     tch::no_grad(|| -> anyhow::Result<()> {
         for layer in &layers {
             let ours = layer.ours().ok_or_else(|| anyhow::anyhow!("the kernel declined {}", layer.name))?;

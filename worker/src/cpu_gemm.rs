@@ -118,7 +118,7 @@ impl PackedLinear {
             .as_ref()
             .map(|r| unsafe { std::slice::from_raw_parts(r.data_ptr() as *const f32, rows * self.outputs) });
         let output = SharedOut(out.data_ptr().cast::<f32>());
-        let block_rows = (BLOCK_BYTES / (4 * self.inputs.max(1)) / TILE).max(1) * TILE;
+        let block_rows = (BLOCK_BYTES / (4 * self.inputs) / TILE).max(1) * TILE;
         let blocks = rows.div_ceil(block_rows);
         let parts = crate::parallel::intra_op_threads().min(blocks);
         crate::parallel::for_parts(blocks, parts, |range| {

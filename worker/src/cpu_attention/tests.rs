@@ -9,6 +9,34 @@ fn right_padded(batch: i64, length: i64) -> Tensor {
         .to_kind(Kind::Int64)
 }
 
+/// The fixed cases' shapes `(batch, length, heads, head)`: lengths around the 16-key vector and
+/// the 128-key register block, heads of 16 to 64.
+const FIXED_CASES: [(i64, i64, i64, i64); 6] =
+    [(3, 1, 2, 32), (2, 17, 3, 32), (4, 91, 12, 32), (2, 130, 2, 64), (1, 300, 1, 16), (2, 40, 2, 48)];
+
+/// The fixed cases' mask: right padding, and past 20 tokens a hole in the first sequence and
+/// the second masked whole (a sequence with no key at all: zeros, as libtorch gives).
+fn fixed_case_mask(batch: i64, length: i64) -> Tensor {
+    let mask = right_padded(batch, length);
+    if length > 20 {
+        let _ = mask.get(0).narrow(0, 3, 4).zero_();
+    }
+    if length > 20 && batch > 1 {
+        let _ = mask.get(1).zero_();
+    }
+    mask
+}
+
+/// The property tests' mask: right padding, and every `hole_every`-th token of the last
+/// sequence masked (all of them when it is 1).
+fn holed_mask(batch: i64, length: i64, hole_every: i64) -> Tensor {
+    let mask = right_padded(batch, length);
+    let mut last = mask.get(batch - 1);
+    let holes = Tensor::arange(length, (Kind::Int64, Device::Cpu)).remainder(hole_every).ne(0);
+    last.copy_(&(&last * holes.to_kind(Kind::Int64)));
+    mask
+}
+
 #[test]
 fn the_kernel_is_as_close_to_exact_attention_as_libtorchs_bf16_kernel() {
     if !cpu_has_bf16_dot_without_amx() {
@@ -16,21 +44,10 @@ fn the_kernel_is_as_close_to_exact_attention_as_libtorchs_bf16_kernel() {
         return;
     }
     tch::manual_seed(7);
-    // Lengths around the 16-key vector and the 128-key register block; heads of 16 to 64;
-    // a mask with a hole in the middle as well as right padding.
-    for (batch, length, heads, head) in
-        [(3, 1, 2, 32), (2, 17, 3, 32), (4, 91, 12, 32), (2, 130, 2, 64), (1, 300, 1, 16), (2, 40, 2, 48)]
-    {
+    for (batch, length, heads, head) in FIXED_CASES {
         let qkv =
             (Tensor::randn([batch, length, 3, heads, head], (Kind::Float, Device::Cpu)) * 2.0).to_kind(Kind::BFloat16);
-        let mask = right_padded(batch, length);
-        if length > 20 {
-            let _ = mask.get(0).narrow(0, 3, 4).zero_();
-        }
-        if length > 20 && batch > 1 {
-            // A sequence with no key at all: zeros, as libtorch gives.
-            let _ = mask.get(1).zero_();
-        }
+        let mask = fixed_case_mask(batch, length);
         let keep = keep_bytes(&mask).unwrap();
         let ours = tch::no_grad(|| context(&qkv, &keep)).expect("the kernel applies");
         assert_eq!(ours.kind(), Kind::BFloat16);
@@ -69,12 +86,7 @@ proptest::proptest! {
         let head = 16 * head_sixteenths;
         let qkv = (Tensor::randn([batch, length, 3, heads, head], (Kind::Float, Device::Cpu)) * 3.0)
             .to_kind(Kind::BFloat16);
-        // Every `hole_every`-th token of the last sequence masked (all of them when it is 1),
-        // the others right-padded.
-        let mask = right_padded(batch, length);
-        let mut last = mask.get(batch - 1);
-        let holes = Tensor::arange(length, (Kind::Int64, Device::Cpu)).remainder(hole_every).ne(0);
-        last.copy_(&(&last * holes.to_kind(Kind::Int64)));
+        let mask = holed_mask(batch, length, hole_every);
         let keep = keep_bytes(&mask).unwrap();
         let ours = tch::no_grad(|| context(&qkv, &keep)).expect("the kernel applies");
         let exact = libtorch_context(&qkv.to_kind(Kind::Double), &mask);
@@ -151,17 +163,9 @@ fn the_f32_kernel_is_as_close_to_exact_attention_as_libtorchs_f32_kernel() {
         return;
     }
     tch::manual_seed(11);
-    for (batch, length, heads, head) in
-        [(3, 1, 2, 32), (2, 17, 3, 32), (4, 91, 12, 32), (2, 130, 2, 64), (1, 300, 1, 16), (2, 40, 2, 48)]
-    {
+    for (batch, length, heads, head) in FIXED_CASES {
         let qkv = Tensor::randn([batch, length, 3, heads, head], (Kind::Float, Device::Cpu)) * 2.0;
-        let mask = right_padded(batch, length);
-        if length > 20 {
-            let _ = mask.get(0).narrow(0, 3, 4).zero_();
-        }
-        if length > 20 && batch > 1 {
-            let _ = mask.get(1).zero_();
-        }
+        let mask = fixed_case_mask(batch, length);
         let (error, bound) = f32_error_and_bound(&qkv, &mask);
         eprintln!("f32 {batch} × {length}, heads {heads} × {head}: max error {error:e}, bound {bound:e}");
         assert!(error <= bound, "{error} beyond {bound}");
@@ -187,10 +191,7 @@ proptest::proptest! {
         }
         tch::manual_seed(seed);
         let qkv = Tensor::randn([batch, length, 3, heads, 16 * head_sixteenths], (Kind::Float, Device::Cpu)) * 3.0;
-        let mask = right_padded(batch, length);
-        let mut last = mask.get(batch - 1);
-        let holes = Tensor::arange(length, (Kind::Int64, Device::Cpu)).remainder(hole_every).ne(0);
-        last.copy_(&(&last * holes.to_kind(Kind::Int64)));
+        let mask = holed_mask(batch, length, hole_every);
         let (error, bound) = f32_error_and_bound(&qkv, &mask);
         proptest::prop_assert!(error <= bound, "{} beyond {}", error, bound);
     }
