@@ -9,14 +9,12 @@
 
 mod common;
 
-use common::{median, milliseconds};
+use common::{median, milliseconds, rounds_and_calls};
 use rosetta_worker::cpu_attention::{applies_to, context, keep_bytes, libtorch_context};
 use tch::{Device, Kind, Tensor};
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let rounds: usize = args.next().unwrap_or_else(|| "3".into()).parse()?;
-    let calls: usize = args.next().unwrap_or_else(|| "20".into()).parse()?;
+    let (rounds, calls) = rounds_and_calls(20)?;
     tch::set_num_threads(1);
     tch::manual_seed(0);
     let (batch, length) = (32i64, 91i64);

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{median, milliseconds};
+use common::{median, milliseconds, rounds_and_calls};
 use rosetta_worker::cpu_gemm::{PackedLinear, applies_to};
 use tch::{Device, Kind, Tensor};
 
@@ -52,9 +52,7 @@ impl Layer {
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let rounds: usize = args.next().unwrap_or_else(|| "3".into()).parse()?;
-    let calls: usize = args.next().unwrap_or_else(|| "10".into()).parse()?;
+    let (rounds, calls) = rounds_and_calls(10)?;
     tch::set_num_threads(1);
     tch::manual_seed(0);
     let layers = [

@@ -151,26 +151,22 @@ unsafe fn sequence_attention(_: &[u16], _: *mut u16, _: Shape, _: usize, _: &[u8
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn sequence_attention(input: &[u16], output: *mut u16, shape: Shape, b: usize, keep: &[u8]) {
-    use std::arch::x86_64::*;
     let Shape { length, heads, head } = shape;
     let width = heads * head;
     let row = 3 * width; // elements between one token's QKV and the next's
     let pairs = head / 2;
     let padded = length.div_ceil(16) * 16;
-    let vectors = padded / 16;
-    let scale = _mm512_set1_ps(1.0 / (head as f32).sqrt());
-    if keep.iter().all(|&k| k == 0) {
+    let Some(bias) = key_bias(keep, padded) else {
         // No key to attend to: zeros, as libtorch's kernels give.
         // SAFETY: sequence `b`'s rows of `output` (`[B, length, width]`, checked by `context`).
         unsafe { std::ptr::write_bytes(output.add(b * length * width), 0, length * width) };
         return;
-    }
+    };
     let pair = |at: usize| u32::from(input[at]) | (u32::from(input[at + 1]) << 16);
-    // Queries `[heads][length][pairs]` (two bf16 in each u32, as `vdpbf16ps` reads them),
-    // values `[heads][length][head]` in f32, and the mask as an additive row (−∞: not a key).
+    // Queries `[heads][length][pairs]` (two bf16 in each u32, as `vdpbf16ps` reads them) and
+    // values `[heads][length][head]` in f32.
     let mut queries = vec![0u32; heads * length * pairs];
     let mut values = vec![0.0f32; heads * length * head];
-    let mut bias = vec![f32::NEG_INFINITY; padded];
     for j in 0..length {
         let token = (b * length + j) * row;
         for h in 0..heads {
@@ -183,17 +179,12 @@ unsafe fn sequence_attention(input: &[u16], output: *mut u16, shape: Shape, b: u
                 *v = widen(x);
             }
         }
-        if keep[j] != 0 {
-            bias[j] = 0.0;
-        }
     }
-    let mut scores = [[0.0f32; MAX_LENGTH]; 2];
     // One head's keys `[pairs][padded]` at a time, a bf16 pair per key and lane (the padding
     // stays 0, and its bias −∞).
     let mut keys = vec![0u32; pairs * padded];
-    // SAFETY (for the loops below): every load and store is inside `queries`, `keys`, `values`,
-    // `bias`, `scores` (`MAX_LENGTH ≥ padded`) or `output`'s rows of sequence `b` (laid out
-    // `[B, length, width]`, checked by `context`).
+    // SAFETY (for the loops below): every load and store is inside `queries`, `keys`, `values`
+    // or `output`'s rows of sequence `b` (laid out `[B, length, width]`, checked by `context`).
     unsafe {
         for h in 0..heads {
             // This head's keys in pairs, built here so that the writes stay in L1.
@@ -203,31 +194,79 @@ unsafe fn sequence_attention(input: &[u16], output: *mut u16, shape: Shape, b: u
                     keys[p * padded + j] = pair(key + 2 * p);
                 }
             }
-            let head_values = values.as_ptr().add(h * length * head);
-            // Two queries at a time: each key and value vector loaded feeds both.
-            let mut i = 0;
-            while i < length {
-                let rows = [i, (i + 1).min(length - 1)];
-                let query = |r: usize| queries.as_ptr().add((h * length + rows[r]) * pairs);
-                let block = Scores { queries: [query(0), query(1)], pairs, keys: keys.as_ptr(), stride: padded };
-                let into = [scores[0].as_mut_ptr(), scores[1].as_mut_ptr()];
-                all_scores(block, bias.as_ptr(), scale, vectors, into);
-                let mut inverse = [_mm512_setzero_ps(); 2];
-                for (r, inverse) in inverse.iter_mut().enumerate() {
-                    *inverse = softmax_in_place(scores[r].as_mut_ptr(), vectors);
-                }
-                let outputs = rows.map(|row| output.add((b * length + row) * width + h * head));
-                let sums = ([scores[0].as_ptr(), scores[1].as_ptr()], head_values, length, head);
-                match head / 16 {
-                    1 => store_bf16(weighted_sum::<1>(sums, inverse), outputs),
-                    2 => store_bf16(weighted_sum::<2>(sums, inverse), outputs),
-                    3 => store_bf16(weighted_sum::<3>(sums, inverse), outputs),
-                    _ => store_bf16(weighted_sum::<4>(sums, inverse), outputs),
-                }
-                i += 2;
-            }
+            let block_of = |rows: [usize; 2]| Scores {
+                queries: rows.map(|r| queries.as_ptr().add((h * length + r) * pairs)),
+                pairs,
+                keys: keys.as_ptr(),
+                stride: padded,
+            };
+            let values = values.as_ptr().add(h * length * head);
+            head_attention(block_of, shape, &bias, values, |r| output.add((b * length + r) * width + h * head));
         }
     }
+}
+
+/// The additive key mask of a sequence, `padded` long: 0 for a key, −∞ for a masked one or
+/// one past the end; `None` when no key may be attended to.
+fn key_bias(keep: &[u8], padded: usize) -> Option<Vec<f32>> {
+    keep.iter().any(|&k| k != 0).then(|| {
+        (0..padded).map(|j| if keep.get(j).is_some_and(|&k| k != 0) { 0.0 } else { f32::NEG_INFINITY }).collect()
+    })
+}
+
+/// One head's attention, two queries at a time (each key and value vector loaded feeds both):
+/// the scores of the block `block_of` gives for the pair's rows, plus `bias` (see [`key_bias`]),
+/// softmax, and the probability-weighted sums of the head's f32 `values` `[length][head]`,
+/// stored at `out_of(row)`.
+///
+/// # Safety
+/// The blocks' keys hold `bias.len()` keys (`≤ MAX_LENGTH`), each `out_of(row)` `head`
+/// elements, and the CPU has the instructions the block and the store use.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn head_attention<S: ScoreBlock, T: StoreSums>(
+    block_of: impl Fn([usize; 2]) -> S,
+    shape: Shape,
+    bias: &[f32],
+    values: *const f32,
+    out_of: impl Fn(usize) -> *mut T,
+) {
+    let Shape { length, head, .. } = shape;
+    let vectors = bias.len() / 16;
+    let mut scores = [[0.0f32; MAX_LENGTH]; 2];
+    // SAFETY: `scores` holds `MAX_LENGTH ≥ bias.len()` lanes per query; the rest is the
+    // caller's contract.
+    unsafe {
+        let scale = std::arch::x86_64::_mm512_set1_ps(1.0 / (head as f32).sqrt());
+        let mut i = 0;
+        while i < length {
+            let rows = [i, (i + 1).min(length - 1)];
+            let into = [scores[0].as_mut_ptr(), scores[1].as_mut_ptr()];
+            all_scores(block_of(rows), bias.as_ptr(), scale, vectors, into);
+            // Two calls, not a closure: a closure would not take this function's instructions.
+            let inverse =
+                [softmax_in_place(scores[0].as_mut_ptr(), vectors), softmax_in_place(scores[1].as_mut_ptr(), vectors)];
+            let outputs = rows.map(&out_of);
+            let sums = ([scores[0].as_ptr(), scores[1].as_ptr()], values, length, head);
+            match head / 16 {
+                1 => T::store(weighted_sum::<1>(sums, inverse), outputs),
+                2 => T::store(weighted_sum::<2>(sums, inverse), outputs),
+                3 => T::store(weighted_sum::<3>(sums, inverse), outputs),
+                _ => T::store(weighted_sum::<4>(sums, inverse), outputs),
+            }
+            i += 2;
+        }
+    }
+}
+
+/// The element type of an attention output, and how two queries' f32 sums are stored in it.
+trait StoreSums: Sized {
+    /// Writes two queries' weighted sums (`16 C` lanes each) to `out`.
+    ///
+    /// # Safety
+    /// Each `out` has `16 C` elements, and the CPU has the instructions used.
+    unsafe fn store<const C: usize>(sums: [[std::arch::x86_64::__m512; C]; 2], out: [*mut Self; 2]);
 }
 
 /// Two queries' bf16 pairs against one head's keys in pairs `[pairs][stride]`.
@@ -417,19 +456,20 @@ unsafe fn weighted_sum<const C: usize>(
     }
 }
 
-/// Two queries' weighted sums rounded to bf16 (to nearest, ties to even), written to `out`
-/// (`16 C` elements each).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-#[inline]
-unsafe fn store_bf16<const C: usize>(sums: [[std::arch::x86_64::__m512; C]; 2], out: [*mut u16; 2]) {
-    use std::arch::x86_64::*;
-    // SAFETY: each `out` has `16 C` elements. `__m256bh` and `__m256i` are the same 32 bytes.
-    unsafe {
-        for (sums, out) in sums.iter().zip(out) {
-            for (c, &sum) in sums.iter().enumerate() {
-                let rounded: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(sum));
-                _mm256_storeu_si256(out.add(16 * c).cast(), rounded);
+impl StoreSums for u16 {
+    /// bf16 bits: the sums rounded to nearest, ties to even.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[inline]
+    unsafe fn store<const C: usize>(sums: [[std::arch::x86_64::__m512; C]; 2], out: [*mut u16; 2]) {
+        use std::arch::x86_64::*;
+        // SAFETY: each `out` has `16 C` elements. `__m256bh` and `__m256i` are the same 32 bytes.
+        unsafe {
+            for (sums, out) in sums.iter().zip(out) {
+                for (c, &sum) in sums.iter().enumerate() {
+                    let rounded: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(sum));
+                    _mm256_storeu_si256(out.add(16 * c).cast(), rounded);
+                }
             }
         }
     }

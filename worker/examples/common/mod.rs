@@ -2,6 +2,22 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
+
+/// The benchmark's `[ROUNDS] [CALLS_PER_ROUND]` arguments (3 rounds and `default_calls` calls
+/// when absent); an argument that is not a positive count is refused by name.
+pub fn rounds_and_calls(default_calls: usize) -> anyhow::Result<(usize, usize)> {
+    let mut args = std::env::args().skip(1);
+    let mut count = |name: &str, default: usize| -> anyhow::Result<usize> {
+        let Some(text) = args.next() else { return Ok(default) };
+        text.parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .with_context(|| format!("{name} must be a positive count, got {text:?}"))
+    };
+    Ok((count("ROUNDS", 3)?, count("CALLS_PER_ROUND", default_calls)?))
+}
+
 /// Mean milliseconds per call of `work` over `calls` calls.
 pub fn milliseconds(calls: usize, mut work: impl FnMut()) -> f64 {
     let started = Instant::now();

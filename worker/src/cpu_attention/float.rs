@@ -3,7 +3,7 @@
 //! and the output stored in f32. libtorch's flash kernel takes about 10% of an fp32 encoding
 //! pass on e5-small's shape, most of it in general GEMM calls on 32 × 32 blocks.
 
-use super::{MAX_LENGTH, ScoreBlock, Shape, all_scores, softmax_in_place, weighted_sum};
+use super::{ScoreBlock, Shape, StoreSums, head_attention, key_bias};
 
 /// Two queries (rows of `head` f32) against one head's keys `[head][stride]`.
 #[derive(Clone, Copy)]
@@ -57,15 +57,11 @@ pub(super) unsafe fn sequence_attention(input: &[f32], output: *mut f32, shape: 
     let row = 3 * width;
     let padded = length.div_ceil(16) * 16;
     let vectors = padded / 16;
-    let scale = _mm512_set1_ps(1.0 / (head as f32).sqrt());
-    if keep.iter().all(|&k| k == 0) {
+    let Some(bias) = key_bias(keep, padded) else {
         // SAFETY: sequence `b`'s rows of `output` (`[B, length, width]`, checked by `context`).
         unsafe { std::ptr::write_bytes(output.add(b * length * width), 0, length * width) };
         return;
-    }
-    let bias: Vec<f32> =
-        (0..padded).map(|j| if keep.get(j).is_some_and(|&k| k != 0) { 0.0 } else { f32::NEG_INFINITY }).collect();
-    let mut scores = [[0.0f32; MAX_LENGTH]; 2];
+    };
     // One pass in memory order over the sequence's rows lays out every head's queries and
     // values `[heads][length][head]` (read head by head in place, rows `3 × width` apart,
     // every row is a cache miss); then the keys `[heads][head][padded]`.
@@ -114,42 +110,34 @@ pub(super) unsafe fn sequence_attention(input: &[f32], output: *mut f32, shape: 
         }
     }
     for h in 0..heads {
-        // SAFETY (for the loop below): every load and store is inside `queries`, `keys`,
-        // `values`, `bias`, `scores` (`MAX_LENGTH ≥ padded`) or `output`'s rows of sequence `b`
-        // (laid out `[B, length, width]`, checked by `context`).
+        let block_of = |rows: [usize; 2]| Scores {
+            // SAFETY: rows of this head's queries and keys, inside `queries` and `keys`.
+            queries: rows.map(|r| unsafe { queries.as_ptr().add((h * length + r) * head) }),
+            head,
+            keys: unsafe { keys.as_ptr().add(h * head * padded) },
+            stride: padded,
+        };
+        // SAFETY: the head's values, `[length][head]` inside `values`; the outputs are sequence
+        // `b`'s rows of `output` (laid out `[B, length, width]`, checked by `context`); the
+        // keys hold `padded` (the bias's length) keys per head element.
         unsafe {
-            let mut i = 0;
-            while i < length {
-                let rows = [i, (i + 1).min(length - 1)];
-                let queries = rows.map(|r| queries.as_ptr().add((h * length + r) * head));
-                let block = Scores { queries, head, keys: keys.as_ptr().add(h * head * padded), stride: padded };
-                let into = [scores[0].as_mut_ptr(), scores[1].as_mut_ptr()];
-                all_scores(block, bias.as_ptr(), scale, vectors, into);
-                let inverse = [0, 1].map(|r| softmax_in_place(scores[r].as_mut_ptr(), vectors));
-                let outputs = rows.map(|r| output.add((b * length + r) * width + h * head));
-                let head_values = values.as_ptr().add(h * length * head);
-                let sums = ([scores[0].as_ptr(), scores[1].as_ptr()], head_values, length, head);
-                match head / 16 {
-                    1 => store(weighted_sum::<1>(sums, inverse), outputs),
-                    2 => store(weighted_sum::<2>(sums, inverse), outputs),
-                    3 => store(weighted_sum::<3>(sums, inverse), outputs),
-                    _ => store(weighted_sum::<4>(sums, inverse), outputs),
-                }
-                i += 2;
-            }
+            let values = values.as_ptr().add(h * length * head);
+            head_attention(block_of, shape, &bias, values, |r| output.add((b * length + r) * width + h * head));
         }
     }
 }
 
-/// Two queries' weighted sums written to `out` (`16 C` f32 each).
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn store<const C: usize>(sums: [[std::arch::x86_64::__m512; C]; 2], out: [*mut f32; 2]) {
-    // SAFETY: each `out` has `16 C` elements.
-    unsafe {
-        for (sums, out) in sums.iter().zip(out) {
-            for (c, &sum) in sums.iter().enumerate() {
-                std::arch::x86_64::_mm512_storeu_ps(out.add(16 * c), sum);
+impl StoreSums for f32 {
+    /// The sums as they are.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store<const C: usize>(sums: [[std::arch::x86_64::__m512; C]; 2], out: [*mut f32; 2]) {
+        // SAFETY: each `out` has `16 C` elements.
+        unsafe {
+            for (sums, out) in sums.iter().zip(out) {
+                for (c, &sum) in sums.iter().enumerate() {
+                    std::arch::x86_64::_mm512_storeu_ps(out.add(16 * c), sum);
+                }
             }
         }
     }
