@@ -157,14 +157,13 @@ mod tests {
         assert!((both_dropped - 0.01).abs() < 0.002, "P(both dropped) = {both_dropped}");
     }
 
+    /// That `tch::manual_seed` replays the mask is tested in `tests/dropout_replay.rs`, a
+    /// binary of its own: libtorch's generator is global, and the other tests here draw from
+    /// it in parallel threads (a draw between the seed and the dropout failed CI once).
     #[test]
-    fn dropout_keeps_the_kind_replays_under_the_same_seed_and_passes_the_mask_back() {
+    fn dropout_keeps_the_kind_and_passes_the_mask_back() {
         let x = Tensor::randn([64, 96], (Kind::Double, Device::Cpu)).set_requires_grad(true);
-        tch::manual_seed(3);
         let first = dropout(&x, 0.2, true);
-        tch::manual_seed(3);
-        let again = dropout(&x, 0.2, true);
-        assert_eq!(values(&first), values(&again), "the same generator state, the same mask");
         assert_eq!(first.kind(), Kind::Double);
         first.sum(Kind::Double).backward();
         // The gradient is the mask: 0 or 1 / (1 - p) exactly, 0 exactly where the output is.
