@@ -159,6 +159,19 @@ fn train_evaluates_and_eval_is_exact_on_any_number_of_workers() {
     assert!(warnings.contains("damaged token cache file"), "{warnings}");
     assert_ne!(std::fs::read(&cached[0].0).unwrap(), b"garbage", "the damaged file was not replaced");
 
+    // What a library prints on stdout goes to the log, not into the pipe that the embeddings
+    // come back on: oneDNN's verbose mode writes a line per GELU to stdout.
+    let verbose = std::process::Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["eval", "--model", checkpoint.to_str().unwrap(), "--benchmark", bench.to_str().unwrap()])
+        .args(["--out", root.join("verbose").to_str().unwrap(), "--quiet", "--trec-depth", "0", "--batch-size", "16"])
+        .env("ONEDNN_VERBOSE", "1")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&verbose.stderr).into_owned();
+    ok(verbose);
+    assert!(log.contains("onednn_verbose,"), "oneDNN printed nothing, so this checks nothing: {log}");
+    assert_eq!(report(&root.join("verbose/synth-lareqa")).lareqa, first.lareqa);
+
     // The exported sentence-transformers directory gives the checkpoint's numbers.
     let exported = root.join("exported");
     ok(rosetta(&["export", "--model", run.to_str().unwrap(), "--out", exported.to_str().unwrap()]));

@@ -63,7 +63,13 @@ fn receive(input: &mut impl Read, tag: u8, peer: &str) -> Result<Vec<u8>> {
     let mut head = [0u8; 9];
     input.read_exact(&mut head).map_err(|e| io(peer, e))?;
     if head[0] != tag {
-        return Err(EvalError::invalid(peer, format!("expected message {tag}, got {}", head[0])));
+        let got = if (THRESHOLDS..=QUERY_VECTORS).contains(&head[0]) {
+            format!("message {}", head[0])
+        } else {
+            let text = String::from_utf8_lossy(&head);
+            format!("{text:?}, which is not a message: something else wrote on the pipe")
+        };
+        return Err(EvalError::invalid(peer, format!("expected message {tag}, got {got}")));
     }
     let len = u64::from_le_bytes(head[1..].try_into().unwrap_or_default());
     let mut body = vec![0u8; usize::try_from(len).map_err(|_| EvalError::invalid(peer, "message too large"))?];
@@ -180,6 +186,10 @@ mod tests {
         let err = receive_scores(&mut short, "worker 2").unwrap_err().to_string();
         assert!(err.contains("worker 2"), "{err}");
         let mut wrong = buf.as_slice();
-        assert!(receive_counts(&mut wrong, "w").unwrap_err().to_string().contains("expected message 2"));
+        let err = receive_counts(&mut wrong, "w").unwrap_err().to_string();
+        assert!(err.contains("expected message 2, got message 1"), "{err}");
+        let mut printed = b"onednn_verbose,v1,info".as_slice();
+        let err = receive_counts(&mut printed, "w").unwrap_err().to_string();
+        assert!(err.contains("got \"onednn_ve\", which is not a message"), "{err}");
     }
 }

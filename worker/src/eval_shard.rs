@@ -129,8 +129,31 @@ fn pipe_error(what: &str) -> impl Fn(std::io::Error) -> WorkerError + '_ {
 /// unit of shard boundaries).
 pub const SORT_WINDOW_BATCHES: usize = 32;
 
+/// The pipe to `rosetta eval`: this process's stdout moved to a descriptor of its own, with
+/// stdout then pointed at stderr, so that what a library prints (`ONEDNN_VERBOSE=1` writes to
+/// stdout) goes to the log instead of into the embeddings' stream. Taken before anything runs.
+fn claim_stdout_pipe() -> Result<std::fs::File> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let failed = |what: &str| WorkerError::io(format!("stdout ({what})"), std::io::Error::last_os_error());
+    std::io::stdout().flush().map_err(|e| WorkerError::io("stdout (flush)", e))?;
+    // SAFETY: descriptor calls on this process's own standard descriptors; the new descriptor
+    // (close-on-exec, above the standard three) is owned by the returned file alone.
+    let pipe = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
+    if pipe < 0 {
+        return Err(failed("dup"));
+    }
+    let pipe = unsafe { std::fs::File::from_raw_fd(pipe) };
+    // SAFETY: as above; stdout is replaced by a copy of stderr, which stays open.
+    if unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) } < 0 {
+        return Err(failed("dup2 onto stderr"));
+    }
+    Ok(pipe)
+}
+
 /// Runs one shard to the end of round 2, talking to `rosetta eval` over stdin/stdout.
 pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
+    let pipe = claim_stdout_pipe()?;
     crate::memory::keep_freed_memory();
     tch::set_num_threads(config.threads.max(1) as i32);
     let started = Instant::now();
@@ -151,8 +174,7 @@ pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
     let range = aligned_range(task.num_docs(), config.shard, shards, window);
     let settings = model.settings().clone();
     let dim = model.embedding_width() as usize;
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = BufWriter::new(pipe);
     let mut input = BufReader::new(std::io::stdin().lock());
     // The tokenizer's fingerprint (a digest of its whole JSON) once per shard, not per window.
     let cache = config
