@@ -250,23 +250,38 @@ unsafe fn head_attention<S: ScoreBlock, T: StoreSums>(
             let outputs = rows.map(&out_of);
             let sums = ([scores[0].as_ptr(), scores[1].as_ptr()], values, length, head);
             match head / 16 {
-                1 => T::store(weighted_sum::<1>(sums, inverse), outputs),
-                2 => T::store(weighted_sum::<2>(sums, inverse), outputs),
-                3 => T::store(weighted_sum::<3>(sums, inverse), outputs),
-                _ => T::store(weighted_sum::<4>(sums, inverse), outputs),
+                1 => store_pair(weighted_sum::<1>(sums, inverse), outputs),
+                2 => store_pair(weighted_sum::<2>(sums, inverse), outputs),
+                3 => store_pair(weighted_sum::<3>(sums, inverse), outputs),
+                _ => store_pair(weighted_sum::<4>(sums, inverse), outputs),
             }
             i += 2;
         }
     }
 }
 
-/// The element type of an attention output, and how two queries' f32 sums are stored in it.
+/// The element type of an attention output, and how 16 f32 sums are stored in it.
 trait StoreSums: Sized {
-    /// Writes two queries' weighted sums (`16 C` lanes each) to `out`.
+    /// Writes the 16 lanes of `sum` to `out`.
     ///
     /// # Safety
-    /// Each `out` has `16 C` elements, and the CPU has the instructions used.
-    unsafe fn store<const C: usize>(sums: [[std::arch::x86_64::__m512; C]; 2], out: [*mut Self; 2]);
+    /// `out` has 16 elements, and the CPU has the instructions used.
+    unsafe fn store(sum: std::arch::x86_64::__m512, out: *mut Self);
+}
+
+/// Writes two queries' weighted sums (`16 C` lanes each) to `out`, 16 lanes at a time.
+///
+/// # Safety
+/// Each `out` has `16 C` elements, and the CPU has the instructions `T::store` uses.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store_pair<T: StoreSums, const C: usize>(sums: [[std::arch::x86_64::__m512; C]; 2], out: [*mut T; 2]) {
+    for (sums, out) in sums.iter().zip(out) {
+        for (c, &sum) in sums.iter().enumerate() {
+            // SAFETY: lanes `16 c .. 16 (c + 1)` of `out`, within its `16 C` (the contract).
+            unsafe { T::store(sum, out.add(16 * c)) };
+        }
+    }
 }
 
 /// Two queries' bf16 pairs against one head's keys in pairs `[pairs][stride]`.
@@ -461,16 +476,12 @@ impl StoreSums for u16 {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[inline]
-    unsafe fn store<const C: usize>(sums: [[std::arch::x86_64::__m512; C]; 2], out: [*mut u16; 2]) {
+    unsafe fn store(sum: std::arch::x86_64::__m512, out: *mut u16) {
         use std::arch::x86_64::*;
-        // SAFETY: each `out` has `16 C` elements. `__m256bh` and `__m256i` are the same 32 bytes.
+        // SAFETY: `out` has 16 elements. `__m256bh` and `__m256i` are the same 32 bytes.
         unsafe {
-            for (sums, out) in sums.iter().zip(out) {
-                for (c, &sum) in sums.iter().enumerate() {
-                    let rounded: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(sum));
-                    _mm256_storeu_si256(out.add(16 * c).cast(), rounded);
-                }
-            }
+            let rounded: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(sum));
+            _mm256_storeu_si256(out.cast(), rounded);
         }
     }
 }

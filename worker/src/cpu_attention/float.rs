@@ -131,14 +131,8 @@ impl StoreSums for f32 {
     /// The sums as they are.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn store<const C: usize>(sums: [[std::arch::x86_64::__m512; C]; 2], out: [*mut f32; 2]) {
-        // SAFETY: each `out` has `16 C` elements.
-        unsafe {
-            for (sums, out) in sums.iter().zip(out) {
-                for (c, &sum) in sums.iter().enumerate() {
-                    std::arch::x86_64::_mm512_storeu_ps(out.add(16 * c), sum);
-                }
-            }
-        }
+    unsafe fn store(sum: std::arch::x86_64::__m512, out: *mut f32) {
+        // SAFETY: `out` has 16 elements.
+        unsafe { std::arch::x86_64::_mm512_storeu_ps(out, sum) };
     }
 }
