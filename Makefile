@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ROSETTA_VENV
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(ROSETTA_VENV)/bin:$(PATH)
 
-.PHONY: setup demo experiment test bench-encode bench-attention bench-gemm bench-optim bench-train-e5 bench-train-e5-bf16 bench-cluster-e5 bench-cluster-e5-bf16 bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
+.PHONY: setup demo experiment test bench-encode bench-attention bench-gemm bench-optim bench-train-e5 bench-train-e5-bf16 bench-cluster-e5 bench-cluster-e5-bf16 bench-train-gpu bench-data bench-train bench-plan bench-collectives bench-cluster bench-eval bench-memory lint
 
 setup:
 	@scripts/setup.sh
@@ -95,6 +95,16 @@ bench-cluster-e5: setup
 bench-cluster-e5-bf16: setup
 	cargo build --release --bin rosetta
 	bench/cluster-train --shape e5-small --steps 3 --repeat 2 --precision bf16
+
+## Training on XLM-R base's shape (12 x 768, 250,002-token vocabulary, 278M parameters) on a
+## GPU, global batches of 100 and 256, bf16 autocast on both sides, one process each: Rosetta vs
+## PyTorch + sentence-transformers, 3 alternating rounds, each side's MFU (GPU=cuda:N).
+GPU ?= cuda:0
+bench-train-gpu: setup
+	cargo build --release --bin rosetta
+	cargo build --release -p rosetta-worker --example train_bench
+	bench/train-step --shape xlmr-base --device $(GPU) --batch 100 --steps 10 --rounds 3
+	bench/train-step --shape xlmr-base --device $(GPU) --batch 256 --steps 10 --rounds 3
 
 ## Rosetta's bf16 attention kernel vs libtorch's SDPA, one layer of 32 x 91 tokens, heads of 32
 ## and 64, one thread, alternating rounds (CPUs with avx512_bf16 and no AMX).

@@ -4,13 +4,18 @@ sentence-transformers' MultipleNegativesRankingLoss (scale 20 = temperature 0.05
 alternating rounds on the same cores; medians of the rounds and both peak RSS figures.
 
 Shapes: `xlmr-6x384` (issue 4: XLM-R-shaped, 6 layers, 384 wide, the synthetic corpus's small
-vocabulary, passages at 128 tokens) and `e5-small` (issue 14: multilingual-e5-small's shape,
-BERT 12 x 384 with a 250,002-token vocabulary, queries of ~16 tokens, passages of 48-128).
+vocabulary, passages at 128 tokens), `e5-small` (issue 14: multilingual-e5-small's shape,
+BERT 12 x 384 with a 250,002-token vocabulary, queries of ~16 tokens, passages of 48-128) and
+`xlmr-base` (issue 14, for GPUs: XLM-R base, 12 x 768, 12 heads, 3,072 feed-forward, 250,002
+tokens, 278M parameters; the same inputs as e5-small). Both sides are trained on the same
+batches, so they do the same model FLOPs: Rosetta's count (6N + 12LHs per token, see
+rosetta_worker::mfu) over its measured time and the peer's gives each side's achieved TFLOP/s
+and MFU against the peak Rosetta measured on the device (or ROSETTA_PEAK_TFLOPS).
 On CUDA (--device cuda:N) both sides run under bf16 autocast, as Rosetta's trainer does there;
 --precision bf16 runs both under bf16 autocast on the CPU too (torch.autocast("cpu") on the peer's
 side, `training.precision: bf16` on Rosetta's), --precision fp32 neither.
 
-usage: train_step.py --rosetta-example PATH [--shape xlmr-6x384|e5-small] [--steps N] [--rounds R]
+usage: train_step.py --rosetta-example PATH [--shape xlmr-6x384|e5-small|xlmr-base] [--steps N] [--rounds R]
                      [--batch 32] [--device cpu|cuda:N] [--precision auto|fp32|bf16]
 """
 
@@ -29,7 +34,9 @@ import torch
 from sentence_transformers import SentenceTransformer, losses, models
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
-SHAPES = ("xlmr-6x384", "e5-small")
+SHAPES = ("xlmr-6x384", "e5-small", "xlmr-base")
+# Shapes with a real model's 250,002-token vocabulary and mixed query / passage lengths.
+REAL_SHAPES = ("e5-small", "xlmr-base")
 
 
 def build_model(out: str, tokenizer_json: str, shape: str = "xlmr-6x384") -> str:
@@ -42,6 +49,13 @@ def build_model(out: str, tokenizer_json: str, shape: str = "xlmr-6x384") -> str
         config = BertConfig(vocab_size=250_002, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
                             intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2, pad_token_id=0)
         BertModel(config, add_pooling_layer=False).save_pretrained(hf_dir, safe_serialization=True)
+    elif shape == "xlmr-base":
+        # XLM-R base: 12 x 768, 12 heads, 3072 feed-forward, 250,002 tokens (the synthetic
+        # tokenizer's [PAD] is id 0, so positions count from 1 as in RoBERTa with its pad id).
+        config = XLMRobertaConfig(vocab_size=250_002, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                  intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1,
+                                  pad_token_id=0, layer_norm_eps=1e-5)
+        XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(hf_dir, safe_serialization=True)
     else:
         config = XLMRobertaConfig(vocab_size=len(fast), hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
                                   intermediate_size=1536, max_position_embeddings=130, type_vocab_size=1,
@@ -49,7 +63,8 @@ def build_model(out: str, tokenizer_json: str, shape: str = "xlmr-6x384") -> str
         XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(hf_dir, safe_serialization=True)
     fast.save_pretrained(hf_dir)
     transformer = models.Transformer(hf_dir, max_seq_length=128)
-    st = SentenceTransformer(modules=[transformer, models.Pooling(384, pooling_mode="mean"), models.Normalize()],
+    pooling = models.Pooling(config.hidden_size, pooling_mode="mean")
+    st = SentenceTransformer(modules=[transformer, pooling, models.Normalize()],
                              device="cpu")
     st_dir = os.path.join(out, "st")
     st.save(st_dir)
@@ -58,10 +73,12 @@ def build_model(out: str, tokenizer_json: str, shape: str = "xlmr-6x384") -> str
 
 def batches_from_synth(train: str, batch: int, count: int, shape: str = "xlmr-6x384") -> list:
     rows = pq.read_table(train, columns=["query", "positive", "negatives"]).to_pylist()
+    if batch * count > len(rows):
+        sys.exit(f"{train} has {len(rows)} pairs: too few for {count} batches of {batch} (lower --steps or --batch)")
     out = []
     for b in range(count):
         chunk = rows[b * batch:(b + 1) * batch]
-        if shape == "e5-small":
+        if shape in REAL_SHAPES:
             # Passages of one to four sentences: 48-128 tokens, lengths mixed as in a real corpus.
             passages = [" ".join([r["positive"]] + (r["negatives"] or []) * (1 + i % 4)) for i, r in enumerate(chunk)]
         else:
@@ -102,6 +119,8 @@ def python_train(st_dir: str, batches: list, steps: int, device: str = "cpu", pr
     for i in range(steps):
         samples += len(batches[(i + 2) % len(batches)][0])
         loss = step(i + 2)
+    if on_cuda:
+        torch.cuda.synchronize()  # the last optimiser step may still be queued
     seconds = time.perf_counter() - started
     return {"impl": "pytorch", "samples_per_second": samples / seconds, "seconds": seconds, "last_loss": loss,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": torch.get_num_threads()}
@@ -151,6 +170,13 @@ def main() -> None:
         print(f"  {side:<8}: {medians[side]:7.2f} samples/s median (rounds: {listed})  peak RSS {peak:6.0f} MiB  "
               f"last loss {rounds[-1]['last_loss']:.4f}")
     print(f"  ratio   : {medians['rosetta'] / medians['pytorch']:.2f}x (rosetta / pytorch)")
+    # The same batches, so the same model FLOPs per sample on both sides (Rosetta's count).
+    flops_per_sample = ours["model_flops"] / (ours["samples_per_second"] * ours["seconds"])
+    peak = statistics.median(r["peak_flops"] for r in results["rosetta"])
+    achieved = {side: medians[side] * flops_per_sample for side in medians}
+    print(f"  MFU     : rosetta {achieved['rosetta'] / peak:.1%} ({achieved['rosetta'] / 1e12:.2f} TFLOP/s), "
+          f"pytorch {achieved['pytorch'] / peak:.1%} ({achieved['pytorch'] / 1e12:.2f} TFLOP/s) of "
+          f"{peak / 1e12:.1f} TFLOP/s ({ours['peak_source']}); {flops_per_sample / 1e9:.1f} GFLOP per sample")
     if "checkpoint_write" in ours:
         w, t, r = ours["checkpoint_write"], ours["checkpoint_write_tch"], ours["checkpoint_restore"]
         print(f"  checkpoint ({ours['checkpoint_mb']:.0f} MB, weights + AdamW state): streaming write {w['seconds']:.2f} s, "

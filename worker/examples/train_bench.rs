@@ -1,5 +1,6 @@
 //! Rosetta's side of `bench/train-step`: trains a sentence-transformers model directory on
-//! fixed batches and prints samples/s and peak memory as JSON.
+//! fixed batches and prints samples/s, peak memory, the timed steps' model FLOPs and the
+//! device's peak FLOP/s (hence MFU, see `rosetta_worker::mfu`) as JSON.
 //!
 //! usage: train_bench MODEL_DIR BATCHES_JSON STEPS [DEVICE [PRECISION]]   (DEVICE: cpu, cuda:N;
 //! PRECISION: auto, fp32, bf16)
@@ -80,20 +81,27 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut samples = 0;
     let mut loss = 0.0;
+    let mut model_flops = 0.0;
     let mut phases = [0.0f64; 3];
     for i in 0..steps {
         let batch = micro(i + 2);
         samples += batch.queries.len();
         let outcome = trainer.step(&batch, &SingleRank)?;
         loss = outcome.loss;
+        model_flops += outcome.model_flops;
         for (total, seconds) in
             phases.iter_mut().zip([outcome.forward_seconds, outcome.backward_seconds, outcome.optimizer_seconds])
         {
             *total += seconds / steps as f64;
         }
     }
+    if let tch::Device::Cuda(index) = device {
+        // The last optimiser step may still be queued on the device.
+        tch::Cuda::synchronize(index as i64);
+    }
     let seconds = started.elapsed().as_secs_f64();
     let peak = peak_rss_mib();
+    let device_peak = rosetta_worker::mfu::peak_flops(device);
     // Checkpoint memory: Rosetta's streaming writer and restore against writing every tensor
     // through tch's safetensors writer (one copy of each tensor's bytes at a time).
     let dir = tempfile::tempdir()?;
@@ -111,6 +119,9 @@ fn main() -> anyhow::Result<()> {
         "{}",
         serde_json::json!({"impl": "rosetta", "samples_per_second": samples as f64 / seconds, "seconds": seconds,
                            "steps": steps, "last_loss": loss, "peak_rss_mib": peak,
+                           "model_flops": model_flops, "peak_flops": device_peak.flops_per_second,
+                           "peak_source": device_peak.source,
+                           "mfu": model_flops / seconds / device_peak.flops_per_second,
                            "checkpoint_mb": checkpoint_mb,
                            "checkpoint_write": {"seconds": write_seconds, "extra_rss_mib": write_mib},
                            "checkpoint_write_tch": {"seconds": tch_seconds, "extra_rss_mib": tch_mib},
