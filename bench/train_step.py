@@ -171,7 +171,7 @@ def main() -> None:
               f"last loss {rounds[-1]['last_loss']:.4f}")
     print(f"  ratio   : {medians['rosetta'] / medians['pytorch']:.2f}x (rosetta / pytorch)")
     # The same batches, so the same model FLOPs per sample on both sides (Rosetta's count).
-    flops_per_sample = ours["model_flops"] / (ours["samples_per_second"] * ours["seconds"])
+    flops_per_sample = ours["model_flops"] / ours["samples"]
     peak = statistics.median(r["peak_flops"] for r in results["rosetta"])
     achieved = {side: medians[side] * flops_per_sample for side in medians}
     print(f"  MFU     : rosetta {achieved['rosetta'] / peak:.1%} ({achieved['rosetta'] / 1e12:.2f} TFLOP/s), "

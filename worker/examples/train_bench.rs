@@ -118,10 +118,9 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({"impl": "rosetta", "samples_per_second": samples as f64 / seconds, "seconds": seconds,
-                           "steps": steps, "last_loss": loss, "peak_rss_mib": peak,
+                           "steps": steps, "samples": samples, "last_loss": loss, "peak_rss_mib": peak,
                            "model_flops": model_flops, "peak_flops": device_peak.flops_per_second,
                            "peak_source": device_peak.source,
-                           "mfu": model_flops / seconds / device_peak.flops_per_second,
                            "checkpoint_mb": checkpoint_mb,
                            "checkpoint_write": {"seconds": write_seconds, "extra_rss_mib": write_mib},
                            "checkpoint_write_tch": {"seconds": tch_seconds, "extra_rss_mib": tch_mib},
