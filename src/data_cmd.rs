@@ -207,8 +207,8 @@ pub struct PackArgs {
 }
 
 fn pack_cmd(args: &PackArgs) -> anyhow::Result<()> {
-    let inputs = rosetta::run_config::ScheduleInputs::load(&args.config)?;
-    let store = rosetta::prepare::open_store(&inputs.data)?;
+    let inputs = rosetta_deploy::run_config::ScheduleInputs::load(&args.config)?;
+    let store = rosetta_deploy::prepare::open_store(&inputs.data)?;
     let manifest = store.manifest();
     println!(
         "{}: {} rows, {} parallel groups, {} dataset(s), languages {}",

@@ -14,7 +14,10 @@ use rosetta_datasets::table::text_column;
 use rosetta_datasets::tokenize::TextTokenizer;
 use rosetta_datasets::validate::{validate_benchmark, validate_pairs};
 
-use rosetta::run_config::RawRunConfig;
+use rosetta_coordinator::command::StartFlags;
+use rosetta_coordinator::job::StartMode;
+use rosetta_deploy::command::TrainCommand;
+use rosetta_deploy::run_config::RawRunConfig;
 
 use crate::data_cmd::{print_stats, train_tokenizer};
 
@@ -108,14 +111,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let config_path = args.out.join("run.yaml");
     rosetta_common::atomic::write_atomic(&config_path, config.to_yaml().as_bytes())?;
-    crate::train_cmd::train(crate::train_cmd::TrainArgs {
-        config: config_path.clone(),
-        workers: Some(args.workers),
-        resume: false,
-        overwrite: true,
-        stop_after: None,
-        quiet: false,
-    })?;
+    let mut train = TrainCommand::new(config_path.clone());
+    train.workers = Some(args.workers);
+    train.start = StartFlags::of(StartMode::Overwrite);
+    crate::train_cmd::train(train)?;
     println!(
         "\ndemo finished in {:.1}s; data in {}, run config {}, checkpoints in {}",
         started.elapsed().as_secs_f64(),

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rosetta_worker::collective::Collective;
-use rosetta_worker::device::{cuda_backend, cuda_device_count, libtorch_dir, parse_device};
-use rosetta_worker::nccl::{NcclCollective, NcclLibrary};
+use rosetta_collective::collective::Collective;
+use rosetta_collective::device::{cuda_backend, cuda_device_count, libtorch_dir, parse_device};
+use rosetta_collective::nccl::{NcclCollective, NcclLibrary};
 use tch::{Device, Kind, Tensor};
 
 /// Arguments of `rosetta doctor`.

@@ -38,25 +38,25 @@ enum Command {
     Schedule(schedule_cmd::ScheduleCommand),
     /// Train on this machine: a coordinator plus N worker processes (loopback TCP ring),
     /// with progress, checkpoints, Prometheus metrics, and `--resume`.
-    Train(train_cmd::TrainArgs),
+    Train(rosetta_deploy::command::TrainCommand),
     /// Run the coordinator alone (workers join it with `rosetta worker`).
-    Coordinator(train_cmd::CoordinatorArgs),
+    Coordinator(rosetta_coordinator::command::CoordinatorCommand),
     /// Launch a run: on this machine, on hosts over ssh, as a Slurm job, or as Kubernetes
     /// manifests (what is submitted is written to RUN/deploy/ first; --dry-run stops there).
-    Deploy(deploy_cmd::DeployArgs),
+    Deploy(rosetta_deploy::command::DeployCommand),
     /// Run one worker (one per device) of a coordinator's job.
-    Worker(train_cmd::WorkerArgs),
+    Worker(rosetta_worker_config::WorkerProcessConfig),
     /// Evaluate a model or checkpoint on benchmarks: per language-pair mAP, language bias,
     /// nDCG@10 / Recall@100, with reports (JSON, Markdown, SVG/HTML) and TREC run files.
-    Eval(eval_cmd::EvalArgs),
+    Eval(rosetta_eval::command::EvalCommand),
     /// Check this machine for training: libtorch, CUDA devices and NCCL, with a one-rank NCCL
     /// smoke test (every collective checked, an all-reduce timed) on each GPU.
     Doctor(doctor::DoctorArgs),
     /// Export a checkpoint as a sentence-transformers directory.
-    Export(eval_cmd::ExportArgs),
+    Export(rosetta_worker_config::ExportCommand),
     /// One shard of `rosetta eval` (started by it; binary protocol on stdin/stdout).
     #[command(hide = true)]
-    EvalShard(eval_cmd::EvalShardArgs),
+    EvalShard(rosetta_eval::command::EvalShardCommand),
     /// Run a whole study in one command: strategies × α × seeds trained from one initial
     /// model, every run evaluated on in- and out-of-domain benchmarks, and one report (tables
     /// as mean ± sd over seeds, paired significance tests with Holm's correction, figures).

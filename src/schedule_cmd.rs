@@ -11,8 +11,8 @@ use clap::{Args, Subcommand};
 use rosetta_coordinator::schedule::{BatchKind, PairIndex, Scheduler};
 use serde::Serialize;
 
-use rosetta::prepare::open_store;
-use rosetta::run_config::ScheduleInputs;
+use rosetta_deploy::prepare::open_store;
+use rosetta_deploy::run_config::ScheduleInputs;
 
 /// The `schedule` subcommands.
 #[derive(Debug, Subcommand)]

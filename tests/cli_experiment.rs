@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, have_command, rosetta, service_available, tiny_run, write_config};
+use common::{have_command, rosetta, service_available, tiny_run, write_config};
 use rosetta_common::RunDir;
 use rosetta_deploy::section::{DeploySection, SlurmSection};
 
@@ -184,12 +184,9 @@ fn cells_train_as_slurm_jobs_two_at_a_time() {
     synth(dir.path());
     let mut base = tiny_run("unused", 6, 1);
     base.job.as_mut().unwrap().checkpoint_every = 3;
-    // Cell i uses port + i and metrics_port + i: two ranges far apart.
-    let port = free_port();
+    // No ports given: each cell's Slurm job takes free ones, so two cells on one node never collide.
     base.deploy = Some(DeploySection {
         binary: Some(env!("CARGO_BIN_EXE_rosetta").into()),
-        port,
-        metrics_port: if port > 40_000 { port - 1000 } else { port + 1000 },
         slurm: Some(SlurmSection { nodes: 1, workers_per_node: 1, cpus_per_worker: 1, ..SlurmSection::default() }),
         ..DeploySection::default()
     });

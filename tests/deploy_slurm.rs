@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{have_command, max_diff, model_tensors, rosetta, service_available, synth_small, write_config};
-use rosetta::run_config::RawRunConfig;
+use rosetta_deploy::run_config::RawRunConfig;
 use rosetta_deploy::section::{DeploySection, SlurmSection};
 
 /// The embedded default (configs/default.yaml) over this test's data, shortened.
@@ -60,8 +60,8 @@ fn a_slurm_job_stopped_by_its_time_limit_signal_requeues_resumes_and_matches_an_
     let mut config = default_run("slurm");
     config.deploy = Some(DeploySection {
         binary: Some(env!("CARGO_BIN_EXE_rosetta").into()),
-        port: common::free_port(),
-        metrics_port: common::free_port(),
+        port: Some(common::free_port()),
+        metrics_port: Some(common::free_port()),
         slurm: Some(SlurmSection {
             nodes: 1,
             workers_per_node: 2,
@@ -120,7 +120,7 @@ fn a_slurm_job_stopped_by_its_time_limit_signal_requeues_resumes_and_matches_an_
         state == "COMPLETED"
     });
     let log = std::fs::read_to_string(run_dir.join(format!("deploy/slurm/slurm-{job}.log"))).unwrap();
-    assert!(log.contains("requeueing") && log.contains("--resume"), "{log}");
+    assert!(log.contains("requeueing") && log.contains("resuming after the checkpoint"), "{log}");
     let status_line = rosetta(&["deploy", "slurm", "--config", config.to_str().unwrap(), "--status"]);
     assert!(String::from_utf8_lossy(&status_line.stdout).contains("COMPLETED"));
     eprintln!(

@@ -8,36 +8,24 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::network::Network;
 use common::{
     have_command, is_root, max_diff, model_tensors, rosetta, service_available, synth_small, tiny_run, write_config,
 };
+use rosetta_deploy::run_config::RawRunConfig;
 use rosetta_deploy::section::{DeploySection, SshSection};
+use rosetta_eval::config::EvaluationConfig;
 
-/// Two namespaces with sshd, removed again when dropped.
+/// Two hosts (network namespaces) running sshd, stopped again when dropped.
 struct Hosts {
-    prefix: String,
-    addresses: Vec<String>,
+    network: Network,
     key: PathBuf,
     pids: Vec<PathBuf>,
 }
 
-fn ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().unwrap();
-    assert!(status.success(), "ip {}", args.join(" "));
-}
-
 impl Hosts {
     fn start(dir: &Path) -> Self {
-        // Names unique to this test process (interface names have at most 15 characters).
-        let tag = std::process::id() % 100_000;
-        let prefix = format!("rs{tag}");
-        let subnet = 100 + tag % 100;
-        let bridge = format!("{prefix}b");
-        let hosts = Self { prefix: prefix.clone(), addresses: Vec::new(), key: dir.join("key"), pids: Vec::new() };
-        let mut hosts = hosts;
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&["addr", "add", &format!("10.214.{subnet}.1/24"), "dev", &bridge]);
-        ip(&["link", "set", &bridge, "up"]);
+        let network = Network::start(2);
         for key in [dir.join("key"), dir.join("hostkey")] {
             let status = Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", ""])
@@ -49,16 +37,9 @@ impl Hosts {
         }
         std::fs::copy(dir.join("key.pub"), dir.join("authorized_keys")).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
-        for n in 1..=2 {
-            let (ns, outer, inner) = (format!("{prefix}n{n}"), format!("{prefix}o{n}"), format!("{prefix}i{n}"));
-            let address = format!("10.214.{subnet}.{}", 10 + n);
-            ip(&["netns", "add", &ns]);
-            ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
-            ip(&["link", "set", &inner, "netns", &ns]);
-            ip(&["link", "set", &outer, "master", &bridge, "up"]);
-            ip(&["netns", "exec", &ns, "ip", "addr", "add", &format!("{address}/24"), "dev", &inner]);
-            ip(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"]);
-            ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        let mut pids = Vec::new();
+        for (n, address) in network.addresses.iter().enumerate() {
+            let ns = network.namespace(n);
             let pid = dir.join(format!("sshd{n}.pid"));
             let config = dir.join(format!("sshd{n}.conf"));
             std::fs::write(
@@ -75,10 +56,13 @@ impl Hosts {
             let status =
                 Command::new("ip").args(["netns", "exec", &ns, "/usr/sbin/sshd", "-f"]).arg(&config).status().unwrap();
             assert!(status.success(), "sshd in {ns}");
-            hosts.pids.push(pid);
-            hosts.addresses.push(address);
+            pids.push(pid);
         }
-        hosts
+        Self { network, key: dir.join("key"), pids }
+    }
+
+    fn addresses(&self) -> &[String] {
+        &self.network.addresses
     }
 
     fn ssh_options(&self) -> Vec<String> {
@@ -103,10 +87,6 @@ impl Drop for Hosts {
                 let _ = Command::new("kill").arg(pid.trim()).status();
             }
         }
-        for n in 1..=2 {
-            let _ = Command::new("ip").args(["netns", "delete", &format!("{}n{n}", self.prefix)]).status();
-        }
-        let _ = Command::new("ip").args(["link", "delete", &format!("{}b", self.prefix)]).status();
     }
 }
 
@@ -118,22 +98,27 @@ fn a_run_over_ssh_on_two_network_namespaces_matches_a_run_on_one_host() {
     }
     let dir = tempfile::tempdir().unwrap();
     synth_small(&dir.path().join("data"), 60, 20, 400);
-    let mut one_host = tiny_run("one-host", 6, 2);
-    one_host.training.dropout = true;
+    // Both runs evaluate their checkpoints: locally, and on the ssh coordinator's host.
+    let evaluated = |mut config: RawRunConfig| {
+        config.training.dropout = true;
+        config.data.benchmarks = vec!["data/benchmark".into()];
+        config.evaluation = Some(EvaluationConfig { every: 4, batch_size: 16, ..EvaluationConfig::default() });
+        config
+    };
+    let one_host = evaluated(tiny_run("one-host", 6, 2));
     let out =
         rosetta(&["train", "--config", write_config(dir.path(), "one-host", &one_host).to_str().unwrap(), "--quiet"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let hosts = Hosts::start(dir.path());
-    let mut config = tiny_run("ssh", 6, 2);
-    config.training.dropout = true;
+    let mut config = evaluated(tiny_run("ssh", 6, 2));
     config.deploy = Some(DeploySection {
         binary: Some(env!("CARGO_BIN_EXE_rosetta").into()),
         env: [("RUST_LOG".to_string(), "info".to_string())].into(),
-        port: common::free_port(),
-        metrics_port: common::free_port(),
+        port: Some(common::free_port()),
+        metrics_port: Some(common::free_port()),
         ssh: Some(SshSection {
-            hosts: hosts.addresses.iter().map(|a| format!("root@{a}")).collect(),
+            hosts: hosts.addresses().iter().map(|a| format!("root@{a}")).collect(),
             workers_per_host: 1,
             threads: Some(1),
             options: hosts.ssh_options(),
@@ -146,7 +131,7 @@ fn a_run_over_ssh_on_two_network_namespaces_matches_a_run_on_one_host() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{}\n{stderr}", String::from_utf8_lossy(&out.stdout));
     // Each worker registered from its own host's address, and the ring formed across them.
-    for (rank, address) in hosts.addresses.iter().enumerate() {
+    for (rank, address) in hosts.addresses().iter().enumerate() {
         assert!(
             stderr
                 .lines()
@@ -155,7 +140,22 @@ fn a_run_over_ssh_on_two_network_namespaces_matches_a_run_on_one_host() {
         );
         assert!(stderr.contains(&format!("host={address}")), "no worker registered from {address}:\n{stderr}");
     }
-    assert!(std::fs::read_to_string(dir.path().join("runs/ssh/deploy/ssh/commands.sh")).unwrap().contains("ssh -i"));
+    let commands = std::fs::read_to_string(dir.path().join("runs/ssh/deploy/ssh/commands.sh")).unwrap();
+    for expected in ["ssh -i", "--tls-cert", "--tls-ca", "https://"] {
+        assert!(commands.contains(expected), "{expected:?} missing from {commands}");
+    }
+    // Evaluated on the coordinator's host, as the local run evaluated on this one: the same reports.
+    for step in [3, 5] {
+        let report = |run: &str| {
+            let path = dir.path().join(format!("runs/{run}/eval/step-{step:08}/synth-lareqa/report.json"));
+            let report: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}\n{stderr}", path.display())),
+            )
+            .unwrap();
+            report["lareqa"].clone()
+        };
+        assert_eq!(report("ssh"), report("one-host"), "step {step}");
+    }
     let diff = max_diff(&model_tensors(dir.path(), "one-host", 5), &model_tensors(dir.path(), "ssh", 5));
     assert!(diff == 0.0, "the ssh run differs from the one-host run by {diff}");
 }

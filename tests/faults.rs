@@ -13,7 +13,7 @@ use common::{
     Logged, coordinator_process, max_diff, model_tensors, rosetta, synth_small, tiny_run, wait_for_file,
     worker_process, write_config,
 };
-use rosetta::run_config::RawRunConfig;
+use rosetta_deploy::run_config::RawRunConfig;
 
 /// Synthetic data under `dir/data`, a token file, and the writer of configs over them.
 fn data(dir: &Path) -> PathBuf {

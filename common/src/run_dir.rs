@@ -149,7 +149,7 @@ impl RunDir {
     }
 
     /// `RUN/eval/token-cache`: tokenised benchmark texts, shared by the evaluations of every
-    /// checkpoint (content-addressed; see `rosetta_worker::token_cache`).
+    /// checkpoint (content-addressed; see `rosetta_model::token_cache`).
     pub fn token_cache(&self) -> PathBuf {
         self.eval().join("token-cache")
     }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{CoordinatorError, Result};
+use crate::evaluation::{EvaluationPlan, EvaluationStatus, evaluate_during_training};
 use crate::grpc::CoordinatorService;
 use crate::job::{JobSpec, JobStateMachine, Phase, StartMode};
 use crate::metrics;
@@ -81,9 +82,16 @@ pub struct CoordinatorProcessConfig {
     /// The resolved run config, written to `RUN/run.yaml`.
     pub run_config_yaml: String,
     /// What workers receive at registration (model and training settings).
-    pub worker_spec_json: String,
+    pub worker_spec: rosetta_worker_config::WorkerSpec,
     /// How the `model` label of `rosetta_run_info` names the model.
     pub model_label: String,
+    /// Evaluation of the checkpoints during and after training (`None`: the run has no
+    /// `evaluation:` section).
+    pub evaluation: Option<EvaluationPlan>,
+    /// The host workers reach this coordinator by, recorded in `RUN/coordinator.json`
+    /// (default: the listen address, or this machine's host name when it listens on every
+    /// interface).
+    pub advertise: Option<String>,
 }
 
 /// A started coordinator.
@@ -94,6 +102,8 @@ pub struct RunningCoordinator {
     pub grpc_address: SocketAddr,
     /// Where Prometheus scrapes.
     pub metrics_address: SocketAddr,
+    /// Where the run's evaluations stand.
+    pub evaluation: watch::Receiver<EvaluationStatus>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -117,8 +127,10 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
         start,
         stop_after,
         run_config_yaml,
-        worker_spec_json,
+        worker_spec,
         model_label,
+        evaluation,
+        advertise,
     } = config;
     let run_dir = job.run_dir.clone();
     let metrics_listen = job.metrics_address;
@@ -132,7 +144,7 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
         checkpoint_every: job.checkpoint_every,
     };
     let yaml = run_config_yaml.clone();
-    let spec = JobSpec { settings: job, schedule, store, run_config_yaml, worker_spec_json, start };
+    let spec = JobSpec { settings: job, schedule, store, run_config_yaml, worker_spec, start };
     let state = tokio::task::spawn_blocking(move || -> Result<Arc<JobStateMachine>> {
         std::fs::create_dir_all(run_dir.root())
             .map_err(|e| CoordinatorError::Checkpoint(format!("creating {}: {e}", run_dir.root().display())))?;
@@ -176,6 +188,7 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
         .max_concurrent_streams(Some(MAX_CONCURRENT_REQUESTS as u32))
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    let tls_on = tls.is_some();
     if let Some(tls) = tls {
         let identity = tonic::transport::Identity::from_pem(tls.cert_pem, tls.key_pem);
         server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).map_err(|e| {
@@ -200,6 +213,14 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
         }
     }));
 
+    let (evaluation_status, evaluation_watch) = watch::channel(EvaluationStatus::default());
+    match evaluation {
+        Some(plan) => {
+            tasks.push(tokio::spawn(evaluate_during_training(state.clone(), plan, evaluation_status, stopped.clone())))
+        }
+        None => evaluation_status.send_modify(|s| s.done = true),
+    }
+
     let watchdog = state.clone();
     let mut watchdog_stopped = stopped;
     tasks.push(tokio::spawn(async move {
@@ -210,21 +231,51 @@ pub async fn start_coordinator(config: CoordinatorProcessConfig) -> Result<Runni
             }
         }
     }));
-    // Launchers, workers on a shared file system and tests find the coordinator here.
-    let addresses = serde_json::json!({
-        "grpc": grpc_address.to_string(),
-        "metrics": metrics_address.to_string(),
-        "pid": std::process::id(),
-    });
-    let addresses_file = state.settings().run_dir.coordinator_addresses();
-    if let Err(error) = rosetta_common::atomic::write_atomic(&addresses_file, addresses.to_string().as_bytes()) {
+    // Launchers, workers on a shared file system (`--coordinator-file`) and tests find the
+    // coordinator here.
+    let host = advertise.unwrap_or_else(|| advertised_host(grpc_address));
+    let scheme = if tls_on { "https" } else { "http" };
+    let addresses = rosetta_common::addresses::CoordinatorAddresses {
+        url: format!("{scheme}://{}:{}", bracketed(&host), grpc_address.port()),
+        grpc: grpc_address.to_string(),
+        metrics: metrics_address.to_string(),
+        pid: std::process::id(),
+    };
+    if let Err(error) = addresses.write(&state.settings().run_dir.coordinator_addresses()) {
         tracing::warn!(%error, "could not record the coordinator's addresses");
     }
-    tracing::info!(%grpc_address, %metrics_address, "coordinator listening");
-    Ok(RunningCoordinator { job: state, grpc_address, metrics_address, stop, tasks })
+    tracing::info!(%grpc_address, %metrics_address, url = %addresses.url, "coordinator listening");
+    Ok(RunningCoordinator { job: state, grpc_address, metrics_address, evaluation: evaluation_watch, stop, tasks })
+}
+
+/// The host workers reach a coordinator bound to `address` by: the address itself, or this
+/// machine's host name when it is bound to every interface.
+fn advertised_host(address: SocketAddr) -> String {
+    if !address.ip().is_unspecified() {
+        return address.ip().to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// An IPv6 address in brackets, for a URL.
+fn bracketed(host: &str) -> String {
+    if host.contains(':') { format!("[{host}]") } else { host.to_string() }
 }
 
 impl RunningCoordinator {
+    /// Waits until every evaluation the run asks for is done (at once without an
+    /// `evaluation:` section, and once the job ended: the final evaluation included), and says
+    /// how they went.
+    pub async fn wait_for_evaluations(&self) -> EvaluationStatus {
+        let mut status = self.evaluation.clone();
+        let _ = status.wait_for(|s| s.done).await;
+        status.borrow().clone()
+    }
+
     /// Waits until the job has finished (`Ok`, after every worker heard so or `linger` passed)
     /// or failed (`Err` with the reason).
     pub async fn wait_for_end(&self, linger: Duration) -> std::result::Result<(), String> {
@@ -256,10 +307,13 @@ impl RunningCoordinator {
 pub const STOPPED_EARLY_EXIT: i32 = 75;
 
 /// How a coordinator process's job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RunEnd {
-    /// Every step trained, the last checkpoint committed.
-    Completed,
+    /// Every step trained, the last checkpoint committed, every evaluation done.
+    Completed {
+        /// How the evaluations went.
+        evaluations: EvaluationStatus,
+    },
     /// Stopped on request (SIGUSR1) at a committed checkpoint before the last step: `--resume`
     /// continues it.
     StoppedEarly {
@@ -294,13 +348,17 @@ pub fn run_coordinator(
         let outcome = running.wait_for_end(Duration::from_secs(30)).await;
         watcher.abort();
         let progress = running.job.progress();
+        let stopped_early = progress.steps_done < progress.total_steps;
+        let evaluations = match (&outcome, stopped_early) {
+            (Ok(()), false) => Some(running.wait_for_evaluations().await),
+            _ => None,
+        };
         running.shutdown().await;
         outcome.map_err(RunError::JobFailed)?;
-        Ok(if progress.steps_done < progress.total_steps {
-            RunEnd::StoppedEarly { last_step: progress.steps_done.saturating_sub(1) }
-        } else {
-            RunEnd::Completed
-        })
+        if stopped_early {
+            return Ok(RunEnd::StoppedEarly { last_step: progress.steps_done.saturating_sub(1) });
+        }
+        Ok(RunEnd::Completed { evaluations: evaluations.unwrap_or_default() })
     })
 }
 

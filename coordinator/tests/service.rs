@@ -25,7 +25,17 @@ use tonic::Request;
 use tonic::transport::Channel;
 
 const TOKEN: &str = "secret";
-const WORKER_SPEC: &str = "{\"model\": \"as the launcher wrote it\"}";
+/// What registration hands every worker (the launcher builds it; the coordinator passes it on).
+fn worker_spec() -> rosetta_worker_config::WorkerSpec {
+    use rosetta_worker_config::model::{ModelSettings, ModelSource};
+    rosetta_worker_config::WorkerSpec {
+        model: ModelSettings { source: ModelSource::Directory("/models/m".into()), sentence: Default::default() },
+        training: rosetta_worker_config::training::TrainingSection::default().build().unwrap(),
+        total_steps: 4,
+        seed: 3,
+        collective_timeout: Duration::from_secs(6),
+    }
+}
 
 /// 200 parallel groups in three languages, packed into a store under `dir`.
 fn store(dir: &Path) -> Arc<PairStore> {
@@ -58,8 +68,10 @@ async fn start(store: Arc<PairStore>, settings: JobSettings) -> (RunningCoordina
         start: rosetta_coordinator::job::StartMode::Fresh,
         stop_after: None,
         run_config_yaml: "version: 1".into(),
-        worker_spec_json: WORKER_SPEC.into(),
+        worker_spec: worker_spec(),
         model_label: "virtual".into(),
+        evaluation: None,
+        advertise: None,
     })
     .await
     .unwrap();
@@ -137,7 +149,7 @@ async fn virtual_workers_run_a_whole_job_and_metrics_are_served() {
 
     let w0 = c.register(authed(register_request(1001))).await.unwrap().into_inner();
     let w1 = c.register(authed(register_request(1002))).await.unwrap().into_inner();
-    assert_eq!(w0.worker_spec_json, WORKER_SPEC);
+    assert_eq!(rosetta_worker_config::WorkerSpec::from_json(&w0.worker_spec_json), Ok(worker_spec()));
     assert_eq!((w0.store_dir.as_str(), w0.store_id.as_str()), (store.dir().to_str().unwrap(), store.id()));
     assert_eq!((w0.generation, w1.generation), (1, 1));
     // A third worker finds the world full.

@@ -33,8 +33,22 @@ pub enum DeployError {
     #[error("{0}")]
     Invalid(rosetta_common::ConfigProblems),
     /// The token is missing or unreadable.
-    #[error("token: {0}")]
-    Token(String),
+    #[error(transparent)]
+    Token(#[from] rosetta_common::token::TokenError),
+    /// A run config could not be read or has problems (each with its YAML path).
+    #[error("{}: {message}", file.display())]
+    Config {
+        /// The config file.
+        file: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The run's TLS authority or certificates could not be made.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The training data could not be read or packed.
+    #[error(transparent)]
+    Data(#[from] rosetta_datasets::DatasetError),
 }
 
 /// Result alias of this crate.

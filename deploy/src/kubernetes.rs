@@ -1,20 +1,35 @@
 //! The Kubernetes target: plain manifests and a `kustomization.yaml` written to
-//! `RUN/deploy/kubernetes/` — the run config as a ConfigMap, the token as a Secret, the volume
-//! that holds data and run directory, the coordinator as a Job behind a Service (with Prometheus
-//! scrape annotations and a ServiceMonitor), and the workers as an Indexed Job of one pod per
-//! node (GPU requests, one worker process per GPU). Pods restart on failure, as our own restart
-//! of a failed generation expects: the workers of the next generation simply register again.
-//! Applied with `kubectl apply -k` (not run here: no cluster; the manifests are validated
-//! against the Kubernetes schemas in the tests).
+//! `RUN/deploy/kubernetes/` — the run config as a ConfigMap, the token and the run's TLS files
+//! as Secrets, the volume that holds data and run directory, the coordinator as a Job behind a
+//! headless Service (with Prometheus scrape annotations and a ServiceMonitor), and the workers
+//! as an Indexed Job of one pod per node with one container per worker (a GPU each). Pods run
+//! the image's binary as a non-root user under the Pod Security "restricted" profile, with
+//! requests for CPU and memory and an in-memory `/dev/shm`. Pods restart on failure, as our own
+//! restart of a failed generation expects: the workers of the next generation register again,
+//! and a restarted coordinator resumes (`--auto-resume`). Applied with `kubectl apply -k` (no
+//! cluster runs here: the manifests are validated against the Kubernetes schemas, and the
+//! commands they run are run from the image's file tree, in the tests).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use rosetta_coordinator::command::CoordinatorCommand;
+use rosetta_coordinator::job::StartMode;
+use rosetta_worker_config::{CoordinatorAddress, DeviceSpec, WorkerProcessConfig};
+use serde_json::{Map, Value, json};
 
 use crate::error::{DeployError, Result};
 use crate::run::{DeployFiles, DeployRun};
-use crate::section::{KubernetesSection, NodeShape};
-use crate::template::shell_line;
+use crate::section::{KubernetesSection, NodeShape, ResourceSection};
+
+/// Where the pods see the run config (from its ConfigMap).
+pub const CONFIG_MOUNT: &str = "/etc/rosetta/config";
+/// Where the pods see the token (from its Secret).
+pub const TOKEN_MOUNT: &str = "/etc/rosetta/token";
+/// Where the pods see the run's TLS files (from their Secret).
+pub const TLS_MOUNT: &str = "/etc/rosetta/tls";
+/// How long a worker keeps trying to reach a coordinator that is still packing its data.
+const CONNECT_PATIENCE_SECS: u64 = 900;
 
 /// A DNS label from a run name (lowercase letters, digits and `-`, at most 40 characters).
 pub fn dns_label(name: &str) -> String {
@@ -28,139 +43,263 @@ pub fn dns_label(name: &str) -> String {
     if label.is_empty() { "run".into() } else { label }
 }
 
-/// Every manifest, by file name, as JSON values (written as YAML).
+/// The objects' common name: `rosetta-<run>`.
+pub fn object_name(run: &DeployRun) -> String {
+    format!("rosetta-{}", dns_label(&run.run_name))
+}
+
+/// The coordinator's DNS name inside the cluster (its headless Service).
+pub fn coordinator_host(run: &DeployRun, kubernetes: &KubernetesSection) -> String {
+    format!("{}-coordinator.{}.svc", object_name(run), kubernetes.namespace)
+}
+
+/// What the coordinator container runs: the image's binary with the mounted config, token and
+/// TLS files, resuming after a restart.
+pub fn coordinator_command(run: &DeployRun, kubernetes: &KubernetesSection) -> Vec<String> {
+    let listen = SocketAddr::from(([0, 0, 0, 0], run.port));
+    let mut command = CoordinatorCommand::new(Path::new(CONFIG_MOUNT).join("run.yaml"), listen, StartMode::Auto);
+    command.token_file = Some(Path::new(TOKEN_MOUNT).join("token"));
+    command.advertise = Some(coordinator_host(run, kubernetes));
+    if run.tls.is_some() {
+        command.tls_cert = Some(Path::new(TLS_MOUNT).join("coordinator.pem"));
+        command.tls_key = Some(Path::new(TLS_MOUNT).join("coordinator-key.pem"));
+    }
+    program(kubernetes, command.to_args())
+}
+
+/// What worker container `local` of a pod runs (each container has its own GPU, `cuda:0`).
+pub fn worker_command(run: &DeployRun, kubernetes: &KubernetesSection, shape: NodeShape) -> Vec<String> {
+    let scheme = if run.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}:{}", coordinator_host(run, kubernetes), run.port);
+    let mut worker = WorkerProcessConfig::new(CoordinatorAddress::Url(url));
+    worker.token_file = Some(Path::new(TOKEN_MOUNT).join("token"));
+    worker.ring_listen = SocketAddr::from(([0, 0, 0, 0], 0));
+    worker.device = Some(if shape.gpus { DeviceSpec::Cuda(0) } else { DeviceSpec::Cpu });
+    worker.threads = whole_cpus(&kubernetes.worker_resources.cpu);
+    worker.connect_timeout = std::time::Duration::from_secs(CONNECT_PATIENCE_SECS);
+    if run.tls.is_some() {
+        worker.tls_ca = Some(Path::new(TLS_MOUNT).join("ca.pem"));
+        worker.tls_domain = Some(crate::tls::SERVER_NAME.to_string());
+    }
+    program(kubernetes, worker.to_args())
+}
+
+fn program(kubernetes: &KubernetesSection, argv: rosetta_common::argv::Argv) -> Vec<String> {
+    std::iter::once(kubernetes.binary.display().to_string()).chain(argv.into_vec()).collect()
+}
+
+/// A CPU request in whole cores (`4`, `4000m`), the worker's libtorch threads.
+fn whole_cpus(cpu: &str) -> Option<usize> {
+    match cpu.strip_suffix('m') {
+        Some(milli) => milli.parse::<usize>().ok().map(|m| (m / 1000).max(1)),
+        None => cpu.parse::<f64>().ok().map(|c| (c.floor() as usize).max(1)),
+    }
+}
+
+/// The container's `resources`: the requests, the memory limit, and GPUs when asked for.
+fn resources(resources: &ResourceSection, gpus: usize) -> Value {
+    let mut limits = json!({"memory": resources.memory});
+    if gpus > 0 {
+        limits["nvidia.com/gpu"] = json!(gpus);
+    }
+    json!({"requests": {"cpu": resources.cpu, "memory": resources.memory}, "limits": limits})
+}
+
+/// `metadata` with the run's labels and the section's own labels and annotations.
+fn metadata(kubernetes: &KubernetesSection, name: &str, labels: &Value, annotations: Option<&Value>) -> Value {
+    let mut all_labels = labels.as_object().cloned().unwrap_or_default();
+    for (key, value) in &kubernetes.labels {
+        all_labels.insert(key.clone(), json!(value));
+    }
+    let mut all_annotations: Map<String, Value> = annotations.and_then(Value::as_object).cloned().unwrap_or_default();
+    for (key, value) in &kubernetes.annotations {
+        all_annotations.insert(key.clone(), json!(value));
+    }
+    let mut metadata = json!({"name": name, "namespace": kubernetes.namespace, "labels": all_labels});
+    if !all_annotations.is_empty() {
+        metadata["annotations"] = Value::Object(all_annotations);
+    }
+    metadata
+}
+
+/// Every manifest, by file name, as JSON values (written as YAML); `secrets` are the token and
+/// the TLS files' contents.
 pub fn manifests(
     run: &DeployRun,
     kubernetes: &KubernetesSection,
     shape: NodeShape,
-    token: &str,
+    secrets: &Secrets,
     max_restarts: u32,
 ) -> Vec<(String, Value)> {
-    let name = format!("rosetta-{}", dns_label(&run.run_name));
+    let name = object_name(run);
     let namespace = kubernetes.namespace.as_str();
     let labels = |role: &str| json!({"app.kubernetes.io/name": "rosetta", "rosetta/run": dns_label(&run.run_name), "rosetta/role": role});
-    let binary = run.binary.display().to_string();
-    let run_dir = run.run_dir.root().display().to_string();
-    let config = "/etc/rosetta/config/run.yaml";
-    let token_file = "/etc/rosetta/token/token";
-    let env: Vec<Value> = run.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
-    let volumes = json!([
-        {"name": "config", "configMap": {"name": format!("{name}-config")}},
-        {"name": "token", "secret": {"secretName": format!("{name}-token"), "defaultMode": 0o400}},
-        {"name": "workspace", "persistentVolumeClaim": {"claimName": kubernetes.claim}},
-    ]);
-    let mounts = json!([
-        {"name": "config", "mountPath": "/etc/rosetta/config", "readOnly": true},
-        {"name": "token", "mountPath": "/etc/rosetta/token", "readOnly": true},
-        {"name": "workspace", "mountPath": kubernetes.mount_path.display().to_string()},
-    ]);
-    let coordinator_command = format!(
-        "START=; if [ -f {latest} ]; then START=--resume; fi; exec {command} $START",
-        latest = shell_line(&[format!("{run_dir}/checkpoints/latest")]),
-        command = shell_line(&[
-            binary.as_str(),
-            "coordinator",
-            "--config",
-            config,
-            "--listen",
-            &format!("0.0.0.0:{}", run.port),
-            "--token-file",
-            token_file,
-        ]),
-    );
-    let service_host = format!("{name}-coordinator.{namespace}.svc");
-    let device = if shape.gpus { "cuda:$i" } else { "cpu" };
-    let worker = shell_line(&[
-        binary.as_str(),
-        "worker",
-        "--coordinator",
-        &format!("http://{service_host}:{}", run.port),
-        "--token-file",
-        token_file,
-        "--ring-listen",
-        "0.0.0.0:0",
-    ]);
-    let workers_command = format!(
-        "status=0; pids=; for i in $(seq 0 {last}); do {worker} --device {device} --host \"node-$JOB_COMPLETION_INDEX-$i\" & pids=\"$pids $!\"; done; \
-         for pid in $pids; do wait $pid || status=1; done; exit $status",
-        last = shape.workers_per_node - 1
-    );
-    let mut resources = json!({});
-    if shape.gpus {
-        resources = json!({"limits": {"nvidia.com/gpu": shape.workers_per_node}});
+    let mut env: Vec<Value> = run.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    if let Some(threads) = whole_cpus(&kubernetes.worker_resources.cpu) {
+        env.push(json!({"name": "OMP_NUM_THREADS", "value": threads.to_string()}));
     }
+    let workspace = kubernetes.mount_path.display().to_string();
+    let mut volumes = vec![
+        json!({"name": "config", "configMap": {"name": format!("{name}-config")}}),
+        json!({"name": "token", "secret": {"secretName": format!("{name}-token"), "defaultMode": 0o400}}),
+        json!({"name": "workspace", "persistentVolumeClaim": {"claimName": kubernetes.claim}}),
+        json!({"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": kubernetes.shm_size}}),
+    ];
+    let mut mounts = vec![
+        json!({"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": true}),
+        json!({"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": true}),
+        json!({"name": "workspace", "mountPath": workspace}),
+        json!({"name": "shm", "mountPath": "/dev/shm"}),
+    ];
+    let (mut coordinator_volumes, mut coordinator_mounts) = (volumes.clone(), mounts.clone());
+    if secrets.tls.is_some() {
+        // Workers see the authority alone; the coordinator its certificate and key too.
+        let tls = |items: Value| json!({"name": "tls", "secret": {"secretName": format!("{name}-tls"), "defaultMode": 0o400, "items": items}});
+        volumes.push(tls(json!([{"key": "ca.pem", "path": "ca.pem"}])));
+        coordinator_volumes.push(tls(json!([
+            {"key": "ca.pem", "path": "ca.pem"},
+            {"key": "coordinator.pem", "path": "coordinator.pem"},
+            {"key": "coordinator-key.pem", "path": "coordinator-key.pem"},
+        ])));
+        let mount = json!({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": true});
+        mounts.push(mount.clone());
+        coordinator_mounts.push(mount);
+    }
+    let pod_security = json!({
+        "runAsNonRoot": true, "runAsUser": kubernetes.run_as_user, "runAsGroup": kubernetes.run_as_group,
+        "fsGroup": kubernetes.run_as_group, "seccompProfile": {"type": "RuntimeDefault"},
+    });
+    let mut capabilities = json!({"drop": ["ALL"]});
+    if !kubernetes.add_capabilities.is_empty() {
+        capabilities["add"] = json!(kubernetes.add_capabilities);
+    }
+    let container_security = json!({"allowPrivilegeEscalation": false, "capabilities": capabilities});
+    // What every pod template shares: scheduling, security, pull secrets.
+    let pod_spec = |volumes: Vec<Value>, containers: Vec<Value>| {
+        let mut spec = json!({
+            "restartPolicy": "OnFailure", "securityContext": pod_security, "volumes": volumes, "containers": containers,
+        });
+        if !kubernetes.node_selector.is_empty() {
+            spec["nodeSelector"] = json!(kubernetes.node_selector);
+        }
+        if !kubernetes.tolerations.is_empty() {
+            spec["tolerations"] = json!(kubernetes.tolerations);
+        }
+        if !kubernetes.image_pull_secrets.is_empty() {
+            spec["imagePullSecrets"] =
+                Value::Array(kubernetes.image_pull_secrets.iter().map(|n| json!({"name": n})).collect());
+        }
+        if let Some(class) = &kubernetes.priority_class_name {
+            spec["priorityClassName"] = json!(class);
+        }
+        spec
+    };
     let metrics_annotations = json!({
         "prometheus.io/scrape": "true", "prometheus.io/port": run.metrics_port.to_string(), "prometheus.io/path": "/metrics",
     });
-    let mut objects = vec![
-        (
+    let coordinator_container = json!({
+        "name": "coordinator", "image": kubernetes.image, "command": coordinator_command(run, kubernetes),
+        "env": env, "volumeMounts": coordinator_mounts, "securityContext": container_security,
+        "resources": resources(&kubernetes.coordinator_resources, kubernetes.coordinator_gpus),
+        "ports": [{"name": "grpc", "containerPort": run.port}, {"name": "metrics", "containerPort": run.metrics_port}],
+        // A TCP probe: the kubelet's gRPC probe speaks no TLS.
+        "readinessProbe": {"tcpSocket": {"port": run.port}, "periodSeconds": 10},
+    });
+    let per_worker_gpus = usize::from(shape.gpus);
+    let worker_containers: Vec<Value> = (0..shape.workers_per_node)
+        .map(|local| {
+            json!({
+                "name": format!("worker-{local}"), "image": kubernetes.image,
+                "command": worker_command(run, kubernetes, shape), "env": env, "volumeMounts": mounts,
+                "securityContext": container_security,
+                "resources": resources(&kubernetes.worker_resources, per_worker_gpus),
+            })
+        })
+        .collect();
+    let mut worker_pod = pod_spec(volumes, worker_containers);
+    worker_pod["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": labels("worker")}, "topologyKey": "kubernetes.io/hostname"}]}});
+    let mut tls_data = Map::new();
+    if let Some(tls) = &secrets.tls {
+        for (key, text) in [("ca.pem", &tls.ca), ("coordinator.pem", &tls.cert), ("coordinator-key.pem", &tls.key)] {
+            tls_data.insert(key.to_string(), json!(text));
+        }
+    }
+    let mut objects = Vec::new();
+    if kubernetes.create_namespace {
+        objects.push((
             "namespace.yaml".to_string(),
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
-        ),
-        (
-            "config.yaml".to_string(),
-            json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": format!("{name}-config"), "namespace": namespace, "labels": labels("config")},
-                "data": {"run.yaml": run.run_config_yaml}}),
-        ),
-        (
-            "token.yaml".to_string(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels("namespace")}}),
+        ));
+    }
+    objects.push((
+        "config.yaml".to_string(),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(kubernetes, &format!("{name}-config"), &labels("config"), None),
+            "data": {"run.yaml": run.run_config_yaml}}),
+    ));
+    objects.push((
+        "token.yaml".to_string(),
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": metadata(kubernetes, &format!("{name}-token"), &labels("token"), None),
+            "stringData": {"token": secrets.token}}),
+    ));
+    if !tls_data.is_empty() {
+        objects.push((
+            "tls.yaml".to_string(),
             json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                "metadata": {"name": format!("{name}-token"), "namespace": namespace, "labels": labels("token")},
-                "stringData": {"token": token}}),
-        ),
-        (
-            "coordinator-service.yaml".to_string(),
-            json!({"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": format!("{name}-coordinator"), "namespace": namespace, "labels": labels("coordinator"),
-                "annotations": metrics_annotations},
-            "spec": {"selector": labels("coordinator"), "ports": [
-                {"name": "grpc", "port": run.port, "targetPort": run.port},
-                {"name": "metrics", "port": run.metrics_port, "targetPort": run.metrics_port},
-            ]}}),
-        ),
-        (
-            "coordinator-job.yaml".to_string(),
-            json!({"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": format!("{name}-coordinator"), "namespace": namespace, "labels": labels("coordinator")},
-            "spec": {"backoffLimit": 3, "template": {
-                "metadata": {"labels": labels("coordinator"), "annotations": metrics_annotations},
-                "spec": {"restartPolicy": "OnFailure", "volumes": volumes, "containers": [{
-                    "name": "coordinator", "image": kubernetes.image, "command": ["sh", "-c", coordinator_command],
-                    "env": env, "volumeMounts": mounts,
-                    "ports": [{"name": "grpc", "containerPort": run.port}, {"name": "metrics", "containerPort": run.metrics_port}],
-                    "readinessProbe": {"grpc": {"port": run.port, "service": "rosetta.v1.Coordinator"}, "periodSeconds": 10},
-                }]}}}}),
-        ),
-        (
-            "workers-job.yaml".to_string(),
-            json!({"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": format!("{name}-workers"), "namespace": namespace, "labels": labels("worker")},
-            "spec": {
-                "completionMode": "Indexed", "completions": shape.nodes, "parallelism": shape.nodes,
-                // Each failed generation restarts every worker pod once.
-                "backoffLimit": (max_restarts as usize + 1) * shape.nodes,
-                "template": {"metadata": {"labels": labels("worker")}, "spec": {
-                    "restartPolicy": "OnFailure", "volumes": volumes,
-                    "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-                        "labelSelector": {"matchLabels": labels("worker")}, "topologyKey": "kubernetes.io/hostname"}]}},
-                    "containers": [{"name": "workers", "image": kubernetes.image, "command": ["sh", "-c", workers_command],
-                        "env": env, "volumeMounts": mounts, "resources": resources}],
-                }}}}),
-        ),
-        (
-            "servicemonitor.yaml".to_string(),
-            json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-                "metadata": {"name": name, "namespace": namespace, "labels": labels("monitor")},
-                "spec": {"selector": {"matchLabels": labels("coordinator")},
-                    "endpoints": [{"port": "metrics", "interval": "15s", "path": "/metrics"}]}}),
-        ),
-    ];
+                "metadata": metadata(kubernetes, &format!("{name}-tls"), &labels("tls"), None), "stringData": tls_data}),
+        ));
+    }
+    objects.push((
+        "coordinator-service.yaml".to_string(),
+        json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(kubernetes, &format!("{name}-coordinator"), &labels("coordinator"), Some(&metrics_annotations)),
+        // Headless: the name resolves to the coordinator pod itself, also before it is ready
+        // (workers retry until it serves).
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": true, "selector": labels("coordinator"), "ports": [
+            {"name": "grpc", "port": run.port, "targetPort": run.port},
+            {"name": "metrics", "port": run.metrics_port, "targetPort": run.metrics_port},
+        ]}}),
+    ));
+    let mut pod_metadata = metadata(kubernetes, &name, &labels("coordinator"), Some(&metrics_annotations));
+    if let Some(object) = pod_metadata.as_object_mut() {
+        object.remove("name");
+        object.remove("namespace");
+    }
+    objects.push((
+        "coordinator-job.yaml".to_string(),
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": metadata(kubernetes, &format!("{name}-coordinator"), &labels("coordinator"), None),
+        "spec": {"backoffLimit": 3, "template": {"metadata": pod_metadata,
+            "spec": pod_spec(coordinator_volumes, vec![coordinator_container])}}}),
+    ));
+    let mut worker_metadata = metadata(kubernetes, &name, &labels("worker"), None);
+    if let Some(object) = worker_metadata.as_object_mut() {
+        object.remove("name");
+        object.remove("namespace");
+    }
+    objects.push((
+        "workers-job.yaml".to_string(),
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": metadata(kubernetes, &format!("{name}-workers"), &labels("worker"), None),
+        "spec": {
+            "completionMode": "Indexed", "completions": shape.nodes, "parallelism": shape.nodes,
+            // Each failed generation restarts every worker pod once.
+            "backoffLimit": (max_restarts as usize + 1) * shape.nodes,
+            "template": {"metadata": worker_metadata, "spec": worker_pod}}}),
+    ));
+    objects.push((
+        "servicemonitor.yaml".to_string(),
+        json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+            "metadata": metadata(kubernetes, &name, &labels("monitor"), None),
+            "spec": {"selector": {"matchLabels": labels("coordinator")},
+                "endpoints": [{"port": "metrics", "interval": "15s", "path": "/metrics"}]}}),
+    ));
     if let Some(class) = &kubernetes.storage_class {
         objects.push((
             "workspace-claim.yaml".to_string(),
             json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": kubernetes.claim, "namespace": namespace, "labels": labels("workspace")},
+                "metadata": metadata(kubernetes, &kubernetes.claim, &labels("workspace"), None),
                 "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": class,
                     "resources": {"requests": {"storage": kubernetes.volume_size}}}}),
         ));
@@ -168,14 +307,35 @@ pub fn manifests(
     objects
 }
 
-/// Checks that every path the pods use lies on the mounted volume.
-pub fn check_paths(kubernetes: &KubernetesSection, paths: &[PathBuf]) -> Result<()> {
+/// The secrets the manifests carry.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// The job's token.
+    pub token: String,
+    /// The run's TLS files (PEM), unless TLS is off.
+    pub tls: Option<TlsPem>,
+}
+
+/// The run's TLS files, as text.
+#[derive(Debug, Clone)]
+pub struct TlsPem {
+    /// The authority's certificate.
+    pub ca: String,
+    /// The coordinator's certificate.
+    pub cert: String,
+    /// The coordinator's private key.
+    pub key: String,
+}
+
+/// Checks that every path the pods read or write lies on the mounted volume; each problem
+/// names the config field the path came from.
+pub fn check_paths(kubernetes: &KubernetesSection, paths: &[(String, PathBuf)]) -> Result<()> {
     let mut problems = rosetta_common::ConfigProblems::new();
-    for path in paths.iter().filter(|p| !p.starts_with(&kubernetes.mount_path)) {
+    for (field, path) in paths.iter().filter(|(_, p)| !p.starts_with(&kubernetes.mount_path)) {
         problems.push(
-            "deploy.kubernetes.mount_path",
+            field.as_str(),
             format!(
-                "{} is not under {}: the pods see only the volume {} mounted there (put data and run directory on it, at the same paths)",
+                "{} is not under deploy.kubernetes.mount_path {}: the pods see only the volume {} mounted there (put it on the volume, at the same path)",
                 path.display(),
                 kubernetes.mount_path.display(),
                 kubernetes.claim
@@ -193,21 +353,25 @@ pub fn write_manifests(
     files: &DeployFiles,
     max_restarts: u32,
 ) -> Result<PathBuf> {
-    let token = std::fs::read_to_string(&files.token)
-        .map_err(|source| DeployError::Process { what: format!("reading {}", files.token.display()), source })?;
+    let read = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map_err(|source| DeployError::Process { what: format!("reading {}", path.display()), source })
+    };
+    let tls = match &run.tls {
+        Some(tls) => Some(TlsPem { ca: read(&tls.ca)?, cert: read(&tls.cert)?, key: read(&tls.key)? }),
+        None => None,
+    };
+    let secrets = Secrets { token: read(&files.token)?.trim().to_string(), tls };
     let dir = run.deploy_dir().join("kubernetes");
-    let objects = manifests(run, kubernetes, shape, token.trim(), max_restarts);
+    let objects = manifests(run, kubernetes, shape, &secrets, max_restarts);
     let write = |name: &str, value: &Value| -> Result<()> {
         let text = serde_saphyr::to_string(value).map_err(|e| DeployError::Template(format!("{name}: {e}")))?;
         let path = dir.join(name);
-        rosetta_common::atomic::write_atomic(&path, text.as_bytes())
-            .map_err(|e| DeployError::Process { what: format!("writing {}", e.path.display()), source: e.source })?;
-        if name == "token.yaml" {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|source| DeployError::Process { what: format!("protecting {}", path.display()), source })?;
+        if ["token.yaml", "tls.yaml"].contains(&name) {
+            return crate::run::write_secret(&path, text.as_bytes());
         }
-        Ok(())
+        rosetta_common::atomic::write_atomic(&path, text.as_bytes())
+            .map_err(|e| DeployError::Process { what: format!("writing {}", e.path.display()), source: e.source })
     };
     for (name, value) in &objects {
         write(name, value)?;
@@ -235,4 +399,18 @@ pub fn apply(dir: &Path) -> Result<()> {
         return Err(DeployError::Scheduler(format!("kubectl apply -k {} failed ({status})", dir.display())));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_requests_give_whole_threads() {
+        assert_eq!(whole_cpus("4"), Some(4));
+        assert_eq!(whole_cpus("2.5"), Some(2));
+        assert_eq!(whole_cpus("500m"), Some(1));
+        assert_eq!(whole_cpus("8000m"), Some(8));
+        assert_eq!(whole_cpus("lots"), None);
+    }
 }

@@ -2,8 +2,9 @@
 //! process (through `rosetta_coordinator::process`), and one `rosetta worker` process per
 //! device is started and supervised: when the coordinator ends a generation, every worker is
 //! replaced; a worker that exits with an error ends its generation at once; SIGINT or SIGTERM
-//! stops every worker before returning. Committed checkpoints are evaluated meanwhile when the
-//! run asks for it.
+//! stops every worker before returning. The coordinator evaluates committed checkpoints
+//! meanwhile when the run asks for it (`rosetta_coordinator::evaluation`), and the run ends
+//! once its final evaluation is done.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use rosetta_coordinator::job::Phase;
 use rosetta_coordinator::process::{CoordinatorProcessConfig, start_coordinator};
+use rosetta_worker_config::{CoordinatorAddress, WorkerProcessConfig};
 
 use crate::error::{DeployError, Result};
-use crate::evaluation::{TrainingEvaluation, TrainingEvaluator};
 use crate::progress::{ProgressDisplay, ProgressStyle};
 use crate::supervisor::{WorkerCommand, WorkerProcesses};
 
@@ -28,8 +29,6 @@ pub struct LocalLaunch {
     pub program: PathBuf,
     /// libtorch threads per worker.
     pub threads_per_worker: usize,
-    /// Evaluation during training, if any.
-    pub evaluation: Option<TrainingEvaluation>,
     /// How progress is shown.
     pub progress: ProgressStyle,
 }
@@ -75,19 +74,15 @@ pub fn train_locally(launch: LocalLaunch, on_started: impl FnOnce(LocalAddresses
         .enable_all()
         .build()
         .map_err(|source| DeployError::Process { what: "starting the async runtime".into(), source })?;
-    let LocalLaunch { coordinator, workers, program, threads_per_worker, evaluation, progress } = launch;
+    let LocalLaunch { coordinator, workers, program, threads_per_worker, progress } = launch;
+    let evaluates_at_end = coordinator.evaluation.as_ref().is_some_and(|plan| plan.config.at_end);
     let token = coordinator.token.clone();
     let running = runtime.block_on(start_coordinator(coordinator))?;
     let job = running.job.clone();
     on_started(LocalAddresses { grpc: running.grpc_address, metrics: running.metrics_address });
-    let run_dir = job.settings().run_dir.clone();
-    let mut evaluator = evaluation.map(|evaluation| TrainingEvaluator::new(evaluation, &run_dir));
-    let command = WorkerCommand {
-        program,
-        coordinator_url: format!("http://{}", running.grpc_address),
-        token,
-        threads: threads_per_worker,
-    };
+    let mut worker = WorkerProcessConfig::new(CoordinatorAddress::Url(format!("http://{}", running.grpc_address)));
+    worker.threads = Some(threads_per_worker.max(1));
+    let command = WorkerCommand { program, worker, token };
     let mut processes = WorkerProcesses::start(command, workers)?;
     let (mut interrupt, mut terminate) = runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
@@ -122,9 +117,6 @@ pub fn train_locally(launch: LocalLaunch, on_started: impl FnOnce(LocalAddresses
             warm = Some((Instant::now(), now.steps_done));
         }
         display.update(&now);
-        if let Some(evaluator) = evaluator.as_mut() {
-            evaluator.poll(now.last_checkpoint);
-        }
         match now.phase {
             Phase::Finished => break Ending::Finished,
             Phase::Failed(reason) => break Ending::Failed(reason),
@@ -149,19 +141,24 @@ pub fn train_locally(launch: LocalLaunch, on_started: impl FnOnce(LocalAddresses
         Ending::Interrupted(_) => processes.kill_all(),
     }
     let end = job.progress();
+    let evaluations = match ending {
+        Ending::Finished => Some(runtime.block_on(running.wait_for_evaluations())),
+        _ => None,
+    };
     runtime.block_on(running.shutdown());
     match ending {
         Ending::Finished => {}
         Ending::Failed(reason) => return Err(DeployError::JobFailed(reason)),
         Ending::Interrupted(signal) => return Err(DeployError::Interrupted(signal)),
     }
+    let evaluated = evaluations.and_then(|status| status.final_reports);
+    let complete = end.steps_done >= end.total_steps;
+    if let (true, true, None, Some(step)) = (evaluates_at_end, complete, &evaluated, end.last_checkpoint) {
+        return Err(DeployError::Evaluation(format!("evaluation of the final checkpoint (step {step}) failed")));
+    }
     let steady_seconds_per_step = warm
         .filter(|(_, steps)| end.steps_done > *steps)
         .map(|(since, steps)| last_step_at.duration_since(since).as_secs_f64() / (end.steps_done - steps) as f64);
-    let evaluated = match evaluator.as_mut() {
-        Some(evaluator) => evaluator.finish(end.last_checkpoint)?,
-        None => None,
-    };
     Ok(LocalSummary {
         steps_done: end.steps_done,
         last_checkpoint: end.last_checkpoint,

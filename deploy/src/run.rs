@@ -28,10 +28,12 @@ pub struct DeployRun {
     pub binary: PathBuf,
     /// Environment of every remote process.
     pub env: BTreeMap<String, String>,
-    /// The coordinator's gRPC port.
+    /// The coordinator's gRPC port (0: any free one, found through `RUN/coordinator.json`).
     pub port: u16,
-    /// The coordinator's metrics port.
+    /// The coordinator's metrics port (0: any free one).
     pub metrics_port: u16,
+    /// The run's TLS files (`None`: plain HTTP/2, `deploy.tls: false`).
+    pub tls: Option<crate::tls::RunTls>,
 }
 
 /// The files a target submits with.
@@ -62,18 +64,23 @@ impl DeployRun {
         let token = dir.join("token");
         if !token.is_file() {
             let secret = rosetta_common::random::random_hex::<32>().map_err(io)?;
-            let staged = StagedFile::new(&token).map_err(io)?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(staged.temp_path())
-                .map_err(|source| DeployError::Process { what: format!("writing {}", token.display()), source })?;
-            file.write_all(secret.as_bytes())
-                .map_err(|source| DeployError::Process { what: format!("writing {}", token.display()), source })?;
-            drop(file);
-            staged.commit().map_err(io)?;
+            write_secret(&token, secret.as_bytes())?;
         }
         Ok(DeployFiles { config, token })
     }
+}
+
+/// Writes `bytes` to `path` atomically, readable by its owner only (mode 0600 from the start).
+pub fn write_secret(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let failed = |source| DeployError::Process { what: format!("writing {}", path.display()), source };
+    let staged = StagedFile::new(path).map_err(io)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(staged.temp_path())
+        .map_err(failed)?;
+    file.write_all(bytes).map_err(failed)?;
+    drop(file);
+    staged.commit().map_err(io)
 }

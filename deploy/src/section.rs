@@ -1,6 +1,7 @@
 //! The `deploy:` section of a run config: what belongs to a site (where the `rosetta` binary
-//! is on the nodes, partition, account, time limit, hosts, image, namespace), as written
-//! ([`DeploySection`]) and checked per target.
+//! is on the nodes, partition, account, time limit, hosts, image, namespace, pod resources and
+//! scheduling), as written ([`DeploySection`]) and checked per target. Every key is described
+//! in docs/deploy.md.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,17 +9,19 @@ use std::path::PathBuf;
 use rosetta_common::ConfigProblems;
 use serde::{Deserialize, Serialize};
 
-fn default_port() -> u16 {
-    50051
-}
-fn default_metrics_port() -> u16 {
-    9464
-}
+/// The coordinator's gRPC port where a target needs a fixed one (ssh, Kubernetes).
+pub const DEFAULT_PORT: u16 = 50051;
+/// The coordinator's metrics port where a target needs a fixed one (ssh, Kubernetes).
+pub const DEFAULT_METRICS_PORT: u16 = 9464;
+
 fn default_signal() -> u64 {
     300
 }
 fn one() -> usize {
     1
+}
+fn yes() -> bool {
+    true
 }
 
 /// `deploy:` as written.
@@ -31,12 +34,18 @@ pub struct DeploySection {
     /// Environment variables for every remote process (e.g. `LD_LIBRARY_PATH` of torch's `lib/`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    /// Port of the coordinator's gRPC service.
-    #[serde(default = "default_port")]
-    pub port: u16,
-    /// Port of the coordinator's Prometheus endpoint.
-    #[serde(default = "default_metrics_port")]
-    pub metrics_port: u16,
+    /// Port of the coordinator's gRPC service [default: 50051 on ssh and Kubernetes; any free
+    /// port on Slurm, where workers find it in `RUN/coordinator.json`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Port of the coordinator's Prometheus endpoint [default: 9464 on ssh and Kubernetes; any
+    /// free port on Slurm, written into its Prometheus target file].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
+    /// TLS between the processes of the run (a certificate authority of the run's own, made
+    /// into `RUN/deploy/tls/`); `false` sends the token and the ring secret in clear.
+    #[serde(default = "yes")]
+    pub tls: bool,
     /// `deploy.slurm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<SlurmSection>,
@@ -107,24 +116,31 @@ pub struct SshSection {
     pub options: Vec<String>,
 }
 
-/// `deploy.kubernetes`: manifests for a coordinator Job + Service and an Indexed Job of worker
-/// pods (one per node), the run config as a ConfigMap, the token as a Secret.
+/// `deploy.kubernetes`: manifests for a coordinator Job behind a headless Service and an
+/// Indexed Job of worker pods (one per node, one container per worker), the run config as a
+/// ConfigMap, the token and the TLS files as Secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSection {
     /// Namespace of every object.
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// Also write a Namespace object (most clusters give users a namespace instead).
+    #[serde(default)]
+    pub create_namespace: bool,
     /// The worker and coordinator image (bring your own registry; see deploy/docker/Dockerfile).
     #[serde(default)]
     pub image: String,
+    /// The `rosetta` binary inside the image.
+    #[serde(default = "default_image_binary")]
+    pub binary: PathBuf,
     /// Worker pods (one per node).
     #[serde(default = "one")]
     pub nodes: usize,
-    /// GPUs per pod, one worker each (0: CPU workers).
+    /// GPUs per pod, one worker container each (0: CPU workers).
     #[serde(default)]
     pub gpus_per_node: usize,
-    /// Workers per pod on CPU nodes.
+    /// Worker containers per pod on CPU nodes.
     #[serde(default = "one")]
     pub workers_per_node: usize,
     /// The PersistentVolumeClaim that holds the data and the run directory, mounted at
@@ -140,8 +156,95 @@ pub struct KubernetesSection {
     /// Size of a created claim.
     #[serde(default = "default_size")]
     pub volume_size: String,
+    /// CPU and memory of each worker container.
+    #[serde(default = "default_worker_resources")]
+    pub worker_resources: ResourceSection,
+    /// CPU and memory of the coordinator (which also runs the evaluations).
+    #[serde(default = "default_coordinator_resources")]
+    pub coordinator_resources: ResourceSection,
+    /// GPUs of the coordinator pod, for evaluations with `evaluation.device: cuda:N`.
+    #[serde(default)]
+    pub coordinator_gpus: usize,
+    /// Size of the in-memory `/dev/shm` of every pod (NCCL's shared-memory transport).
+    #[serde(default = "default_shm")]
+    pub shm_size: String,
+    /// User and group the containers run as (the image's `rosetta` user; never root).
+    #[serde(default = "default_uid")]
+    pub run_as_user: u32,
+    /// Group of the processes and of the volume's files.
+    #[serde(default = "default_uid")]
+    pub run_as_group: u32,
+    /// Capabilities added to the containers (e.g. `IPC_LOCK` for NCCL over InfiniBand): any
+    /// takes the pods out of the Pod Security "restricted" profile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_capabilities: Vec<String>,
+    /// `nodeSelector` of every pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// `tolerations` of every pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<TolerationSection>,
+    /// Names of the Secrets that pull the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
+    /// `priorityClassName` of every pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Labels added to every object and pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to every object and pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
+/// CPU and memory of a container: requests, and the memory limit (CPU is not limited, so that
+/// a busy step is never throttled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSection {
+    /// CPU request (`4`, `500m`).
+    pub cpu: String,
+    /// Memory request and limit (`16Gi`).
+    pub memory: String,
+}
+
+/// A pod toleration, as Kubernetes writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TolerationSection {
+    /// The taint key (empty with `operator: Exists` tolerates every taint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `Equal` or `Exists`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// The taint value (with `Equal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// Seconds a `NoExecute` taint is tolerated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toleration_seconds: Option<i64>,
+}
+
+fn default_image_binary() -> PathBuf {
+    PathBuf::from("/usr/local/bin/rosetta")
+}
+fn default_worker_resources() -> ResourceSection {
+    ResourceSection { cpu: "4".into(), memory: "16Gi".into() }
+}
+fn default_coordinator_resources() -> ResourceSection {
+    ResourceSection { cpu: "2".into(), memory: "8Gi".into() }
+}
+fn default_shm() -> String {
+    "8Gi".into()
+}
+fn default_uid() -> u32 {
+    1000
+}
 fn default_namespace() -> String {
     "rosetta".into()
 }
@@ -241,6 +344,28 @@ impl SshSection {
     }
 }
 
+/// Whether `text` is a Kubernetes resource quantity: a decimal number with an optional SI or
+/// binary suffix.
+fn is_quantity(text: &str) -> bool {
+    let number = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &text[number.len()..];
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+    !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && !fraction.is_empty()
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+        && ["", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].contains(&suffix)
+}
+
+/// Whether `text` is a DNS subdomain (a Kubernetes object name).
+fn dns_subdomain(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !text.starts_with(['-', '.'])
+        && !text.ends_with(['-', '.'])
+}
+
 impl KubernetesSection {
     /// The shape, checked.
     pub fn shape(&self) -> Result<NodeShape, ConfigProblems> {
@@ -263,6 +388,48 @@ impl KubernetesSection {
         }
         if !self.mount_path.is_absolute() {
             problems.push("deploy.kubernetes.mount_path", "must be absolute");
+        }
+        if !self.binary.is_absolute() {
+            problems.push("deploy.kubernetes.binary", "must be the absolute path of rosetta in the image");
+        }
+        for (path, quantity) in [
+            ("worker_resources.cpu", &self.worker_resources.cpu),
+            ("worker_resources.memory", &self.worker_resources.memory),
+            ("coordinator_resources.cpu", &self.coordinator_resources.cpu),
+            ("coordinator_resources.memory", &self.coordinator_resources.memory),
+            ("shm_size", &self.shm_size),
+            ("volume_size", &self.volume_size),
+        ] {
+            if !is_quantity(quantity) {
+                problems.push(
+                    format!("deploy.kubernetes.{path}"),
+                    format!("{quantity:?} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi)"),
+                );
+            }
+        }
+        if self.run_as_user == 0 {
+            problems.push("deploy.kubernetes.run_as_user", "0 is root, which Pod Security \"restricted\" refuses");
+        }
+        for (i, name) in self.image_pull_secrets.iter().enumerate() {
+            if !dns_subdomain(name) {
+                problems.push(format!("deploy.kubernetes.image_pull_secrets[{i}]"), format!("{name:?} is not a name"));
+            }
+        }
+        for (i, toleration) in self.tolerations.iter().enumerate() {
+            if let Some(operator) = toleration.operator.as_deref().filter(|o| !["Equal", "Exists"].contains(o)) {
+                problems.push(
+                    format!("deploy.kubernetes.tolerations[{i}].operator"),
+                    format!("{operator:?}: Equal or Exists"),
+                );
+            }
+            if let Some(effect) =
+                toleration.effect.as_deref().filter(|e| !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(e))
+            {
+                problems.push(
+                    format!("deploy.kubernetes.tolerations[{i}].effect"),
+                    format!("{effect:?}: NoSchedule, PreferNoSchedule or NoExecute"),
+                );
+            }
         }
         problems.into_result(NodeShape::of(self.nodes, self.gpus_per_node, self.workers_per_node))
     }

@@ -2,11 +2,16 @@
 //! `RUN/deploy/slurm/rosetta.sbatch` and submitted with `sbatch`; `--status` and `--cancel` go
 //! through `squeue` and `scancel` with the recorded job id.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
+use rosetta_coordinator::command::CoordinatorCommand;
+use rosetta_coordinator::job::StartMode;
+use rosetta_worker_config::{CoordinatorAddress, DeviceSpec, WorkerProcessConfig};
+
 use crate::error::{DeployError, Result};
-use crate::run::DeployRun;
+use crate::run::{DeployFiles, DeployRun};
 use crate::section::{NodeShape, SlurmSection};
 use crate::template::{render, shell_line, shell_quote};
 
@@ -27,8 +32,46 @@ fn dir(run: &DeployRun) -> PathBuf {
     run.deploy_dir().join("slurm")
 }
 
+/// The coordinator of the batch job: any free port on every interface, resuming when the run
+/// directory holds a checkpoint (a requeued job), TLS unless `deploy.tls: false`.
+pub fn coordinator_command(run: &DeployRun, files: &DeployFiles) -> CoordinatorCommand {
+    let listen = SocketAddr::from(([0, 0, 0, 0], run.port));
+    let mut command = CoordinatorCommand::new(files.config.clone(), listen, StartMode::Auto);
+    command.token_file = Some(files.token.clone());
+    if let Some(tls) = &run.tls {
+        (command.tls_cert, command.tls_key) = (Some(tls.cert.clone()), Some(tls.key.clone()));
+    }
+    command
+}
+
+/// The worker every task of the job's `srun` runs: it finds the coordinator through
+/// `RUN/coordinator.json`; on GPU nodes Slurm binds one GPU to each task, which the task sees
+/// as `cuda:0`.
+pub fn worker_command(
+    run: &DeployRun,
+    slurm: &SlurmSection,
+    shape: NodeShape,
+    files: &DeployFiles,
+) -> WorkerProcessConfig {
+    let mut worker = WorkerProcessConfig::new(CoordinatorAddress::File(run.run_dir.coordinator_addresses()));
+    worker.token_file = Some(files.token.clone());
+    worker.ring_listen = SocketAddr::from(([0, 0, 0, 0], 0));
+    worker.threads = Some(slurm.cpus_per_worker);
+    worker.device = Some(if shape.gpus { DeviceSpec::Cuda(0) } else { DeviceSpec::Cpu });
+    if let Some(tls) = &run.tls {
+        worker.tls_ca = Some(tls.ca.clone());
+        worker.tls_domain = Some(crate::tls::SERVER_NAME.to_string());
+    }
+    worker
+}
+
 /// Fills the batch script for `run` and writes it to `RUN/deploy/slurm/rosetta.sbatch`.
-pub fn write_batch_script(run: &DeployRun, slurm: &SlurmSection, shape: NodeShape) -> Result<PathBuf> {
+pub fn write_batch_script(
+    run: &DeployRun,
+    slurm: &SlurmSection,
+    shape: NodeShape,
+    files: &DeployFiles,
+) -> Result<PathBuf> {
     let mut sbatch = Vec::new();
     if shape.gpus {
         sbatch.push(format!("--gpus-per-node={}", shape.workers_per_node));
@@ -40,7 +83,11 @@ pub fn write_batch_script(run: &DeployRun, slurm: &SlurmSection, shape: NodeShap
     }
     sbatch.extend(slurm.extra.iter().cloned());
     let env: Vec<String> = run.env.iter().map(|(k, v)| format!("export {k}={}", shell_quote(v))).collect();
-    let device = if shape.gpus { "cuda:$SLURM_LOCALID".to_string() } else { "cpu".to_string() };
+    let program = |argv: rosetta_common::argv::Argv| {
+        let mut words = vec![run.binary.display().to_string()];
+        words.extend(argv.into_vec());
+        shell_line(&words)
+    };
     let log = dir(run).join("slurm-%j.log");
     let values = [
         ("job_name", format!("rosetta-{}", run.run_name)),
@@ -53,11 +100,13 @@ pub fn write_batch_script(run: &DeployRun, slurm: &SlurmSection, shape: NodeShap
         ("sbatch_lines", sbatch.iter().map(|line| format!("#SBATCH {line}")).collect::<Vec<_>>().join("\n")),
         ("setup_lines", slurm.setup.join("\n")),
         ("env_lines", env.join("\n")),
-        ("binary", shell_quote(&run.binary.display().to_string())),
-        ("run_dir", shell_quote(&run.run_dir.root().display().to_string())),
-        ("port", run.port.to_string()),
-        ("metrics_port", run.metrics_port.to_string()),
-        ("device", device),
+        ("coordinator_file", shell_quote(&run.run_dir.coordinator_addresses().display().to_string())),
+        ("coordinator_command", program(coordinator_command(run, files).to_args())),
+        ("worker_command", program(worker_command(run, slurm, shape, files).to_args())),
+        (
+            "srun_gpu_options",
+            if shape.gpus { "--gpus-per-task=1 --gpu-bind=per_task:1 ".to_string() } else { String::new() },
+        ),
         ("stopped_early", STOPPED_EARLY_EXIT.to_string()),
         ("targets_file", shell_quote(&prometheus_targets(run).display().to_string())),
     ];

@@ -9,7 +9,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
+use rosetta_common::argv::Argv;
+use rosetta_coordinator::command::CoordinatorCommand;
 use rosetta_coordinator::job::StartMode;
+use rosetta_worker_config::{CoordinatorAddress, DeviceSpec, WorkerProcessConfig};
 
 use crate::error::{DeployError, Result};
 use crate::run::{DeployFiles, DeployRun};
@@ -51,7 +56,17 @@ fn env_prefix(run: &DeployRun) -> Vec<String> {
     words
 }
 
-/// The coordinator and worker processes of `run` on the hosts of `ssh`.
+/// The shell line that runs `rosetta` with `argv` on a host, with the run's environment.
+fn remote_line(run: &DeployRun, argv: Argv) -> String {
+    let mut words = env_prefix(run);
+    words.push(run.binary.display().to_string());
+    words.extend(argv.into_vec());
+    tied_to_connection(&shell_line(&words))
+}
+
+/// The coordinator and worker processes of `run` on the hosts of `ssh`: the coordinator on the
+/// first host, listening on every interface (TLS unless `deploy.tls: false`), the workers
+/// dialling the first host's address.
 pub fn plan(
     run: &DeployRun,
     ssh: &SshSection,
@@ -59,38 +74,37 @@ pub fn plan(
     files: &DeployFiles,
     start: StartMode,
 ) -> Vec<RemoteProcess> {
-    let binary = run.binary.display().to_string();
-    let config = files.config.display().to_string();
-    let token = files.token.display().to_string();
     let first = &ssh.hosts[0];
-    let mut coordinator = env_prefix(run);
-    coordinator.extend([binary.clone(), "coordinator".into(), "--config".into(), config]);
-    coordinator.extend(["--listen".into(), format!("0.0.0.0:{}", run.port), "--token-file".into(), token.clone()]);
-    match start {
-        StartMode::Resume => coordinator.push("--resume".into()),
-        StartMode::Overwrite => coordinator.push("--overwrite".into()),
-        StartMode::Fresh => {}
+    let mut coordinator =
+        CoordinatorCommand::new(files.config.clone(), SocketAddr::from(([0, 0, 0, 0], run.port)), start);
+    coordinator.advertise = Some(address(first).to_string());
+    coordinator.token_file = Some(files.token.clone());
+    if let Some(tls) = &run.tls {
+        (coordinator.tls_cert, coordinator.tls_key) = (Some(tls.cert.clone()), Some(tls.key.clone()));
     }
     let mut processes = vec![RemoteProcess {
         host: first.clone(),
         role: "coordinator".into(),
-        command: tied_to_connection(&shell_line(&coordinator)),
+        command: remote_line(run, coordinator.to_args()),
     }];
-    let url = format!("http://{}:{}", address(first), run.port);
+    let scheme = if run.tls.is_some() { "https" } else { "http" };
     let mut rank = 0;
     for host in &ssh.hosts {
         for local in 0..shape.workers_per_node {
-            let mut worker = env_prefix(run);
-            worker.extend([binary.clone(), "worker".into(), "--coordinator".into(), url.clone()]);
-            worker.extend(["--token-file".into(), token.clone(), "--ring-listen".into(), "0.0.0.0:0".into()]);
-            worker.extend(["--device".into(), if shape.gpus { format!("cuda:{local}") } else { "cpu".into() }]);
-            if let Some(threads) = ssh.threads {
-                worker.extend(["--threads".into(), threads.to_string()]);
+            let url = format!("{scheme}://{}:{}", address(first), run.port);
+            let mut worker = WorkerProcessConfig::new(CoordinatorAddress::Url(url));
+            worker.token_file = Some(files.token.clone());
+            worker.ring_listen = SocketAddr::from(([0, 0, 0, 0], 0));
+            worker.device = Some(if shape.gpus { DeviceSpec::Cuda(local) } else { DeviceSpec::Cpu });
+            worker.threads = ssh.threads;
+            if let Some(tls) = &run.tls {
+                worker.tls_ca = Some(tls.ca.clone());
+                worker.tls_domain = Some(crate::tls::SERVER_NAME.to_string());
             }
             processes.push(RemoteProcess {
                 host: host.clone(),
                 role: format!("worker {rank}"),
-                command: tied_to_connection(&shell_line(&worker)),
+                command: remote_line(run, worker.to_args()),
             });
             rank += 1;
         }

@@ -6,30 +6,29 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use rosetta_common::token::TOKEN_ENV;
+use rosetta_worker_config::WorkerProcessConfig;
+
 use crate::error::{DeployError, Result};
-use crate::token::TOKEN_ENV;
 
 /// How to start one worker process.
 #[derive(Debug, Clone)]
 pub struct WorkerCommand {
     /// The `rosetta` binary.
     pub program: PathBuf,
-    /// The coordinator's gRPC address (`http://HOST:PORT`).
-    pub coordinator_url: String,
-    /// The job's token.
+    /// Its command line.
+    pub worker: WorkerProcessConfig,
+    /// The job's token (handed over in the environment).
     pub token: String,
-    /// libtorch (and OpenMP) threads of each worker.
-    pub threads: usize,
 }
 
 impl WorkerCommand {
     fn command(&self) -> Command {
-        let threads = self.threads.max(1).to_string();
         let mut command = Command::new(&self.program);
-        command
-            .args(["worker", "--coordinator", &self.coordinator_url, "--threads", &threads])
-            .env("OMP_NUM_THREADS", &threads)
-            .env(TOKEN_ENV, &self.token);
+        command.args(self.worker.to_args().into_vec()).env(TOKEN_ENV, &self.token);
+        if let Some(threads) = self.worker.threads {
+            command.env("OMP_NUM_THREADS", threads.max(1).to_string());
+        }
         command
     }
 }

@@ -1,6 +1,7 @@
 //! The `evaluation:` section of a run config: which benchmarks, how often, how to pick the best checkpoint.
 
 use rosetta_common::ConfigProblems;
+use rosetta_worker_config::DeviceSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::report::METRICS;
@@ -28,6 +29,13 @@ pub struct EvaluationConfig {
     /// checkpoint by it in `eval/best.json`.
     #[serde(default)]
     pub select_best: Option<String>,
+    /// Device of the evaluation workers (`cpu`, `cuda:N`); by default the CPU while training
+    /// runs (the GPUs are the training workers') and `training.device` for the final one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceSpec>,
+    /// libtorch threads of each evaluation worker [default: the host's cores / `workers`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -42,7 +50,16 @@ fn batch_size() -> usize {
 
 impl Default for EvaluationConfig {
     fn default() -> Self {
-        Self { every: 0, at_end: true, workers: 1, batch_size: batch_size(), trec_depth: 0, select_best: None }
+        Self {
+            every: 0,
+            at_end: true,
+            workers: 1,
+            batch_size: batch_size(),
+            trec_depth: 0,
+            select_best: None,
+            device: None,
+            threads: None,
+        }
     }
 }
 
@@ -55,6 +72,9 @@ impl EvaluationConfig {
         }
         if self.batch_size == 0 {
             problems.push("evaluation.batch_size", "must be at least 1");
+        }
+        if self.threads == Some(0) {
+            problems.push("evaluation.threads", "must be at least 1 (leave it out for the default)");
         }
         if let Some(name) = &self.select_best
             && !METRICS.iter().any(|(known, _)| known == name)

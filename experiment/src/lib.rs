@@ -9,6 +9,7 @@ mod child;
 pub mod error;
 pub mod measure;
 pub mod plan;
+pub mod prepare;
 pub mod render;
 pub mod report;
 pub mod results;

@@ -3,13 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::spec::{ExperimentSettings, HYBRID};
+use rosetta_coordinator::schedule::Strategy;
+
+use crate::spec::ExperimentSettings;
 
 /// A strategy with its α: one row of the report's tables (its cells differ by seed only).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arm {
     /// Schedule strategy.
-    pub strategy: String,
+    pub strategy: Strategy,
     /// α of `hybrid` (`None` for the other strategies).
     pub alpha: Option<f64>,
 }
@@ -22,7 +24,7 @@ impl Arm {
     pub fn label(&self) -> String {
         match self.alpha {
             Some(alpha) => format!("{} α={alpha}", self.strategy),
-            None => self.strategy.clone(),
+            None => self.strategy.name().to_string(),
         }
     }
 
@@ -30,7 +32,7 @@ impl Arm {
     pub fn slug(&self) -> String {
         match self.alpha {
             Some(alpha) => format!("{}-a{alpha}", self.strategy),
-            None => self.strategy.clone(),
+            None => self.strategy.name().to_string(),
         }
     }
 }
@@ -62,10 +64,10 @@ pub fn arms(settings: &ExperimentSettings) -> Vec<Arm> {
         .strategies
         .iter()
         .flat_map(|strategy| {
-            if strategy == HYBRID {
-                settings.alphas.iter().map(|&a| Arm { strategy: strategy.clone(), alpha: Some(a) }).collect()
+            if *strategy == Strategy::Hybrid {
+                settings.alphas.iter().map(|&a| Arm { strategy: *strategy, alpha: Some(a) }).collect()
             } else {
-                vec![Arm { strategy: strategy.clone(), alpha: None }]
+                vec![Arm { strategy: *strategy, alpha: None }]
             }
         })
         .collect()

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use rosetta_coordinator::schedule::Strategy;
 use rosetta_eval::document::{Document, Table};
 use rosetta_eval::report::LareqaResults;
 
@@ -152,10 +153,9 @@ fn alpha_sweep(summary: &BenchmarkSummary, setting: Setting) -> Option<Chart> {
     let mut series =
         vec![Series { name: "hybrid".into(), color: PALETTE[0].into(), points: hybrid, markers_only: false }];
     for (strategy, x, color, name) in
-        [("x-y", 0.0, PALETTE[1], "x-y (α=0)"), ("x-x-mono", 1.0, PALETTE[2], "x-x-mono (α=1)")]
+        [(Strategy::XY, 0.0, PALETTE[1], "x-y (α=0)"), (Strategy::XXMono, 1.0, PALETTE[2], "x-x-mono (α=1)")]
     {
-        if let Some(p) = summary.rows.iter().find(|r| r.strategy.as_deref() == Some(strategy)).and_then(|r| point(r, x))
-        {
+        if let Some(p) = summary.rows.iter().find(|r| r.strategy == Some(strategy)).and_then(|r| point(r, x)) {
             series.push(Series { name: name.into(), color: color.into(), points: vec![p], markers_only: true });
         }
     }

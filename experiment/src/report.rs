@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use rosetta_coordinator::schedule::Strategy;
 use rosetta_datasets::benchmark::Protocol;
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +46,7 @@ pub struct Row {
     /// `zero-shot`, `x-y`, `hybrid α=0.5`.
     pub label: String,
     /// Strategy (none for zero-shot).
-    pub strategy: Option<String>,
+    pub strategy: Option<Strategy>,
     /// α of hybrid.
     pub alpha: Option<f64>,
     /// Seeds that finished.
@@ -153,7 +154,7 @@ fn row(
     }
     Row {
         label,
-        strategy: arm.map(|a| a.strategy.clone()),
+        strategy: arm.map(|a| a.strategy),
         alpha: arm.and_then(|a| a.alpha),
         seeds: cells.iter().filter_map(|c| c.record.seed).collect(),
         values,

@@ -12,7 +12,15 @@ use std::time::Instant;
 use rosetta_common::RunDir;
 use rosetta_common::atomic::write_atomic;
 use rosetta_common::digest::sha256_bytes;
+use rosetta_coordinator::schedule::Strategy;
 use serde::{Deserialize, Serialize};
+
+use rosetta_common::argv::Argv;
+use rosetta_coordinator::command::StartFlags;
+use rosetta_coordinator::job::StartMode;
+use rosetta_deploy::command::{DeployCommand, Target, TrainCommand};
+use rosetta_eval::command::EvalCommand;
+use rosetta_worker_config::ExportCommand;
 
 use crate::child::{ChildRun, interrupted, log_tail};
 use crate::error::{ExperimentError, Result};
@@ -77,7 +85,7 @@ pub struct CellRecord {
     /// Cell id (`zero-shot` for the base model's row).
     pub id: String,
     /// Strategy (none for zero-shot).
-    pub strategy: Option<String>,
+    pub strategy: Option<Strategy>,
     /// α of hybrid.
     pub alpha: Option<f64>,
     /// Seed.
@@ -149,20 +157,21 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn eval_command(&self, model: &Path, out: &Path) -> Command {
+    /// `rosetta` with the arguments of a typed command line.
+    fn command(&self, argv: Argv) -> Command {
         let mut command = Command::new(&self.plan.program);
-        command.arg("eval").arg("--model").arg(model).arg("--out").arg(out).arg("--quiet");
-        for benchmark in &self.plan.settings.benchmarks {
-            command.arg("--benchmark").arg(&benchmark.path);
-        }
-        let evaluation = &self.plan.settings.evaluation;
-        command.args([
-            "--workers",
-            &evaluation.workers.to_string(),
-            "--batch-size",
-            &evaluation.batch_size.to_string(),
-        ]);
+        command.args(argv.into_vec());
         command
+    }
+
+    fn eval_command(&self, model: &Path, out: &Path) -> Command {
+        let benchmarks = self.plan.settings.benchmarks.iter().map(|b| b.path.clone()).collect();
+        let mut eval = EvalCommand::new(model.to_path_buf(), benchmarks);
+        eval.out = Some(out.to_path_buf());
+        eval.quiet = true;
+        eval.workers = self.plan.settings.evaluation.workers;
+        eval.batch_size = self.plan.settings.evaluation.batch_size;
+        self.command(eval.to_args())
     }
 
     /// Evaluates `model` into `dir/eval` (replacing a partial evaluation).
@@ -205,8 +214,8 @@ impl Runner<'_> {
             }
         }
         write_atomic(&config_path, config_yaml.as_bytes())?;
-        let mut command = Command::new(&self.plan.program);
-        command.arg("export").arg("--config").arg(&config_path).arg("--out").arg(dir);
+        let export = ExportCommand { model: None, config: Some(config_path.clone()), out: dir.clone() };
+        let command = self.command(export.to_args());
         let log = out.join("base-model.log");
         ChildRun { cell: "base-model", what: "exporting the initial model", log, relay_progress: false }
             .run(command)?;
@@ -279,18 +288,18 @@ impl Runner<'_> {
         if !trained && self.plan.settings.launch == Launch::Slurm {
             self.train_on_slurm(&id, &dir, &config_path, &run_dir, prepared.final_step, position)?;
         } else if !trained {
-            let mut command = Command::new(&self.plan.program);
-            command.arg("train").arg("--config").arg(&config_path);
+            let mut train = TrainCommand::new(config_path.clone());
             let how = match committed.last() {
                 Some(step) => {
-                    command.arg("--resume");
+                    train.start = StartFlags::of(StartMode::Resume);
                     format!("resuming after step {step}")
                 }
                 None => {
-                    command.arg("--overwrite");
+                    train.start = StartFlags::of(StartMode::Overwrite);
                     "from the start".to_string()
                 }
             };
+            let command = self.command(train.to_args());
             println!("{position} {id}: training {how}");
             ChildRun { cell: &id, what: "training", log: dir.join("train.log"), relay_progress: self.relay_progress }
                 .run(command)?;
@@ -308,7 +317,7 @@ impl Runner<'_> {
         let eval_seconds = self.evaluate(&id, &model, &dir)?;
         let record = CellRecord {
             id: id.clone(),
-            strategy: Some(prepared.cell.arm.strategy.clone()),
+            strategy: Some(prepared.cell.arm.strategy),
             alpha: prepared.cell.arm.alpha,
             seed: Some(prepared.cell.seed),
             config_sha256: config_sha,
@@ -340,18 +349,16 @@ fn slurm_job_active(status: &str) -> bool {
 
 impl Runner<'_> {
     fn slurm_status(&self, config: &Path) -> Option<String> {
-        let out = Command::new(&self.plan.program)
-            .args(["deploy", "slurm", "--status", "--config"])
-            .arg(config)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .ok()?;
+        let mut status = DeployCommand::new(Target::Slurm, config.to_path_buf());
+        status.actions.status = true;
+        let out = self.command(status.to_args()).stdin(std::process::Stdio::null()).output().ok()?;
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     /// Trains a cell as a Slurm job: submits it (unless its job from an earlier invocation is
-    /// still queued or running) and waits, bounded by `launch_timeout`, until its last
-    /// checkpoint is committed or the job ends without it.
+    /// still queued or running) and waits, bounded by `launch_timeout`, until the job has ended
+    /// (its coordinator evaluates the checkpoints before it ends: `RUN/eval/best.json` is
+    /// final then) with its last checkpoint committed.
     fn train_on_slurm(
         &self,
         id: &str,
@@ -384,8 +391,7 @@ impl Runner<'_> {
                 println!("{position} {id}: waiting for its Slurm job from before ({status})");
             }
             _ => {
-                let mut command = Command::new(&self.plan.program);
-                command.args(["deploy", "slurm", "--config"]).arg(config);
+                let command = self.command(DeployCommand::new(Target::Slurm, config.to_path_buf()).to_args());
                 ChildRun { cell: id, what: "submitting to Slurm", log: log.clone(), relay_progress: false }
                     .run(command)?;
                 println!("{position} {id}: submitted to Slurm");
@@ -394,9 +400,6 @@ impl Runner<'_> {
         let started = Instant::now();
         let mut checked = Instant::now();
         loop {
-            if run_dir.committed_steps()?.contains(&final_step) {
-                return Ok(());
-            }
             if interrupted() {
                 println!("{id}: its Slurm job keeps running; the next invocation waits for it");
                 return Err(ExperimentError::Interrupted);
@@ -404,7 +407,10 @@ impl Runner<'_> {
             if checked.elapsed() >= std::time::Duration::from_secs(5) {
                 checked = Instant::now();
                 let status = self.slurm_status(config).unwrap_or_default();
-                if !slurm_job_active(&status) && !run_dir.committed_steps()?.contains(&final_step) {
+                if !slurm_job_active(&status) {
+                    if run_dir.committed_steps()?.contains(&final_step) {
+                        return Ok(());
+                    }
                     return Err(failed(format!("the job ended before its last checkpoint ({status})")));
                 }
             }

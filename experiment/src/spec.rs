@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use rosetta_common::ConfigProblems;
 use serde::{Deserialize, Serialize};
 
+use rosetta_coordinator::schedule::Strategy;
+
 use crate::error::{ExperimentError, Result};
 
 /// The experiment-file format this Rosetta reads.
 pub const EXPERIMENT_VERSION: u32 = 1;
-/// The strategy whose cells take each of `alphas`.
-pub const HYBRID: &str = "hybrid";
 
 /// Whether a benchmark is of the training domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -157,7 +157,8 @@ pub struct ExperimentSection {
     pub base: PathBuf,
     /// Experiment directory (relative to this file): runs, logs and the report go here.
     pub out: PathBuf,
-    /// Schedule strategies to train (`x-x-mono`, `x-y`, `hybrid`, `x-x`, `en-en`).
+    /// Schedule strategies to train (`x-x-mono`, `x-y`, `hybrid`, `x-x`, `en-en`), by name:
+    /// checked with the rest of the file, so that a misspelt one is listed with every other problem.
     pub strategies: Vec<String>,
     /// α values of the `hybrid` strategy.
     #[serde(default = "default_alphas")]
@@ -254,7 +255,7 @@ pub struct ExperimentSettings {
     /// Experiment directory.
     pub out: PathBuf,
     /// Strategies in the order written.
-    pub strategies: Vec<String>,
+    pub strategies: Vec<Strategy>,
     /// α values of `hybrid`.
     pub alphas: Vec<f64>,
     /// Seeds.
@@ -335,13 +336,23 @@ impl ExperimentSection {
         if self.strategies.is_empty() {
             problems.push("strategies", "empty: name at least one (x-x-mono, x-y, hybrid, x-x, en-en)");
         }
-        let mut seen = HashSet::new();
-        for (i, strategy) in self.strategies.iter().enumerate() {
-            if !seen.insert(strategy) {
-                problems.push(format!("strategies[{i}]"), format!("{strategy:?} is listed twice"));
+        let mut strategies = Vec::new();
+        for (i, name) in self.strategies.iter().enumerate() {
+            match Strategy::ALL.into_iter().find(|s| s.name() == name) {
+                Some(strategy) if strategies.contains(&strategy) => {
+                    problems.push(format!("strategies[{i}]"), format!("{name:?} is listed twice"));
+                }
+                Some(strategy) => strategies.push(strategy),
+                None => {
+                    let known: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+                    problems.push(
+                        format!("strategies[{i}]"),
+                        format!("unknown strategy {name:?}; one of {}", known.join(", ")),
+                    );
+                }
             }
         }
-        let hybrid = self.strategies.iter().any(|s| s == HYBRID);
+        let hybrid = strategies.contains(&Strategy::Hybrid);
         if hybrid && self.alphas.is_empty() {
             problems.push("alphas", "empty: the hybrid strategy needs at least one α");
         }
@@ -454,7 +465,7 @@ impl ExperimentSection {
             file: file.to_path_buf(),
             base: base_config,
             out: absolute(base, &self.out),
-            strategies: self.strategies.clone(),
+            strategies,
             alphas: if hybrid { self.alphas.clone() } else { Vec::new() },
             seeds: self.seeds.clone(),
             zero_shot: self.zero_shot,

@@ -4,18 +4,21 @@
 //! that function returns.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod network;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use rosetta::prepare::open_store;
-use rosetta::run_config::{CONFIG_VERSION, RawRunConfig, RunConfig};
 use rosetta_coordinator::process::{CoordinatorProcessConfig, RunningCoordinator, ServerTls, start_coordinator};
 use rosetta_coordinator::schedule::ScheduleConfig;
 use rosetta_coordinator::settings::{ElasticSection, JobSection};
 use rosetta_datasets::config::DataSection;
-use rosetta_worker::sections::{ModelSection, TrainingSection};
+use rosetta_deploy::prepare::open_store;
+use rosetta_deploy::run_config::{CONFIG_VERSION, RawRunConfig, RunConfig};
+use rosetta_worker_config::model::ModelSection;
+use rosetta_worker_config::training::TrainingSection;
 
 /// Runs the binary under test.
 pub fn rosetta(args: &[&str]) -> Output {
@@ -108,8 +111,10 @@ impl InProcessCoordinator {
             start: rosetta_coordinator::job::StartMode::Fresh,
             stop_after: None,
             run_config_yaml: config.resolved.to_yaml(),
-            worker_spec_json: config.worker_spec().to_json(),
+            worker_spec: config.worker_spec(),
             model_label: config.model_label(),
+            evaluation: None,
+            advertise: None,
         };
         let running = runtime.block_on(start_coordinator(process)).unwrap();
         Self { runtime, running: Some(running) }

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use rosetta_worker::optim::{AdamW, AdamWConfig};
+use rosetta_model::optim::{AdamW, AdamWConfig};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 

@@ -8,11 +8,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rosetta_worker::collective::SingleRank;
+use rosetta_collective::collective::SingleRank;
+use rosetta_model::optim::AdamWConfig;
+use rosetta_model::precision::Precision;
+use rosetta_model::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::loss::LossConfig;
-use rosetta_worker::optim::AdamWConfig;
-use rosetta_worker::precision::Precision;
-use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
 
 fn peak_rss_mib() -> f64 {
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
         (4..=6).contains(&args.len()),
         "usage: train_bench MODEL_DIR BATCHES_JSON STEPS [DEVICE [PRECISION]]"
     );
-    let device = rosetta_worker::device::parse_device(args.get(4).map_or("cpu", String::as_str))?;
+    let device = rosetta_collective::device::parse_device(args.get(4).map_or("cpu", String::as_str))?;
     let precision: Precision = args.get(5).map_or("auto", String::as_str).parse().map_err(anyhow::Error::msg)?;
     let steps: usize = args[3].parse()?;
     let batches: Vec<(Vec<String>, Vec<String>)> = serde_json::from_str(&std::fs::read_to_string(&args[2])?)?;

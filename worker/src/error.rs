@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Failures of the data plane: model files, tensors, collectives, checkpoints.
+/// Failures of the data plane: model files, tensors, collectives, checkpoints, the coordinator.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     /// A file could not be read or written.
@@ -13,27 +13,15 @@ pub enum WorkerError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A model directory or checkpoint does not match what was expected.
-    #[error("{path}: {message}")]
-    Model {
-        /// The file or directory.
-        path: PathBuf,
-        /// What is wrong and what was expected.
-        message: String,
-    },
+    /// The model layer failed: model files, tensors, checkpoints (`rosetta-model`).
+    #[error(transparent)]
+    Model(#[from] rosetta_model::ModelError),
+    /// A device or collective failed (`rosetta-collective`).
+    #[error(transparent)]
+    Collective(#[from] rosetta_collective::CollectiveError),
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
-    /// A collective operation failed or timed out.
-    #[error("collective {operation} (rank {rank}): {message}")]
-    Collective {
-        /// all_gather, all_reduce, broadcast or barrier.
-        operation: &'static str,
-        /// This process's rank.
-        rank: usize,
-        /// What happened.
-        message: String,
-    },
     /// A configuration value is unusable.
     #[error("invalid {field}: {message}")]
     Invalid {
@@ -78,19 +66,17 @@ impl WorkerError {
     /// an I/O hiccup. Permanent failures fail the job at once instead of using up its restarts.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Self::Invalid { .. } | Self::Model { .. } | Self::Eval(_) => true,
+            Self::Invalid { .. } | Self::Eval(_) => true,
+            Self::Model(error) => error.is_permanent(),
+            Self::Collective(error) => error.is_permanent(),
             Self::Data(error) => !matches!(error, rosetta_datasets::DatasetError::Io { .. }),
-            Self::Io { .. }
-            | Self::Torch(_)
-            | Self::Collective { .. }
-            | Self::Coordinator { .. }
-            | Self::Stopped(_) => false,
+            Self::Io { .. } | Self::Torch(_) | Self::Coordinator { .. } | Self::Stopped(_) => false,
         }
     }
 
     /// A model/checkpoint error about `path`.
     pub fn model(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Self::Model { path: path.into(), message: message.into() }
+        Self::Model(rosetta_model::ModelError::model(path, message))
     }
 
     /// An I/O error on `path`.

@@ -11,14 +11,14 @@ use rosetta_common::RunDir;
 use rosetta_common::run_dir::{MODEL_FILE, MODEL_SETTINGS_FILE, parse_checkpoint_name};
 use rosetta_datasets::benchmark::Benchmark;
 use rosetta_datasets::embeddings::{Embeddings, write_embeddings};
+use rosetta_eval::command::EvalShardCommand;
 use rosetta_eval::rank::ShardEngine;
 use rosetta_eval::task::{EvalTask, aligned_range};
 use rosetta_eval::wire;
 
 use crate::error::{Result, WorkerError};
-use crate::precision::Precision;
-use crate::sections::{DeviceSpec, ModelSettings};
-use crate::sentence::{SentenceEncoder, SentenceSettings};
+use rosetta_model::sentence::{SentenceEncoder, SentenceSettings};
+use rosetta_worker_config::model::ModelSettings;
 
 /// A model to evaluate or export, as a `--model` path names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,41 +79,14 @@ impl ModelToLoad {
     /// Builds the encoder on `device` (a checkpoint's weights loaded into it).
     pub fn load(&self, device: tch::Device) -> Result<SentenceEncoder> {
         match self {
-            Self::Pretrained(dir) => SentenceEncoder::load(dir, &SentenceSettings::default(), device),
+            Self::Pretrained(dir) => Ok(SentenceEncoder::load(dir, &SentenceSettings::default(), device)?),
             Self::Checkpoint { dir, settings, .. } => {
-                let mut model = settings.build_encoder_to_load(device)?;
-                crate::checkpoint::load_checkpoint(&dir.join(MODEL_FILE), &mut model, None)?;
+                let mut model = rosetta_model::from_settings::build_encoder_to_load(settings, device)?;
+                rosetta_model::checkpoint::load_checkpoint(&dir.join(MODEL_FILE), &mut model, None)?;
                 Ok(model)
             }
         }
     }
-}
-
-/// One shard's work.
-#[derive(Debug, Clone)]
-pub struct EvalShardConfig {
-    /// The model path (see [`ModelToLoad::resolve`]).
-    pub model: PathBuf,
-    /// The benchmark directory.
-    pub benchmark: PathBuf,
-    /// This shard's index.
-    pub shard: usize,
-    /// Shards in all.
-    pub shards: usize,
-    /// Texts per forward pass (shard boundaries fall on its multiples).
-    pub batch_size: usize,
-    /// Device to encode on.
-    pub device: DeviceSpec,
-    /// Torch threads.
-    pub threads: usize,
-    /// Candidates per query kept for TREC run files.
-    pub depth: usize,
-    /// Encoder precision.
-    pub precision: Precision,
-    /// Write this shard's embeddings as Parquet here.
-    pub save_embeddings: Option<PathBuf>,
-    /// Keep the tokenised texts here (see [`crate::token_cache`]).
-    pub token_cache: Option<PathBuf>,
 }
 
 fn to_vec(tensor: &tch::Tensor) -> Result<Vec<f32>> {
@@ -152,16 +125,16 @@ fn claim_stdout_pipe() -> Result<std::fs::File> {
 }
 
 /// Runs one shard to the end of round 2, talking to `rosetta eval` over stdin/stdout.
-pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
+pub fn run_eval_shard(config: &EvalShardCommand) -> Result<()> {
     let pipe = claim_stdout_pipe()?;
     crate::memory::keep_freed_memory();
     tch::set_num_threads(config.threads.max(1) as i32);
     let started = Instant::now();
     let benchmark = Benchmark::load(&config.benchmark)?;
     let task = EvalTask::from_benchmark(&benchmark)?;
-    let device = config.device.open()?;
+    let device = rosetta_collective::device::open(config.device)?;
     let mut model = ModelToLoad::resolve(&config.model)?.load(device)?;
-    if config.precision.bf16_on(device) {
+    if config.precision.bf16_on(config.device) {
         model.var_store_mut().bfloat16();
     }
     tracing::info!(shard = config.shard, seconds = started.elapsed().as_secs_f64(), "model loaded");
@@ -180,10 +153,10 @@ pub fn run_eval_shard(config: &EvalShardConfig) -> Result<()> {
     let cache = config
         .token_cache
         .as_ref()
-        .map(|dir| crate::token_cache::TokenCache::for_tokenizer(dir, model.tokenizer()))
+        .map(|dir| rosetta_model::token_cache::TokenCache::for_tokenizer(dir, model.tokenizer()))
         .transpose()?;
     // This process does nothing else while it encodes: on the CPU, one stream per thread.
-    let streams = crate::streams::stream_count(device);
+    let streams = rosetta_model::streams::stream_count(device);
     let encode = |texts: &[&str], prefix: &str| {
         model.encode_by_length_cached(texts, prefix, config.batch_size, window, cache.as_ref(), streams)
     };

@@ -9,9 +9,9 @@
 
 use tch::{Kind, Tensor};
 
-use crate::autocast::{AutocastDevice, with_bf16_autocast};
 use crate::error::Result;
-use crate::sentence::{SentenceEncoder, TokenBatch};
+use rosetta_model::autocast::{AutocastDevice, with_bf16_autocast};
+use rosetta_model::sentence::{SentenceEncoder, TokenBatch};
 
 /// One chunk of rows of one batch, its padding trimmed to its own longest text.
 struct Piece {

@@ -3,40 +3,21 @@
 //! batch, and lets gradients flow only into its own slots, so the all-reduce sum of the ranks'
 //! gradients equals the single-process full-batch gradient exactly.
 
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
-use crate::collective::Collective;
 use crate::error::{Result, WorkerError};
-
-fn default_temperature() -> f64 {
-    0.05
-}
-
-/// Loss settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LossConfig {
-    /// Softmax temperature τ on cosine similarities (0.05 ⇔ sentence-transformers' scale 20).
-    #[serde(default = "default_temperature")]
-    pub temperature: f64,
-    /// Also score passages against queries and average the two directions.
-    #[serde(default)]
-    pub symmetric: bool,
-}
-
-impl Default for LossConfig {
-    fn default() -> Self {
-        Self { temperature: default_temperature(), symmetric: false }
-    }
-}
+use rosetta_collective::CollectiveError;
+use rosetta_collective::collective::Collective;
+pub use rosetta_worker_config::training::LossConfig;
 
 /// Replaces this rank's slot of the gathered (detached) tensors by the local, gradient-carrying one.
 fn global(collective: &dyn Collective, local: &Tensor) -> Result<Tensor> {
     let mut parts = collective.all_gather(&local.detach())?;
     let rank = collective.rank();
     let Some(slot) = parts.get_mut(rank) else {
-        return Err(WorkerError::Collective { operation: "all_gather", rank, message: "own slot missing".into() });
+        return Err(
+            CollectiveError::Collective { operation: "all_gather", rank, message: "own slot missing".into() }.into()
+        );
     };
     *slot = local.shallow_clone();
     Ok(Tensor::cat(&parts, 0))

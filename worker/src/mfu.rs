@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::sentence::SentenceEncoder;
+use rosetta_model::sentence::SentenceEncoder;
 
 /// The shapes a step's model FLOPs are counted from.
 #[derive(Debug, Clone, Copy, PartialEq)]

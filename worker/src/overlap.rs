@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use tch::{Kind, Tensor};
 
-use crate::collective::Collective;
-use crate::encoder::GraphCut;
 use crate::error::{Result, WorkerError};
+use rosetta_collective::collective::Collective;
+use rosetta_model::encoder::GraphCut;
 
 /// The model's parameters in all-reduce buckets along the backward stages (0 = embeddings,
 /// `i + 1` = layer `i`, the last stage also the pooling head). Consecutive stages share a bucket,
@@ -364,7 +364,7 @@ mod tests {
 #[cfg(test)]
 mod row_tests {
     use super::*;
-    use crate::collective::local_group;
+    use rosetta_collective::collective::local_group;
     use std::time::Duration;
 
     #[test]

@@ -4,18 +4,18 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::collective::Collective;
 use crate::error::{Result, WorkerError};
 use crate::freeze::{FreezeConfig, ParameterCounts};
 use crate::loss::{LossConfig, distributed_info_nce};
 use crate::mfu::FlopModel;
-use crate::optim::{AdamW, AdamWConfig, LinearSchedule, clip_grad_norm};
 use crate::overlap::{DEFAULT_BUCKET_BYTES, GradientBuckets, backward_overlapped, staged_backward};
-use crate::precision::Precision;
-use crate::sentence::SentenceEncoder;
+use rosetta_collective::collective::Collective;
+use rosetta_model::optim::{AdamW, AdamWConfig, LinearSchedule, clip_grad_norm};
+use rosetta_model::precision::{Precision, PrecisionOnDevice};
+use rosetta_model::sentence::SentenceEncoder;
+use rosetta_worker_config::training::TrainingSettings;
 
-/// What a worker's step needs: the `training:` section (see [`crate::spec::TrainingConfig`])
-/// plus the job's length.
+/// What a worker's step needs: the built `training:` section plus the job's length.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepConfig {
     /// Loss settings.
@@ -42,6 +42,25 @@ pub struct StepConfig {
     pub grad_cache_chunk: usize,
     /// Number format of the forward and backward passes (bf16 autocast or fp32).
     pub precision: Precision,
+}
+
+impl StepConfig {
+    /// The step settings of `training` for a job of `total_steps`.
+    pub fn new(training: &TrainingSettings, total_steps: u64) -> Self {
+        Self {
+            loss: training.loss.clone(),
+            optimizer: training.optimizer.clone(),
+            warmup_steps: training.warmup_steps,
+            total_steps,
+            max_grad_norm: training.max_grad_norm,
+            accumulation_steps: training.accumulation_steps,
+            dropout: training.dropout,
+            freeze: training.freeze.clone(),
+            sparse_embedding_all_reduce: training.sparse_embedding_all_reduce,
+            grad_cache_chunk: training.grad_cache_chunk,
+            precision: training.precision,
+        }
+    }
 }
 
 /// One rank's examples for a step: row i of `queries` pairs with row i of `positives`.
@@ -113,7 +132,7 @@ impl Trainer {
         }
         let layers = model.encoder().config().num_hidden_layers.max(0) as usize;
         // Before the optimiser and the gradient buckets: both take the trainable parameters only.
-        let parameters = config.freeze.apply(model.var_store(), layers)?;
+        let parameters = crate::freeze::apply(&config.freeze, model.var_store(), layers)?;
         tracing::info!(
             trainable = parameters.trainable,
             frozen = parameters.frozen,
@@ -151,12 +170,12 @@ impl Trainer {
     /// Whether the forward and backward passes run under bf16 autocast (`training.precision`
     /// on this trainer's device).
     pub fn trains_in_bf16(&self) -> bool {
-        self.config.precision.bf16_on(self.model.var_store().device())
+        self.config.precision.bf16_on_device(self.model.var_store().device())
     }
 
     /// Why `training.precision` is likely slower than fp32 on this trainer's device, if it is.
     pub fn precision_warning(&self) -> Option<String> {
-        self.config.precision.slow_on(self.model.var_store().device())
+        self.config.precision.slow_on(rosetta_model::device_spec(self.model.var_store().device()))
     }
 
     /// The model.
@@ -174,14 +193,14 @@ impl Trainer {
         &mut self.optimizer
     }
 
-    /// Restores model and optimiser from a checkpoint written by [`crate::checkpoint::save_checkpoint`].
+    /// Restores model and optimiser from a checkpoint written by [`rosetta_model::checkpoint::save_checkpoint`].
     pub fn load_checkpoint(&mut self, path: &std::path::Path) -> Result<()> {
-        crate::checkpoint::load_checkpoint(path, &mut self.model, Some(&mut self.optimizer))
+        Ok(rosetta_model::checkpoint::load_checkpoint(path, &mut self.model, Some(&mut self.optimizer))?)
     }
 
     /// Writes model and optimiser to `path` atomically.
     pub fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
-        crate::checkpoint::save_checkpoint(path, &self.model, Some(&self.optimizer))
+        Ok(rosetta_model::checkpoint::save_checkpoint(path, &self.model, Some(&self.optimizer))?)
     }
 
     /// Makes every rank's parameters equal to rank 0's.
@@ -257,7 +276,7 @@ impl Trainer {
             let train = self.config.dropout;
             if grad_cache > 0 {
                 let forwarded = std::time::Instant::now();
-                let parts: Vec<&crate::sentence::TokenBatch> =
+                let parts: Vec<&rosetta_model::sentence::TokenBatch> =
                     [Some(&queries), Some(&positives), negatives.as_ref()].into_iter().flatten().collect();
                 let config = &self.config.loss;
                 let local_negatives = negatives.is_some();
@@ -278,21 +297,23 @@ impl Trainer {
             let kind = if autocast.is_some() { Kind::Float } else { self.model.var_store().kind() };
             // Every non-empty batch of the chunk in one call (merged when that is cheaper);
             // under bf16 autocast the loss is computed in f32.
-            let parts: Vec<&crate::sentence::TokenBatch> = [Some(&queries), Some(&positives), negatives.as_ref()]
-                .into_iter()
-                .flatten()
-                .filter(|b| b.input_ids.size()[0] > 0)
-                .collect();
+            let parts: Vec<&rosetta_model::sentence::TokenBatch> =
+                [Some(&queries), Some(&positives), negatives.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .filter(|b| b.input_ids.size()[0] > 0)
+                    .collect();
             let mut cuts = Vec::new();
             let mut embed = || self.model.embed_many_cut(&parts, train, staged.then_some(&mut cuts));
             let embedded = match autocast {
-                Some(on) => {
-                    crate::autocast::with_bf16_autocast(on, embed).into_iter().map(|t| t.to_kind(Kind::Float)).collect()
-                }
+                Some(on) => rosetta_model::autocast::with_bf16_autocast(on, embed)
+                    .into_iter()
+                    .map(|t| t.to_kind(Kind::Float))
+                    .collect(),
                 None => embed(),
             };
             let mut embedded = embedded.into_iter();
-            let mut next = |b: &crate::sentence::TokenBatch| match b.input_ids.size()[0] {
+            let mut next = |b: &rosetta_model::sentence::TokenBatch| match b.input_ids.size()[0] {
                 0 => Tensor::zeros([0, width], (kind, device)),
                 _ => embedded.next().unwrap_or_else(|| Tensor::zeros([0, width], (kind, device))),
             };

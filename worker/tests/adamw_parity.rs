@@ -3,8 +3,8 @@
 
 mod common;
 
-use rosetta_worker::checkpoint::{read_tensors, write_tensors_atomically};
-use rosetta_worker::optim::{AdamW, AdamWConfig};
+use rosetta_model::checkpoint::{read_tensors, write_tensors_atomically};
+use rosetta_model::optim::{AdamW, AdamWConfig};
 use tch::nn::{Init, VarStore};
 use tch::{Device, Kind, Tensor};
 

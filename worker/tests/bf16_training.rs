@@ -8,11 +8,11 @@ mod common;
 
 use std::time::Duration;
 
+use rosetta_collective::collective::{Collective, SingleRank, local_group};
 use rosetta_datasets::tokenize::train_wordpiece;
-use rosetta_worker::collective::{Collective, SingleRank, local_group};
-use rosetta_worker::hf_config::EncoderConfig;
-use rosetta_worker::precision::Precision;
-use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
+use rosetta_model::hf_config::EncoderConfig;
+use rosetta_model::precision::Precision;
+use rosetta_model::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
 
 use common::{on_rank_threads, parameters};

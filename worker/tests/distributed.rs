@@ -10,12 +10,12 @@ use std::time::Duration;
 use rosetta_datasets::tokenize::train_wordpiece;
 use std::net::TcpListener;
 
-use rosetta_worker::collective::{Collective, SingleRank, local_group};
+use rosetta_collective::collective::{Collective, SingleRank, local_group};
+use rosetta_collective::ring::TcpRing;
+use rosetta_model::hf_config::EncoderConfig;
+use rosetta_model::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::freeze::FreezeConfig;
-use rosetta_worker::hf_config::EncoderConfig;
 use rosetta_worker::loss::LossConfig;
-use rosetta_worker::ring::TcpRing;
-use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
 
 use common::{on_rank_threads, parameters};

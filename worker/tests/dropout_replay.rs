@@ -3,7 +3,7 @@
 //! `grad_cache_dropout.rs`: libtorch's generator is global, and other tests drawing from it in
 //! parallel threads would land between the seed and the dropout.
 
-use rosetta_worker::dropout::dropout;
+use rosetta_model::dropout::dropout;
 use tch::{Device, Kind, Tensor};
 
 fn values(t: &Tensor) -> Vec<f64> {

@@ -1,4 +1,4 @@
-//! Encoding in streams (`rosetta_worker::streams`): the same embeddings, in the same order, as
+//! Encoding in streams (`rosetta_model::streams`): the same embeddings, in the same order, as
 //! one stream, and libtorch's thread count put back afterwards. A test binary of its own:
 //! streams set the process-wide thread count while they run.
 

@@ -5,12 +5,12 @@ mod common;
 
 use std::path::Path;
 
+use rosetta_collective::collective::SingleRank;
 use rosetta_datasets::tokenize::train_wordpiece;
-use rosetta_worker::checkpoint::{load_checkpoint, save_checkpoint};
-use rosetta_worker::collective::SingleRank;
-use rosetta_worker::export::export_sentence_transformers;
-use rosetta_worker::hf_config::EncoderConfig;
-use rosetta_worker::sentence::{Pooling, SentenceEncoder, SentenceSettings};
+use rosetta_model::checkpoint::{load_checkpoint, save_checkpoint};
+use rosetta_model::export::export_sentence_transformers;
+use rosetta_model::hf_config::EncoderConfig;
+use rosetta_model::sentence::{Pooling, SentenceEncoder, SentenceSettings};
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
 use tch::{Device, Tensor};
 
@@ -71,7 +71,7 @@ fn a_restored_checkpoint_continues_bit_for_bit() {
         let mut m = tiny_model(dir.path(), 99, Pooling::Mean);
         load_checkpoint(&path, &mut m, None).unwrap();
         let mut t = trainer(m);
-        let tensors = rosetta_worker::checkpoint::read_tensors(&path).unwrap();
+        let tensors = rosetta_model::checkpoint::read_tensors(&path).unwrap();
         t.optimizer_mut().load_state(&tensors).unwrap();
         t
     };

@@ -5,7 +5,7 @@
 
 mod common;
 
-use rosetta_worker::collective::SingleRank;
+use rosetta_collective::collective::SingleRank;
 use rosetta_worker::train::{MicroBatch, StepConfig, Trainer};
 
 fn batch() -> MicroBatch {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rosetta_worker::nccl::{NcclCollective, NcclLibrary};
+use rosetta_collective::nccl::{NcclCollective, NcclLibrary};
 use tch::Device;
 
 /// `libnccl.so.2` of the venv's `nvidia-nccl` wheel (installed with torch).
@@ -60,7 +60,7 @@ fn a_communicator_needs_a_cuda_device() {
     let err =
         NcclCollective::new(library.clone(), id, 0, 1, Device::Cpu, Duration::from_secs(5)).err().unwrap().to_string();
     assert!(err.contains("needs a CUDA device"), "{err}");
-    if !rosetta_worker::device::cuda_available() {
+    if !rosetta_collective::device::cuda_available() {
         // NCCL itself must refuse (with its message) rather than crash the process.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

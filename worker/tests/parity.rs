@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use rosetta_worker::sentence::{Pooling, SentenceEncoder, SentenceSettings};
+use rosetta_model::sentence::{Pooling, SentenceEncoder, SentenceSettings};
 use serde_json::Value;
 use tch::Device;
 

@@ -4,8 +4,8 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use rosetta_worker::collective::Collective;
-use rosetta_worker::ring::TcpRing;
+use rosetta_collective::collective::Collective;
+use rosetta_collective::ring::TcpRing;
 use tch::{Kind, Tensor};
 
 /// The ring secret of these tests' generation.

@@ -73,6 +73,9 @@ pub enum StartMode {
     Resume,
     /// Delete the run directory's checkpoints, evaluations and job state, then start anew.
     Overwrite,
+    /// Resume when the run directory holds a committed checkpoint whose files verify, start
+    /// fresh otherwise: what a requeued batch job or a restarted pod runs with.
+    Auto,
 }
 
 /// A worker's report that it failed.
@@ -114,7 +117,7 @@ pub struct JobSpec {
     /// The resolved run config (its hash identifies the job in manifests).
     pub run_config_yaml: String,
     /// What every worker needs to train (model and training settings), passed on unread.
-    pub worker_spec_json: String,
+    pub worker_spec: rosetta_worker_config::WorkerSpec,
     /// Fresh, resumed or overwritten.
     pub start: StartMode,
 }
@@ -155,6 +158,7 @@ struct JobState {
 /// launcher that started it.
 pub struct JobStateMachine {
     settings: JobSettings,
+    /// The worker spec as registration sends it (serialised once).
     worker_spec_json: String,
     config_sha256: String,
     job_id: String,
@@ -176,7 +180,8 @@ impl JobStateMachine {
     /// checkpoints), resumed from the newest verified checkpoint (refused when the schedule or
     /// data changed since), or over a cleared run directory.
     pub fn new(spec: JobSpec) -> Result<Arc<Self>> {
-        let JobSpec { settings, schedule, store, run_config_yaml, worker_spec_json, start } = spec;
+        let JobSpec { settings, schedule, store, run_config_yaml, worker_spec, start } = spec;
+        let worker_spec_json = worker_spec.to_json();
         let index = Arc::new(PairIndex::from_store(&store)?);
         let scheduler = Scheduler::new(schedule, index.clone())?;
         let config_sha256 = rosetta_common::digest::sha256_bytes(run_config_yaml.as_bytes());
@@ -184,6 +189,11 @@ impl JobStateMachine {
         let mut restart = RestartPoint { step: 0, cursor: scheduler.start(), checkpoint: None };
         let mut last_checkpoint = None;
         let mut persisted = PersistedJobState::default();
+        let start = match start {
+            StartMode::Auto if manifest::latest_verified(run_dir)?.is_some() => StartMode::Resume,
+            StartMode::Auto => StartMode::Fresh,
+            other => other,
+        };
         match start {
             StartMode::Fresh => {
                 remove_stale_training_log(run_dir)?;
@@ -208,7 +218,8 @@ impl JobStateMachine {
                     }
                 }
             }
-            StartMode::Resume => {
+            // (Auto was resolved above.)
+            StartMode::Resume | StartMode::Auto => {
                 let Some(manifest) = manifest::latest_verified(run_dir)? else {
                     return Err(CoordinatorError::Checkpoint(format!(
                         "--resume: no committed checkpoint in {} whose files verify",

@@ -13,6 +13,18 @@ fn store(dir: &std::path::Path) -> Arc<PairStore> {
     Arc::new(pack_groups(&labelled_groups("multi", 60, &["en", "de", "fr"]), dir).unwrap())
 }
 
+/// What registration hands out (these tests never read it).
+pub(crate) fn worker_spec(steps: u64) -> rosetta_worker_config::WorkerSpec {
+    use rosetta_worker_config::model::{ModelSettings, ModelSource};
+    rosetta_worker_config::WorkerSpec {
+        model: ModelSettings { source: ModelSource::Directory("/models/m".into()), sentence: Default::default() },
+        training: rosetta_worker_config::training::TrainingSection::default().build().unwrap(),
+        total_steps: steps,
+        seed: 11,
+        collective_timeout: std::time::Duration::from_secs(6),
+    }
+}
+
 fn job(dir: &std::path::Path, workers: usize, steps: u64) -> Arc<JobStateMachine> {
     let mut settings = JobSettings::with_defaults(steps, workers, &dir.join("run"));
     settings.checkpoint_every = 2;
@@ -22,7 +34,7 @@ fn job(dir: &std::path::Path, workers: usize, steps: u64) -> Arc<JobStateMachine
         schedule: ScheduleConfig::hybrid(0.5, 8, 11),
         store: store(dir),
         run_config_yaml: "version: 1".into(),
-        worker_spec_json: "{}".into(),
+        worker_spec: worker_spec(steps),
         start: StartMode::Fresh,
     };
     JobStateMachine::new(spec).unwrap()

@@ -6,7 +6,7 @@ use rosetta_common::ConfigProblems;
 use serde::{Deserialize, Serialize};
 
 /// The batch-sampling strategy (DESIGN.md §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Strategy {
     /// Monolingual batch with probability `alpha`, else cross-lingual (the paper's method).
     #[serde(rename = "hybrid")]
@@ -25,7 +25,16 @@ pub enum Strategy {
     EnEn,
 }
 
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Strategy {
+    /// Every strategy, in the order the documentation lists them.
+    pub const ALL: [Self; 5] = [Self::Hybrid, Self::XXMono, Self::XY, Self::XX, Self::EnEn];
+
     /// The name a run config uses.
     pub fn name(self) -> &'static str {
         match self {

@@ -26,37 +26,17 @@ use rosetta_proto::v1::*;
 
 use client::{Client, connect, within};
 pub use client::{ClientTls, CoordinatorEndpoint};
+use rosetta_worker_config::command::CoordinatorAddress;
+pub use rosetta_worker_config::command::WorkerProcessConfig;
 
-use crate::collective::Collective;
 use crate::error::{Result, WorkerError};
-use crate::ring::TcpRing;
-use crate::sections::{DeviceSpec, WorkerSpec};
 use crate::train::Trainer;
+use rosetta_collective::collective::Collective;
+use rosetta_collective::ring::TcpRing;
+use rosetta_worker_config::WorkerSpec;
 
 /// Deadline of a checkpoint commit (the coordinator hashes the checkpoint's files first).
 const COMMIT_DEADLINE: Duration = Duration::from_secs(600);
-
-/// Everything a worker process needs, built and checked by the caller.
-#[derive(Debug, Clone)]
-pub struct WorkerProcessConfig {
-    /// The coordinator to join.
-    pub coordinator: CoordinatorEndpoint,
-    /// The token the coordinator expects.
-    pub token: String,
-    /// Device override (default: the run config's `training.device`).
-    pub device: Option<DeviceSpec>,
-    /// Address to listen on for the ring (port 0: any free port).
-    pub ring_listen: SocketAddr,
-    /// Host name announced to the coordinator (default: the ring address's IP).
-    pub host: Option<String>,
-    /// libtorch intra-op threads (default: libtorch's choice).
-    pub threads: Option<usize>,
-    /// How long to keep trying to reach a coordinator that is not listening yet.
-    pub connect_patience: Duration,
-    /// Deadline of an ordinary call to the coordinator; heartbeats unanswered for this long
-    /// also end the worker.
-    pub rpc_timeout: Duration,
-}
 
 /// What a worker learned at registration.
 struct Membership {
@@ -170,15 +150,21 @@ pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| WorkerError::invalid("runtime", e.to_string()))?;
-    let address = config.coordinator.url.clone();
+    let token = rosetta_common::token::read_token(config.token_file.as_deref())
+        .map_err(|e| WorkerError::invalid("--token-file", e.0))?;
+    let started = Instant::now();
+    let endpoint = endpoint(&config)?;
+    let address = endpoint.url.clone();
     let listener = TcpListener::bind(config.ring_listen)
         .map_err(|e| WorkerError::io(format!("ring port {}", config.ring_listen), e))?;
     let ring_address = listener.local_addr().map_err(|e| WorkerError::io("ring port", e))?;
-    let client = runtime.block_on(connect(&config.coordinator, &config.token, config.connect_patience))?;
-    let mut coordinator = Coordinator { runtime: &runtime, client, address, deadline: config.rpc_timeout };
+    let patience = config.connect_timeout.saturating_sub(started.elapsed());
+    let client = runtime.block_on(connect(&endpoint, &token, patience))?;
+    let mut coordinator =
+        Coordinator { runtime: &runtime, client, address: address.clone(), deadline: config.rpc_timeout };
     // Listening on every interface: announce the address on the way to the coordinator.
     let ring_address = if ring_address.ip().is_unspecified() {
-        SocketAddr::new(route_to(&config.coordinator.url)?, ring_address.port())
+        SocketAddr::new(route_to(&address)?, ring_address.port())
     } else {
         ring_address
     };
@@ -193,7 +179,8 @@ pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
         coordinator.call("register", config.rpc_timeout, |mut c| async move { c.register(request).await })?;
     let heartbeat = Heartbeat::start(&coordinator, &registered.worker_id, registered.generation, config.rpc_timeout);
     let membership = Membership {
-        spec: WorkerSpec::from_json(&registered.worker_spec_json)?,
+        spec: WorkerSpec::from_json(&registered.worker_spec_json)
+            .map_err(|message| WorkerError::invalid("worker spec", message))?,
         worker_id: registered.worker_id,
         generation: registered.generation,
         run_dir: RunDir::new(registered.run_dir),
@@ -218,6 +205,27 @@ pub fn run_worker(config: WorkerProcessConfig) -> Result<()> {
         let _ = coordinator.call("heartbeat", farewell, |mut c| async move { c.heartbeat(report).await });
     }
     outcome
+}
+
+/// The coordinator's URL and TLS trust: the URL given, or the one the coordinator's
+/// `coordinator.json` names once it appears (waited for within `--connect-timeout`).
+fn endpoint(config: &WorkerProcessConfig) -> Result<CoordinatorEndpoint> {
+    let url = match config.address() {
+        Some(CoordinatorAddress::Url(url)) => url,
+        Some(CoordinatorAddress::File(path)) => {
+            rosetta_common::addresses::CoordinatorAddresses::wait_for(&path, config.connect_timeout)
+                .map_err(|message| WorkerError::invalid("--coordinator-file", message))?
+                .url
+        }
+        None => {
+            return Err(WorkerError::invalid(
+                "--coordinator",
+                "give exactly one of --coordinator and --coordinator-file",
+            ));
+        }
+    };
+    let tls = config.tls_ca.as_deref().map(|ca| ClientTls::from_file(ca, config.tls_domain.clone())).transpose()?;
+    Ok(CoordinatorEndpoint { url, tls })
 }
 
 /// This machine's address on the route to the coordinator at `url` (what peers can reach when
@@ -251,9 +259,9 @@ fn train(
 ) -> Result<()> {
     let started = Instant::now();
     let spec = &membership.spec;
-    let device = config.device.unwrap_or(spec.training.device).open()?;
-    let model = spec.model.build_encoder(device)?;
-    let mut trainer = Trainer::new(model, spec.training.step_config(spec.total_steps))?;
+    let device = rosetta_collective::device::open(config.device.unwrap_or(spec.training.device))?;
+    let model = rosetta_model::from_settings::build_encoder(&spec.model, device)?;
+    let mut trainer = Trainer::new(model, crate::train::StepConfig::new(&spec.training, spec.total_steps))?;
     // Before the ring and the data: nothing else runs on this worker's cores yet.
     let peak = crate::mfu::peak_flops(device);
     tracing::info!(peak_tflops = peak.flops_per_second / 1e12, source = %peak.source, "device peak");
@@ -411,8 +419,8 @@ fn nccl_over_ring(
     world: usize,
     device: tch::Device,
     timeout: Duration,
-) -> Result<crate::nccl::NcclCollective> {
-    use crate::nccl::{NcclCollective, NcclLibrary, UNIQUE_ID_BYTES, UniqueId};
+) -> Result<rosetta_collective::nccl::NcclCollective> {
+    use rosetta_collective::nccl::{NcclCollective, NcclLibrary, UNIQUE_ID_BYTES, UniqueId};
     let library = Arc::new(NcclLibrary::load(None)?);
     let mut bytes = [0u8; UNIQUE_ID_BYTES];
     if rank == 0 {
@@ -427,5 +435,5 @@ fn nccl_over_ring(
         *byte = value as u8;
     }
     tracing::info!(rank, world, version = library.version()?, "joining the NCCL communicator");
-    NcclCollective::new(library, UniqueId(bytes), rank, world, device, timeout)
+    Ok(NcclCollective::new(library, UniqueId(bytes), rank, world, device, timeout)?)
 }

@@ -41,7 +41,7 @@ pub fn max_abs_diff(tensor: &tch::Tensor, expected: &[Vec<f64>]) -> f64 {
 pub fn step_config() -> rosetta_worker::train::StepConfig {
     rosetta_worker::train::StepConfig {
         loss: rosetta_worker::loss::LossConfig { temperature: 0.05, symmetric: false },
-        optimizer: rosetta_worker::optim::AdamWConfig { lr: 1e-3, ..Default::default() },
+        optimizer: rosetta_model::optim::AdamWConfig { lr: 1e-3, ..Default::default() },
         warmup_steps: 0,
         total_steps: 100,
         max_grad_norm: 1.0,
@@ -50,7 +50,7 @@ pub fn step_config() -> rosetta_worker::train::StepConfig {
         freeze: Default::default(),
         sparse_embedding_all_reduce: true,
         grad_cache_chunk: 0,
-        precision: rosetta_worker::precision::Precision::Auto,
+        precision: rosetta_model::precision::Precision::Auto,
     }
 }
 
@@ -61,9 +61,9 @@ pub fn tiny_encoder(
     texts: &[&str],
     vocab_size: usize,
     max_seq_length: usize,
-) -> rosetta_worker::sentence::SentenceEncoder {
-    use rosetta_worker::hf_config::EncoderConfig;
-    use rosetta_worker::sentence::{SentenceEncoder, SentenceSettings};
+) -> rosetta_model::sentence::SentenceEncoder {
+    use rosetta_model::hf_config::EncoderConfig;
+    use rosetta_model::sentence::{SentenceEncoder, SentenceSettings};
     let tokenizer = rosetta_datasets::tokenize::train_wordpiece(
         texts.iter().cycle().take(100),
         vocab_size,
@@ -96,7 +96,7 @@ pub fn on_rank_threads<C, T>(
     work: impl Fn(&mut rosetta_worker::train::Trainer, &C) -> T + Sync,
 ) -> Vec<T>
 where
-    C: rosetta_worker::collective::Collective + Send,
+    C: rosetta_collective::collective::Collective + Send,
     T: Send,
 {
     assert_eq!(group.len(), trainers.len(), "one trainer per rank");
