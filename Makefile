@@ -52,8 +52,9 @@ bench-collectives: setup
 bench-plan:
 	cargo run --release -p rosetta-coordinator --example plan_bench
 
-lint:
-	cargo clippy --workspace --all-targets -- -D warnings
+## Lints every crate and target, the kernel benchmarks (the model crate's `bench` feature) included.
+lint: setup
+	cargo clippy --release --workspace --all-targets --all-features -- -D warnings
 
 ## Evaluation benchmark: exact ranks + metrics on a pooled 13k x 13k benchmark, Rosetta vs numpy.
 bench-eval: setup
@@ -109,13 +110,13 @@ bench-train-gpu: setup
 ## Rosetta's bf16 attention kernel vs libtorch's SDPA, one layer of 32 x 91 tokens, heads of 32
 ## and 64, one thread, alternating rounds (CPUs with avx512_bf16 and no AMX).
 bench-attention: setup
-	cargo build --release -p rosetta-worker --example attention_bench
+	cargo build --release -p rosetta-model --features bench --example attention_bench
 	$(CARGO_TARGET_DIR)/release/examples/attention_bench
 
 ## Rosetta's fp32 linear kernel against libtorch's (MKL) on one e5-small layer's four linear
 ## layers, one thread, alternating rounds (CPUs with AVX-512).
 bench-gemm: setup
-	cargo build --release -p rosetta-worker --example gemm_bench
+	cargo build --release -p rosetta-model --features bench --example gemm_bench
 	$(CARGO_TARGET_DIR)/release/examples/gemm_bench
 
 ## AdamW over multilingual-e5-small's 118M parameters: Rosetta vs torch.optim.AdamW (for-loop,
