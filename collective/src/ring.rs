@@ -8,13 +8,16 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use tch::{Kind, Tensor};
 
 use crate::collective::Collective;
 use crate::error::{CollectiveError, Result};
 
 const MAGIC: u32 = 0x524F_5354; // "ROST"
-const PROTOCOL: u32 = 2;
+const PROTOCOL: u32 = 3;
 /// Default all-reduce bucket: 8 MiB.
 pub const DEFAULT_BUCKET_BYTES: usize = 8 << 20;
 
@@ -72,46 +75,96 @@ fn connect_with_deadline(address: SocketAddr, deadline: Instant) -> std::io::Res
     }
 }
 
-/// Longest secret a peer may announce in its handshake.
+/// Longest ring secret.
 pub const MAX_SECRET_BYTES: usize = 64;
+/// Bytes of each side's random challenge.
+const NONCE_BYTES: usize = 32;
+/// Bytes of a proof (HMAC-SHA256).
+const PROOF_BYTES: usize = 32;
+/// The connecting rank's header: magic, protocol, world, rank.
+const HEADER_BYTES: usize = 16;
 
-/// The handshake a rank sends to the next one: magic, protocol, world, rank, secret.
-fn hello(world: usize, rank: usize, secret: &[u8]) -> Vec<u8> {
-    let mut bytes: Vec<u8> = [MAGIC, PROTOCOL, world as u32, rank as u32, secret.len() as u32]
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect();
-    bytes.extend_from_slice(secret);
+/// HMAC-SHA256 of `parts` under the ring secret: a proof that the sender holds the secret,
+/// bound to both sides' challenges, which never shows the secret itself on the wire (the
+/// secret reaches the ranks only over the coordinator's channel, TLS off the local machine).
+fn proof(secret: &[u8], label: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+    // A key shorter than SHA-256's 64-byte block is padded with zeros (RFC 2104), which is
+    // what `new` takes; `connect` refuses secrets longer than MAX_SECRET_BYTES (= the block).
+    let mut key = [0u8; MAX_SECRET_BYTES];
+    let used = secret.len().min(MAX_SECRET_BYTES);
+    key[..used].copy_from_slice(&secret[..used]);
+    let mut mac = <Hmac<Sha256> as KeyInit>::new(&key.into());
+    mac.update(label);
+    for part in parts {
+        mac.update(part);
+    }
+    mac
+}
+
+fn header(world: usize, rank: usize) -> [u8; HEADER_BYTES] {
+    let mut bytes = [0u8; HEADER_BYTES];
+    for (i, field) in [MAGIC, PROTOCOL, world as u32, rank as u32].iter().enumerate() {
+        bytes[4 * i..4 * i + 4].copy_from_slice(&field.to_le_bytes());
+    }
     bytes
 }
 
-/// Reads and checks the handshake of an accepted connection; the reason when it is refused.
+fn nonce() -> std::io::Result<[u8; NONCE_BYTES]> {
+    rosetta_common::random::random_bytes::<NONCE_BYTES>().map_err(|e| e.source)
+}
+
+/// The connecting side of the handshake on `stream`: answers the acceptor's challenge with
+/// this rank's header, its own challenge and its proof, then checks the acceptor's proof.
+fn greet(stream: &mut TcpStream, world: usize, rank: usize, secret: &[u8]) -> std::io::Result<()> {
+    let refused = |message: &str| std::io::Error::new(std::io::ErrorKind::PermissionDenied, message.to_string());
+    let mut challenge = [0u8; NONCE_BYTES];
+    stream.read_exact(&mut challenge)?;
+    let (header, own) = (header(world, rank), nonce()?);
+    let mut message = Vec::with_capacity(HEADER_BYTES + NONCE_BYTES + PROOF_BYTES);
+    message.extend_from_slice(&header);
+    message.extend_from_slice(&own);
+    message.extend_from_slice(
+        &proof(secret, b"rosetta ring connect", &[&challenge, &header, &own]).finalize().into_bytes(),
+    );
+    stream.write_all(&message)?;
+    let mut answer = [0u8; PROOF_BYTES];
+    stream
+        .read_exact(&mut answer)
+        .map_err(|_| refused("the peer closed the handshake (another job or generation?)"))?;
+    proof(secret, b"rosetta ring accept", &[&own, &challenge])
+        .verify_slice(&answer)
+        .map_err(|_| refused("the peer does not hold this generation's ring secret"))
+}
+
+/// The accepting side of the handshake on `stream`: challenges the peer, checks its header and
+/// proof, and proves in turn that this rank holds the secret; the reason when it is refused.
 fn check_hello(stream: &TcpStream, world: usize, prev_rank: usize, secret: &[u8]) -> std::result::Result<(), String> {
-    let mut head = [0u8; 20];
-    (&*stream).read_exact(&mut head).map_err(|e| format!("no handshake: {e}"))?;
-    let field = |i: usize| u32::from_le_bytes([head[4 * i], head[4 * i + 1], head[4 * i + 2], head[4 * i + 3]]);
+    let challenge = nonce().map_err(|e| format!("no random challenge: {e}"))?;
+    (&*stream).write_all(&challenge).map_err(|e| format!("sending the challenge: {e}"))?;
+    let mut message = [0u8; HEADER_BYTES + NONCE_BYTES + PROOF_BYTES];
+    (&*stream).read_exact(&mut message).map_err(|e| format!("no handshake: {e}"))?;
+    let (header, rest) = message.split_at(HEADER_BYTES);
+    let (peer_nonce, presented) = rest.split_at(NONCE_BYTES);
+    let field = |i: usize| u32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
     if field(0) != MAGIC || field(1) != PROTOCOL {
         return Err(format!("not a Rosetta ring of protocol {PROTOCOL}"));
     }
     if field(2) as usize != world || field(3) as usize != prev_rank {
         return Err(format!("expected rank {prev_rank} of {world}, got rank {} of {}", field(3), field(2)));
     }
-    let length = field(4) as usize;
-    if length > MAX_SECRET_BYTES {
-        return Err(format!("announced a secret of {length} bytes (at most {MAX_SECRET_BYTES})"));
-    }
-    let mut presented = vec![0u8; length];
-    (&*stream).read_exact(&mut presented).map_err(|e| format!("handshake cut short: {e}"))?;
-    if !rosetta_common::random::constant_time_eq(&presented, secret) {
-        return Err("wrong secret (not of this job's generation)".to_string());
-    }
-    Ok(())
+    proof(secret, b"rosetta ring connect", &[&challenge, header, peer_nonce])
+        .verify_slice(presented)
+        .map_err(|_| "wrong secret (not of this job's generation)".to_string())?;
+    let answer = proof(secret, b"rosetta ring accept", &[peer_nonce, &challenge]).finalize().into_bytes();
+    (&*stream).write_all(&answer).map_err(|e| format!("answering the handshake: {e}"))
 }
 
 impl TcpRing {
     /// Joins the ring: `listener` is this rank's bound socket (its address is `peers[rank]`);
     /// connects to `peers[rank + 1]` and accepts `peers[rank − 1]`, whose handshake must carry
-    /// magic, protocol, world size, its rank and the generation's `secret`. A connection whose
+    /// magic, protocol, world size, its rank and a proof that it holds the generation's
+    /// `secret` (an HMAC over both sides' random challenges; the secret itself is never sent,
+    /// and each side proves it to the other). A connection whose
     /// handshake fails is logged and dropped, and the ring keeps waiting for the right peer, at
     /// most `timeout` in all.
     pub fn connect(
@@ -136,24 +189,37 @@ impl TcpRing {
         let next_rank = (rank + 1) % world;
         let prev_rank = (rank + world - 1) % world;
         let next_address = ring.peers[next_rank];
-        let greeting = hello(world, rank, secret);
+        let own_secret = secret.to_vec();
         // Connect in a thread while accepting here: every rank does both at once.
         let connector = std::thread::spawn(move || -> std::io::Result<TcpStream> {
             let mut stream = connect_with_deadline(next_address, deadline)?;
             stream.set_nodelay(true)?;
-            stream.write_all(&greeting)?;
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50));
+            stream.set_read_timeout(Some(remaining))?;
+            greet(&mut stream, world, rank, &own_secret)?;
             Ok(stream)
         });
         let mut refused: Vec<String> = Vec::new();
         let accepted = loop {
-            let stream = accept_with_deadline(&listener, deadline).map_err(|e| {
-                let refusals = if refused.is_empty() {
-                    String::new()
-                } else {
-                    format!("; refused {} connection(s): {}", refused.len(), refused.join("; "))
-                };
-                ring.error("connect", format!("waiting for rank {prev_rank} to connect: {e}{refusals}"))
-            })?;
+            let stream = match accept_with_deadline(&listener, deadline) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    let refusals = if refused.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; refused {} connection(s): {}", refused.len(), refused.join("; "))
+                    };
+                    // What became of this rank's own connection, when it has ended too.
+                    let outgoing = match connector.is_finished().then(|| connector.join()) {
+                        Some(Ok(Err(error))) => format!("; connecting to rank {next_rank} at {next_address}: {error}"),
+                        _ => String::new(),
+                    };
+                    return Err(ring.error(
+                        "connect",
+                        format!("waiting for rank {prev_rank} to connect: {e}{refusals}{outgoing}"),
+                    ));
+                }
+            };
             let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
             // A silent stranger may hold the accept loop for at most a couple of seconds.
             let patience = deadline

@@ -120,17 +120,13 @@ fn intruders_are_dropped_and_the_ring_still_forms() {
     let (listeners, addresses) = listeners(2);
     let mut listeners = listeners.into_iter();
     let (l0, l1) = (listeners.next().unwrap(), listeners.next().unwrap());
-    // Before the real rank 1 connects, three strangers knock at rank 0: one with the wrong
-    // secret, one announcing a 4 GiB secret, one that connects and says nothing.
-    let hello = |secret_len: u32, secret: &[u8]| {
-        let mut bytes: Vec<u8> = [0x524F_5354u32, 2, 2, 1, secret_len].iter().flat_map(|x| x.to_le_bytes()).collect();
-        bytes.extend_from_slice(secret);
-        bytes
-    };
+    // Before the real rank 1 connects, three strangers knock at rank 0: one with a right header
+    // and a guessed proof, one that speaks another protocol, one that connects and says nothing.
+    let header: Vec<u8> = [0x524F_5354u32, 3, 2, 1].iter().flat_map(|x| x.to_le_bytes()).collect();
     let mut wrong = std::net::TcpStream::connect(addresses[0]).unwrap();
-    wrong.write_all(&hello(5, b"guess")).unwrap();
-    let mut huge = std::net::TcpStream::connect(addresses[0]).unwrap();
-    huge.write_all(&hello(u32::MAX, b"")).unwrap();
+    wrong.write_all(&[header.clone(), vec![7u8; 64]].concat()).unwrap();
+    let mut other = std::net::TcpStream::connect(addresses[0]).unwrap();
+    other.write_all(&[b"GET / HTTP/1.1\r\n".as_slice(), &[0u8; 66]].concat()).unwrap();
     let _silent = std::net::TcpStream::connect(addresses[0]).unwrap();
     let a = addresses.clone();
     let real = std::thread::spawn(move || {
@@ -148,6 +144,28 @@ fn intruders_are_dropped_and_the_ring_still_forms() {
     ring.all_reduce_sum(&mut x).unwrap();
     assert_eq!(Vec::<f32>::try_from(&x).unwrap(), vec![3.0]);
     assert_eq!(other.join().unwrap(), vec![3.0]);
+}
+
+#[test]
+fn the_secret_never_crosses_the_wire_and_a_listener_without_it_is_refused() {
+    use std::io::{Read, Write};
+    // A stranger listens where rank 0 expects rank 1: it records what rank 0 sends and
+    // answers with a challenge, but cannot prove it holds the secret.
+    let (listeners, addresses) = listeners(2);
+    let mut listeners = listeners.into_iter();
+    let (l0, stranger) = (listeners.next().unwrap(), listeners.next().unwrap());
+    let recorder = std::thread::spawn(move || {
+        let (mut stream, _) = stranger.accept().unwrap();
+        stream.write_all(&[9u8; 32]).unwrap();
+        let mut seen = vec![0u8; 80];
+        stream.read_exact(&mut seen).unwrap();
+        stream.write_all(&[0u8; 32]).unwrap();
+        seen
+    });
+    let err = TcpRing::connect(0, l0, addresses, Duration::from_secs(2), SECRET).unwrap_err().to_string();
+    let seen = recorder.join().unwrap();
+    assert!(!seen.windows(SECRET.len()).any(|w| w == SECRET), "the secret was sent in clear");
+    assert!(err.contains("does not hold this generation's ring secret"), "{err}");
 }
 
 #[test]
