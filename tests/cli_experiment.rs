@@ -171,7 +171,7 @@ fn bad_experiment_files_are_refused_naming_the_field() {
 }
 
 #[test]
-fn cells_train_as_slurm_jobs_two_at_a_time() {
+fn cells_train_as_slurm_jobs_two_at_a_time_and_select_their_best_checkpoint() {
     let available = have_command("sbatch")
         && Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| {
             let state = String::from_utf8_lossy(&o.stdout);
@@ -196,6 +196,7 @@ fn cells_train_as_slurm_jobs_two_at_a_time() {
         &config,
         "version: 1\nbase: base.yaml\nout: study\nstrategies: [x-y]\nseeds: [1, 2]\nzero_shot: false\n\
          benchmarks: [{path: data/benchmark, domain: in}]\nlaunch: slurm\nlaunch_timeout_hours: 0.1\n\
+         selection: {checkpoint: best, benchmark: data/benchmark-ood, metric: multilingual_map}\n\
          significance: {resamples: 200}\n",
     )
     .unwrap();
@@ -209,9 +210,19 @@ fn cells_train_as_slurm_jobs_two_at_a_time() {
         let state = Command::new("scontrol").args(["show", "job", job.trim()]).output().unwrap();
         let state = String::from_utf8_lossy(&state.stdout);
         assert!(state.contains("JobState=COMPLETED"), "job {job}: {state}");
+        // The coordinator of the Slurm job evaluated every checkpoint on the validation
+        // benchmark and kept the best; the cell evaluated that one.
+        let best: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(cell.join("run/eval/best.json")).expect("the Slurm job wrote best.json"),
+        )
+        .unwrap();
         let record: serde_json::Value =
             serde_json::from_slice(&std::fs::read(cell.join("cell.json")).unwrap()).unwrap();
-        assert_eq!(record["step"], 5);
+        assert_eq!(record["step"], best["step"], "{best}");
+        assert!([2, 5].contains(&best["step"].as_u64().unwrap()), "{best}");
+        for step in [2, 5] {
+            assert!(cell.join(format!("run/eval/step-{step:08}/synth-ood/report.json")).is_file(), "step {step}");
+        }
     }
     assert!(dir.path().join("study/report.html").is_file());
 }

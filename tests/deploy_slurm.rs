@@ -1,7 +1,9 @@
 //! `rosetta deploy slurm` on a real one-node Slurm (scripts/ci-services.sh starts it as root): a
 //! 2-worker CPU run of the embedded default model is submitted, told to stop at its next
 //! checkpoint mid-run with USR1 (what `--signal=B:USR1@N` sends before a time limit), requeues
-//! itself, resumes by itself, and ends with exactly the parameters of an undisturbed run.
+//! itself, resumes by itself, and ends with exactly the parameters of an undisturbed run; and a
+//! job with `evaluation.every` writes the same evaluation reports and `best.json` as the local
+//! launcher on the same config (its coordinator evaluates, in the batch step).
 
 mod common;
 
@@ -132,4 +134,96 @@ fn a_slurm_job_stopped_by_its_time_limit_signal_requeues_resumes_and_matches_an_
     );
     let diff = max_diff(&model_tensors(dir.path(), "reference", 23), &model_tensors(dir.path(), "slurm", 23));
     assert!(diff == 0.0, "the requeued Slurm run differs from the undisturbed one by {diff}");
+}
+
+/// The reports of every evaluated step of `run_dir`, by step and benchmark: the metrics part of
+/// each `report.json` (what a model scored, not when or where it was computed).
+fn evaluations(run_dir: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut reports = std::collections::BTreeMap::new();
+    for step in std::fs::read_dir(run_dir.join("eval")).unwrap().flatten() {
+        for benchmark in std::fs::read_dir(step.path()).into_iter().flatten().flatten() {
+            let path = benchmark.path().join("report.json");
+            if let Ok(bytes) = std::fs::read(&path) {
+                let report: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                let key = format!("{}/{}", step.file_name().to_string_lossy(), benchmark.file_name().to_string_lossy());
+                reports.insert(key, serde_json::json!({"lareqa": report["lareqa"], "qrels": report["qrels"]}));
+            }
+        }
+    }
+    reports
+}
+
+#[test]
+fn a_slurm_job_evaluates_its_checkpoints_as_the_local_launcher_does() {
+    let available = have_command("sbatch")
+        && std::process::Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| {
+            let state = String::from_utf8_lossy(&o.stdout);
+            state.contains("idle") || state.contains("mixed") || state.contains("alloc")
+        });
+    if !service_available("a running Slurm (sbatch, sinfo)", available) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    synth_small(&dir.path().join("data"), 60, 20, 400);
+    let evaluated = |run: &str| {
+        let mut config = common::tiny_run(run, 8, 2);
+        config.data.benchmarks = vec!["data/benchmark".into()];
+        config.evaluation = Some(rosetta_eval::config::EvaluationConfig {
+            every: 4,
+            batch_size: 16,
+            threads: Some(1),
+            select_best: Some("multilingual_map".into()),
+            ..Default::default()
+        });
+        config
+    };
+    let local = write_config(dir.path(), "local", &evaluated("local"));
+    let out = rosetta(&["train", "--config", local.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut config = evaluated("slurm-eval");
+    config.deploy = Some(DeploySection {
+        binary: Some(env!("CARGO_BIN_EXE_rosetta").into()),
+        slurm: Some(SlurmSection { nodes: 1, workers_per_node: 2, cpus_per_worker: 1, ..SlurmSection::default() }),
+        ..DeploySection::default()
+    });
+    let config = write_config(dir.path(), "slurm-eval", &config);
+    let run_dir = dir.path().join("runs/slurm-eval");
+    let submitted = rosetta(&["deploy", "slurm", "--config", config.to_str().unwrap()]);
+    assert!(submitted.status.success(), "{}", String::from_utf8_lossy(&submitted.stderr));
+    let script = std::fs::read_to_string(run_dir.join("deploy/slurm/rosetta.sbatch")).unwrap();
+    // srun is given the CPUs (it no longer inherits them), the coordinator takes a free port,
+    // the workers find it through coordinator.json, and everything speaks TLS.
+    let srun = script.lines().find(|l| l.starts_with("srun ")).unwrap();
+    assert!(srun.contains("--cpus-per-task=1") && srun.contains("--ntasks=2"), "{srun}");
+    for expected in ["--listen 0.0.0.0:0", "--auto-resume", "--coordinator-file", "--tls-cert", "--tls-ca"] {
+        assert!(script.contains(expected), "{expected:?} missing from\n{script}");
+    }
+    let job = std::fs::read_to_string(run_dir.join("deploy/slurm/job-id")).unwrap();
+    wait_until("the job's end", Duration::from_secs(600), || {
+        let state = scontrol_field(&job, "JobState");
+        assert!(!["FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"].contains(&state.as_str()), "the job ended {state}");
+        state == "COMPLETED"
+    });
+    let log = std::fs::read_to_string(run_dir.join(format!("deploy/slurm/slurm-{job}.log"))).unwrap();
+    let local_reports = evaluations(&dir.path().join("runs/local"));
+    let slurm_reports = evaluations(&run_dir);
+    let steps: Vec<&String> = slurm_reports.keys().collect();
+    assert_eq!(steps, ["step-00000003/synth-lareqa", "step-00000007/synth-lareqa"], "{log}");
+    assert_eq!(slurm_reports, local_reports, "the Slurm job's evaluations differ from the local run's");
+    let best = |run: &str| -> serde_json::Value {
+        let value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(format!("runs/{run}/eval/best.json"))).unwrap())
+                .unwrap();
+        serde_json::json!({"metric": value["metric"], "value": value["value"], "step": value["step"]})
+    };
+    assert_eq!(best("slurm-eval"), best("local"));
+    for key in slurm_reports.keys() {
+        let report = rosetta_eval::output::read_report(&run_dir.join("eval").join(key)).unwrap();
+        eprintln!(
+            "MEASURED slurm evaluation {key} (= the local run's): {}",
+            rosetta_eval::render::summary_line(&report)
+        );
+    }
+    eprintln!("MEASURED slurm best.json {} (= the local run's)", best("slurm-eval"));
 }
