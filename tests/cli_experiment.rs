@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{have_command, rosetta, service_available, tiny_run, write_config};
+use common::{rosetta, tiny_run, write_config};
 use rosetta_common::RunDir;
 use rosetta_deploy::section::{DeploySection, SlurmSection};
 
@@ -172,12 +172,7 @@ fn bad_experiment_files_are_refused_naming_the_field() {
 
 #[test]
 fn cells_train_as_slurm_jobs_two_at_a_time_and_select_their_best_checkpoint() {
-    let available = have_command("sbatch")
-        && Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| {
-            let state = String::from_utf8_lossy(&o.stdout);
-            state.contains("idle") || state.contains("mixed") || state.contains("alloc")
-        });
-    if !service_available("a running Slurm (sbatch, sinfo)", available) {
+    if !common::slurm_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{have_command, max_diff, model_tensors, rosetta, service_available, synth_small, write_config};
+use common::{max_diff, model_tensors, rosetta, synth_small, write_config};
 use rosetta_deploy::run_config::RawRunConfig;
 use rosetta_deploy::section::{DeploySection, SlurmSection};
 
@@ -44,12 +44,7 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn a_slurm_job_stopped_by_its_time_limit_signal_requeues_resumes_and_matches_an_undisturbed_run() {
-    let available = have_command("sbatch")
-        && std::process::Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| {
-            let state = String::from_utf8_lossy(&o.stdout);
-            state.contains("idle") || state.contains("mixed") || state.contains("alloc")
-        });
-    if !service_available("a running Slurm (sbatch, sinfo)", available) {
+    if !common::slurm_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -155,12 +150,7 @@ fn evaluations(run_dir: &Path) -> std::collections::BTreeMap<String, serde_json:
 
 #[test]
 fn a_slurm_job_evaluates_its_checkpoints_as_the_local_launcher_does() {
-    let available = have_command("sbatch")
-        && std::process::Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| {
-            let state = String::from_utf8_lossy(&o.stdout);
-            state.contains("idle") || state.contains("mixed") || state.contains("alloc")
-        });
-    if !service_available("a running Slurm (sbatch, sinfo)", available) {
+    if !common::slurm_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

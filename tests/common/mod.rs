@@ -320,6 +320,16 @@ pub fn service_available(service: &str, present: bool) -> bool {
     false
 }
 
+/// Whether the tests may submit to a Slurm whose node takes jobs (see [`service_available`]).
+pub fn slurm_available() -> bool {
+    let available = have_command("sbatch")
+        && Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| {
+            let state = String::from_utf8_lossy(&o.stdout);
+            state.contains("idle") || state.contains("mixed") || state.contains("alloc")
+        });
+    service_available("a running Slurm (sbatch, sinfo)", available)
+}
+
 /// Whether `command` runs here.
 pub fn have_command(command: &str) -> bool {
     Command::new("sh").args(["-c", &format!("command -v {command}")]).output().is_ok_and(|o| o.status.success())
