@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rosetta_experiment::prepare::{prepare, training_languages};
-use rosetta_experiment::spec::{ExperimentSettings, Selection};
-
-/// File name of the experiment file's copy in the experiment directory (what `report DIR` reads).
-const EXPERIMENT_COPY: &str = "experiment.yaml";
+use rosetta_experiment::spec::{EXPERIMENT_COPY, ExperimentSettings};
 
 /// `rosetta experiment`.
 #[derive(Debug, Args)]
@@ -128,7 +125,7 @@ fn run_study(args: RunArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(&settings.out).with_context(|| format!("creating {}", settings.out.display()))?;
-    write_copy(&settings)?;
+    settings.write_copy()?;
     rosetta_experiment::stop_on_signals();
     let (summary, paths) = rosetta_experiment::run_experiment(&plan, &languages, args.parallel, !args.quiet)?;
     println!(
@@ -137,23 +134,5 @@ fn run_study(args: RunArgs) -> anyhow::Result<()> {
         summary.skipped.len()
     );
     print_report(&paths);
-    Ok(())
-}
-
-/// `OUT/experiment.yaml`: the experiment file with absolute paths, so that
-/// `rosetta experiment report OUT` finds everything from the directory alone.
-fn write_copy(settings: &ExperimentSettings) -> anyhow::Result<()> {
-    let mut written = settings.written.clone();
-    written.base = settings.base.clone();
-    written.out = settings.out.clone();
-    for (entry, test) in written.benchmarks.iter_mut().zip(&settings.benchmarks) {
-        entry.path = test.path.clone();
-    }
-    if let Selection::Best { benchmark, .. } = &settings.selection {
-        written.selection.benchmark = Some(benchmark.clone());
-    }
-    let yaml = serde_saphyr::to_string(&written).context("writing the experiment file's copy")?;
-    let path = settings.out.join(EXPERIMENT_COPY);
-    rosetta_common::atomic::write_atomic(&path, yaml.as_bytes())?;
     Ok(())
 }

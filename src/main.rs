@@ -4,7 +4,6 @@
 mod data_cmd;
 mod demo;
 mod deploy_cmd;
-mod doctor;
 mod eval_cmd;
 mod experiment_cmd;
 mod report_cmd;
@@ -51,7 +50,7 @@ enum Command {
     Eval(rosetta_eval::command::EvalCommand),
     /// Check this machine for training: libtorch, CUDA devices and NCCL, with a one-rank NCCL
     /// smoke test (every collective checked, an all-reduce timed) on each GPU.
-    Doctor(doctor::DoctorArgs),
+    Doctor(rosetta_collective::doctor::DoctorCommand),
     /// Export a checkpoint as a sentence-transformers directory.
     Export(rosetta_worker_config::ExportCommand),
     /// One shard of `rosetta eval` (started by it; binary protocol on stdin/stdout).
@@ -85,7 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => eval_cmd::run(args),
         Command::EvalShard(args) => eval_cmd::run_shard(args),
         Command::Export(args) => eval_cmd::export(args),
-        Command::Doctor(args) => doctor::run(args),
+        Command::Doctor(command) => rosetta_collective::doctor::run_doctor(&command).map_err(anyhow::Error::from),
         Command::Report(command) => report_cmd::run(command),
         Command::Experiment(args) => experiment_cmd::run(args),
     };

@@ -11,6 +11,10 @@ use rosetta_coordinator::schedule::Strategy;
 
 use crate::error::{ExperimentError, Result};
 
+/// File name of the experiment file's copy in the experiment directory (what
+/// `rosetta experiment report DIR` reads).
+pub const EXPERIMENT_COPY: &str = "experiment.yaml";
+
 /// The experiment-file format this Rosetta reads.
 pub const EXPERIMENT_VERSION: u32 = 1;
 
@@ -484,6 +488,23 @@ impl ExperimentSection {
 }
 
 impl ExperimentSettings {
+    /// Writes `OUT/experiment.yaml`: the experiment file with absolute paths, so that
+    /// `rosetta experiment report OUT` finds everything from the directory alone.
+    pub fn write_copy(&self) -> Result<()> {
+        let mut written = self.written.clone();
+        written.base = self.base.clone();
+        written.out = self.out.clone();
+        for (entry, test) in written.benchmarks.iter_mut().zip(&self.benchmarks) {
+            entry.path = test.path.clone();
+        }
+        if let Selection::Best { benchmark, .. } = &self.selection {
+            written.selection.benchmark = Some(benchmark.clone());
+        }
+        let path = self.out.join(EXPERIMENT_COPY);
+        let yaml = serde_saphyr::to_string(&written).map_err(|e| ExperimentError::format(&path, e.to_string()))?;
+        Ok(rosetta_common::atomic::write_atomic(&path, yaml.as_bytes())?)
+    }
+
     /// The test benchmarks' names, in the order of the file.
     pub fn benchmark_names(&self) -> Vec<String> {
         self.benchmarks.iter().map(|b| b.name.clone()).collect()

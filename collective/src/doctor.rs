@@ -1,38 +1,49 @@
 //! `rosetta doctor`: what this machine offers for training (libtorch, CUDA devices, NCCL), with a
 //! one-rank NCCL smoke test on each GPU: every collective Rosetta uses is run and its result
-//! checked, then an all-reduce is timed. Exits non-zero when something asked for does not work.
+//! checked, then an all-reduce is timed. Fails when something asked for does not work.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use rosetta_collective::collective::Collective;
-use rosetta_collective::device::{cuda_backend, cuda_device_count, libtorch_dir, parse_device};
-use rosetta_collective::nccl::{NcclCollective, NcclLibrary};
 use tch::{Device, Kind, Tensor};
 
-/// Arguments of `rosetta doctor`.
-#[derive(Debug, clap::Args)]
-pub struct DoctorArgs {
+use crate::collective::Collective;
+use crate::device::{cuda_backend, cuda_device_count, libtorch_dir, parse_device};
+use crate::error::{CollectiveError, Result};
+use crate::nccl::{NcclCollective, NcclLibrary};
+
+/// `rosetta doctor`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorCommand {
     /// CUDA device to test (`cuda:N`, repeatable; default: every visible device). Naming one
     /// makes its absence an error.
     #[arg(long = "device")]
-    devices: Vec<String>,
+    pub devices: Vec<String>,
     /// NCCL library to load (default: `$ROSETTA_NCCL_LIB`, the loader's `libnccl.so.2`, or the
     /// `nvidia-nccl` wheel beside a pip libtorch).
     #[arg(long)]
-    nccl_lib: Option<PathBuf>,
+    pub nccl_lib: Option<PathBuf>,
     /// Size of the timed all-reduce in MiB.
     #[arg(long, default_value_t = 256)]
-    probe_mib: usize,
+    pub probe_mib: usize,
     /// Seconds any collective may take before the communicator is aborted.
     #[arg(long, default_value_t = 60)]
-    timeout_secs: u64,
+    pub timeout_secs: u64,
+}
+
+/// A failed check, described.
+fn failed(message: impl Into<String>) -> CollectiveError {
+    CollectiveError::invalid("doctor", message)
+}
+
+/// `Err` with `message` unless `holds`.
+fn ensure(holds: bool, message: impl FnOnce() -> String) -> Result<()> {
+    if holds { Ok(()) } else { Err(failed(message())) }
 }
 
 /// Prints the report; fails when a requested device or a visible GPU does not pass.
-pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
+pub fn run_doctor(args: &DoctorCommand) -> Result<()> {
     println!("rosetta {}", env!("CARGO_PKG_VERSION"));
     match libtorch_dir() {
         Some(dir) => println!("libtorch: {}", dir.display()),
@@ -53,11 +64,11 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
     } else {
         args.devices
             .iter()
-            .map(|d| parse_device(d).with_context(|| format!("--device {d}")))
-            .collect::<Result<_, _>>()?
+            .map(|d| parse_device(d).map_err(|e| failed(format!("--device {d}: {e}"))))
+            .collect::<Result<_>>()?
     };
     if devices.iter().any(|d| !matches!(d, Device::Cuda(_))) {
-        bail!("--device: only CUDA devices are tested (cpu needs no check)");
+        return Err(failed("--device: only CUDA devices are tested (cpu needs no check)"));
     }
     let library = match NcclLibrary::load(args.nccl_lib.as_deref()) {
         Ok(library) => {
@@ -75,7 +86,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
             println!("nccl: not found ({e}); only needed for CUDA training");
             None
         }
-        Err(e) => return Err(e).context("NCCL is needed to train on the CUDA devices"),
+        Err(e) => return Err(failed(format!("NCCL is needed to train on the CUDA devices: {e}"))),
     };
     let timeout = Duration::from_secs(args.timeout_secs.max(1));
     let mut failed = Vec::new();
@@ -84,21 +95,21 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
         match smoke_test(library.clone(), device, args.probe_mib, timeout) {
             Ok(()) => {}
             Err(e) => {
-                println!("{device:?}: FAILED: {e:#}");
+                println!("{device:?}: FAILED: {e}");
                 failed.push(format!("{device:?}"));
             }
         }
     }
     if !failed.is_empty() {
-        bail!("the NCCL smoke test failed on {}", failed.join(", "));
+        return Err(self::failed(format!("the NCCL smoke test failed on {}", failed.join(", "))));
     }
     Ok(())
 }
 
 /// One-rank communicator on `device`: all-reduce (f32, bf16, i64), broadcast and all-gather must
 /// return their input; a bf16 matrix product must agree with the CPU; then an all-reduce is timed.
-fn smoke_test(library: Arc<NcclLibrary>, device: Device, probe_mib: usize, timeout: Duration) -> anyhow::Result<()> {
-    let Device::Cuda(index) = device else { bail!("not a CUDA device") };
+fn smoke_test(library: Arc<NcclLibrary>, device: Device, probe_mib: usize, timeout: Duration) -> Result<()> {
+    let Device::Cuda(index) = device else { return Err(failed("not a CUDA device")) };
     let started = Instant::now();
     let id = library.unique_id()?;
     let nccl = NcclCollective::new(library, id, 0, 1, device, timeout)?;
@@ -107,14 +118,14 @@ fn smoke_test(library: Arc<NcclLibrary>, device: Device, probe_mib: usize, timeo
         let expected = Tensor::arange(4096, (kind, device));
         let mut tensor = expected.copy();
         nccl.all_reduce_sum(&mut tensor)?;
-        anyhow::ensure!(tensor.equal(&expected), "all_reduce of {kind:?} changed a one-rank tensor");
+        ensure(tensor.equal(&expected), || format!("all_reduce of {kind:?} changed a one-rank tensor"))?;
     }
     let expected = Tensor::randn([64, 32], (Kind::Float, device));
     let mut tensor = expected.copy();
     nccl.broadcast(&mut tensor, 0)?;
-    anyhow::ensure!(tensor.equal(&expected), "broadcast changed a one-rank tensor");
+    ensure(tensor.equal(&expected), || "broadcast changed a one-rank tensor".to_string())?;
     let gathered = nccl.all_gather(&expected)?;
-    anyhow::ensure!(gathered.len() == 1 && gathered[0].equal(&expected), "all_gather did not return the input");
+    ensure(gathered.len() == 1 && gathered[0].equal(&expected), || "all_gather did not return the input".to_string())?;
     nccl.barrier()?;
     // Control values (flags, counts) live on the CPU: they travel through the device and back.
     let expected = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
@@ -122,10 +133,9 @@ fn smoke_test(library: Arc<NcclLibrary>, device: Device, probe_mib: usize, timeo
     nccl.all_reduce_sum(&mut flag)?;
     nccl.broadcast(&mut flag, 0)?;
     let gathered = nccl.all_gather(&flag)?;
-    anyhow::ensure!(
-        flag.device() == Device::Cpu && flag.equal(&expected) && gathered[0].equal(&expected),
-        "collectives of a cpu tensor did not return it"
-    );
+    ensure(flag.device() == Device::Cpu && flag.equal(&expected) && gathered[0].equal(&expected), || {
+        "collectives of a cpu tensor did not return it".to_string()
+    })?;
     println!(
         "cuda:{index}: all_reduce (f32, bf16, i64), broadcast, all_gather and barrier returned their input, cpu tensors too"
     );
@@ -134,7 +144,7 @@ fn smoke_test(library: Arc<NcclLibrary>, device: Device, probe_mib: usize, timeo
     let b = Tensor::randn([384, 512], (Kind::Float, Device::Cpu));
     let on_gpu = a.to_device(device).to_kind(Kind::BFloat16).matmul(&b.to_device(device).to_kind(Kind::BFloat16));
     let difference = (on_gpu.to_kind(Kind::Float).to_device(Device::Cpu) - a.matmul(&b)).abs().max().double_value(&[]);
-    anyhow::ensure!(difference < 1.0, "bf16 matmul differs from the cpu's by {difference}");
+    ensure(difference < 1.0, || format!("bf16 matmul differs from the cpu's by {difference}"))?;
     println!("cuda:{index}: bf16 matmul agrees with the cpu (largest difference {difference:.3})");
 
     let elements = (probe_mib.max(1) * (1 << 20) / 4) as i64;
@@ -146,7 +156,7 @@ fn smoke_test(library: Arc<NcclLibrary>, device: Device, probe_mib: usize, timeo
         nccl.all_reduce_sum(&mut probe)?;
     }
     let seconds = started.elapsed().as_secs_f64() / f64::from(rounds);
-    anyhow::ensure!(probe.get(0).double_value(&[]) == 1.0, "a one-rank all_reduce changed the probe");
+    ensure(probe.get(0).double_value(&[]) == 1.0, || "a one-rank all_reduce changed the probe".to_string())?;
     println!(
         "cuda:{index}: all_reduce of {} MiB f32 in {:.3} ms ({:.1} GB/s; one rank, so a device-local pass)",
         probe_mib.max(1),
