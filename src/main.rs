@@ -30,7 +30,8 @@ enum Command {
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
     /// Run the main job on the embedded default: synthesise a multilingual corpus, validate,
-    /// train a tokenizer, shard and tokenise it, and print statistics.
+    /// train a tokenizer, shard and tokenise it, print statistics, then train the small model
+    /// with hybrid batches on 2 local CPU workers and evaluate its checkpoints (minutes).
     Demo(demo::DemoArgs),
     /// Inspect hybrid batch schedules.
     #[command(subcommand)]

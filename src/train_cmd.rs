@@ -62,7 +62,11 @@ pub fn coordinator(command: CoordinatorCommand) -> anyhow::Result<()> {
             // EX_TEMPFAIL: launchers (the Slurm batch script) requeue on it.
             std::process::exit(STOPPED_EARLY_EXIT);
         }
-        RunEnd::Completed { evaluations } => {
+        RunEnd::Completed { steps_done, last_checkpoint, evaluations } => {
+            match last_checkpoint {
+                Some(step) => println!("trained {steps_done} steps; last checkpoint after step {step}"),
+                None => println!("trained {steps_done} steps; no checkpoint committed"),
+            }
             if let Some(dir) = evaluations.final_reports {
                 println!("evaluation reports in {}", dir.display());
             }

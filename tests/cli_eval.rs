@@ -258,3 +258,24 @@ fn eval_bad_inputs_name_what_is_wrong() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no report.json"), "{err}");
 }
+
+#[test]
+fn retention_keeps_every_checkpoint_the_evaluation_still_wants() {
+    // Checkpoints after every second step, one kept, each one due for evaluation: training
+    // outruns the evaluations, and none of them may be pruned before its turn.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    synth_small(&root.join("data"), 40, 0, 400);
+    let mut typed = common::tiny_run("kept", 12, 1);
+    typed.data.benchmarks = vec!["data/benchmark".into()];
+    typed.job.as_mut().unwrap().keep_checkpoints = 1;
+    typed.evaluation =
+        Some(EvaluationConfig { every: 2, batch_size: 16, threads: Some(1), ..EvaluationConfig::default() });
+    let config = common::write_config(root, "kept", &typed);
+    let out = ok(rosetta(&["train", "--config", config.to_str().unwrap(), "--quiet"]));
+    assert!(out.contains("evaluation reports in"), "{out}");
+    for step in [1, 3, 5, 7, 9, 11] {
+        let report = root.join(format!("runs/kept/eval/step-{step:08}/synth-lareqa/report.json"));
+        assert!(report.is_file(), "the checkpoint after step {step} was not evaluated");
+    }
+}

@@ -97,6 +97,7 @@ fn kubernetes_manifests_validate_meet_restricted_and_describe_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     synth_small(&dir.path().join("data"), 20, 0, 400);
     let mut config = tiny_run("k8s", 10, 1);
+    config.training.device = "cuda".into();
     config.deploy = Some(DeploySection {
         env: [("RUST_LOG".to_string(), "info".to_string())].into(),
         kubernetes: Some(KubernetesSection {
@@ -122,6 +123,7 @@ fn kubernetes_manifests_validate_meet_restricted_and_describe_the_cluster() {
             priority_class_name: Some("training-high".into()),
             labels: BTreeMap::from([("team".into(), "ir".into())]),
             annotations: BTreeMap::from([("owner".into(), "ir@example.org".into())]),
+            service_monitor: true,
             ..KubernetesSection::default()
         }),
         ..DeploySection::default()
@@ -135,7 +137,7 @@ fn kubernetes_manifests_validate_meet_restricted_and_describe_the_cluster() {
         "config.yaml",
         "token.yaml",
         "tls.yaml",
-        "workspace-claim.yaml",
+        "volume/workspace-claim.yaml",
         "coordinator-service.yaml",
         "coordinator-job.yaml",
         "workers-job.yaml",
@@ -216,8 +218,12 @@ fn kubernetes_manifests_validate_meet_restricted_and_describe_the_cluster() {
     assert_eq!(service["spec"]["selector"]["rosetta/role"], pod["metadata"]["labels"]["rosetta/role"]);
 
     // The token is in its Secret and the private key in the TLS Secret, nowhere else.
-    for entry in std::fs::read_dir(&manifests).unwrap() {
-        let path = entry.unwrap().path();
+    let volume: Vec<PathBuf> =
+        std::fs::read_dir(manifests.join("volume")).unwrap().map(|e| e.unwrap().path()).collect();
+    for path in std::fs::read_dir(&manifests).unwrap().map(|e| e.unwrap().path()).chain(volume) {
+        if path.is_dir() {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.contains(token.trim()), path.ends_with("token.yaml"), "{}", path.display());
         assert_eq!(text.contains(key.lines().nth(1).unwrap()), path.ends_with("tls.yaml"), "{}", path.display());
@@ -229,14 +235,26 @@ fn kubernetes_manifests_validate_meet_restricted_and_describe_the_cluster() {
     assert_eq!((job.workers, job.metrics_address.as_str()), (12, "0.0.0.0:9464"));
     assert!(run.data.train[0].is_absolute());
     let kustomization = yaml(&manifests.join("kustomization.yaml"));
-    assert_eq!(kustomization["resources"].as_array().unwrap().len(), core.len() + 1);
+    // Everything but the volume (kept apart, so that deleting the run never deletes the data),
+    // and the ServiceMonitor asked for.
+    let resources: Vec<&str> =
+        kustomization["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert_eq!(resources.len(), core.len(), "{resources:?}");
+    assert!(
+        resources.contains(&"servicemonitor.yaml") && !resources.iter().any(|r| r.contains("claim")),
+        "{resources:?}"
+    );
 
     // A namespace only when asked.
     let mut with_namespace = config.clone();
     with_namespace.deploy.as_mut().unwrap().kubernetes.as_mut().unwrap().create_namespace = true;
     let path = write_config(dir.path(), "k8s", &with_namespace);
     assert!(rosetta(&["deploy", "kubernetes", "--config", path.to_str().unwrap(), "--dry-run"]).status.success());
-    assert_eq!(yaml(&manifests.join("namespace.yaml"))["metadata"]["name"], "training");
+    let namespace = yaml(&manifests.join("namespace.yaml"));
+    assert_eq!(
+        (&namespace["metadata"]["name"], &namespace["metadata"]["labels"]["team"]),
+        (&"training".into(), &"ir".into())
+    );
 }
 
 #[test]
@@ -256,6 +274,7 @@ fn paths_the_pods_cannot_see_and_bad_settings_are_refused_before_anything_is_wri
     let out = rosetta(&["deploy", "kubernetes", "--config", path.to_str().unwrap(), "--dry-run"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
+    assert!(err.contains("elsewhere.yaml: "), "the error names the config file: {err}");
     for field in ["data.train[0]", "data.store", "job.run_dir", "model.tokenizer"] {
         assert!(
             err.contains(&format!("{field}: ")) && err.contains("is not under deploy.kubernetes.mount_path"),
@@ -285,4 +304,44 @@ fn paths_the_pods_cannot_see_and_bad_settings_are_refused_before_anything_is_wri
     ] {
         assert!(err.contains(expected), "{expected:?} missing from {err}");
     }
+}
+
+#[test]
+fn a_run_the_pods_cannot_carry_out_is_refused_by_its_field() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_small(&dir.path().join("data"), 20, 0, 400);
+    let mut config = tiny_run("gpu", 10, 1);
+    config.data.benchmarks = vec!["data/benchmark".into()];
+    config.evaluation = Some(rosetta_eval::config::EvaluationConfig::default());
+    config.training.device = "cuda".into();
+    config.deploy = Some(DeploySection {
+        kubernetes: Some(KubernetesSection {
+            image: "registry.example/rosetta:1.0".into(),
+            gpus_per_node: 2,
+            mount_path: dir.path().to_path_buf(),
+            ..KubernetesSection::default()
+        }),
+        ..DeploySection::default()
+    });
+    let refused = |config: &rosetta_deploy::run_config::RawRunConfig, extra: &[&str]| {
+        let path = write_config(dir.path(), "gpu", config);
+        let mut args = vec!["deploy", "kubernetes", "--config", path.to_str().unwrap(), "--dry-run"];
+        args.extend_from_slice(extra);
+        let out = rosetta(&args);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // The final evaluation would run on cuda in a coordinator pod without a GPU.
+    let err = refused(&config, &[]);
+    assert!(err.contains("deploy.kubernetes.coordinator_gpus: 0, but the final evaluation runs"), "{err}");
+    // Pods resume by themselves; --overwrite would be silently ignored.
+    let mut cpu_evaluation = config.clone();
+    cpu_evaluation.evaluation.as_mut().unwrap().device = Some(rosetta_worker_config::DeviceSpec::Cpu);
+    let err = refused(&cpu_evaluation, &["--overwrite"]);
+    assert!(err.contains("--resume/--overwrite: kubernetes jobs resume by themselves"), "{err}");
+    // GPUs for the workers, but training on the CPU.
+    cpu_evaluation.training.device = "cpu".into();
+    let err = refused(&cpu_evaluation, &[]);
+    assert!(err.contains("training.device: cpu, but deploy.kubernetes.gpus_per_node gives each worker a GPU"), "{err}");
+    assert!(!dir.path().join("runs/gpu/deploy").exists(), "nothing was written");
 }

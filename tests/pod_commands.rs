@@ -236,8 +236,8 @@ impl Pod {
 }
 
 fn find_object(manifests: &Path, kind: &str, name: &str) -> Value {
-    for entry in std::fs::read_dir(manifests).unwrap() {
-        let object = yaml(&entry.unwrap().path());
+    for path in std::fs::read_dir(manifests).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()) {
+        let object = yaml(&path);
         if object["kind"] == kind && object["metadata"]["name"] == name {
             return object;
         }

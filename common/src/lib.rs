@@ -1,12 +1,13 @@
 //! What every Rosetta crate shares, each mechanism with exactly one owner: the layout of a run
 //! directory ([`RunDir`]), writing a file so that a crash leaves the old or the new version and
-//! never a torn one ([`atomic`]), SHA-256 checksums ([`digest`]), the per-step training log ([`training_log`]), random secrets ([`random`]) and the job token ([`token`]), the command lines of Rosetta's own processes ([`argv`]), and the list of problems a
+//! never a torn one ([`atomic`]), SHA-256 checksums ([`digest`]), the per-step training log ([`training_log`]), config paths with one spelling ([`paths`]), random secrets ([`random`]) and the job token ([`token`]), the command lines of Rosetta's own processes ([`argv`]), and the list of problems a
 //! configuration has, each with its YAML path ([`ConfigProblems`]).
 
 pub mod addresses;
 pub mod argv;
 pub mod atomic;
 pub mod digest;
+pub mod paths;
 pub mod problems;
 pub mod python;
 pub mod random;

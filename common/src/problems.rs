@@ -79,9 +79,24 @@ impl std::fmt::Display for ConfigProblems {
 
 impl std::error::Error for ConfigProblems {}
 
+/// A YAML parser's message about `file`, made to read as one error: its own `error:` prefix
+/// dropped, the snippet's `<input>` named by the file, and the values a boolean takes said.
+pub fn yaml_error_message(file: &std::path::Path, message: &str) -> String {
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    let message = message.replace("<input>", &file.display().to_string());
+    message.replace("invalid boolean", "invalid boolean (write true or false)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_messages_name_their_file() {
+        let message = "error: line 4 column 15: invalid boolean\n --> <input>:4:15";
+        let read = yaml_error_message(std::path::Path::new("/c/run.yaml"), message);
+        assert_eq!(read, "line 4 column 15: invalid boolean (write true or false)\n --> /c/run.yaml:4:15");
+    }
 
     #[test]
     fn collects_every_problem_with_its_path() {

@@ -73,6 +73,9 @@ pub struct CoordinatorCommand {
     /// one taken, and workers started with `--coordinator-file` find it there).
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address of the Prometheus endpoint [default: the run config's `job.metrics_address`].
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Host name or address workers reach this coordinator by, as `RUN/coordinator.json`
     /// records it [default: the listen address, or this machine's host name when it listens on
     /// every interface].
@@ -99,6 +102,7 @@ impl CoordinatorCommand {
         Self {
             config,
             listen,
+            metrics_listen: None,
             advertise: None,
             token_file: None,
             start: StartFlags::of(start),
@@ -112,6 +116,7 @@ impl CoordinatorCommand {
         let argv = Argv::new(COORDINATOR_SUBCOMMAND)
             .path("--config", &self.config)
             .value("--listen", self.listen)
+            .optional("--metrics-listen", self.metrics_listen)
             .optional("--advertise", self.advertise.as_ref())
             .optional_path("--token-file", self.token_file.as_deref());
         self.start
@@ -143,6 +148,7 @@ mod tests {
             let mut command =
                 CoordinatorCommand::new("/runs/a b/deploy/run.yaml".into(), "0.0.0.0:0".parse().unwrap(), mode);
             command.advertise = Some("node-1".into());
+            command.metrics_listen = Some("0.0.0.0:9464".parse().unwrap());
             command.token_file = Some("/runs/a b/deploy/token".into());
             (command.tls_cert, command.tls_key) = (Some("/tls/c.pem".into()), Some("/tls/k.pem".into()));
             let parsed = parse(command.to_args()).unwrap();

@@ -66,6 +66,19 @@ pub fn due(step: u64, last: Option<u64>, every: u64) -> bool {
     }
 }
 
+/// Of the `committed` checkpoints (in step order), those still due for evaluation every `every`
+/// steps after `last`: what [`next_evaluation`] will pick, one after the other, during training.
+pub fn pending(committed: &[u64], mut last: Option<u64>, every: u64) -> Vec<u64> {
+    let mut pending = Vec::new();
+    for &step in committed {
+        if last.is_none_or(|last| step > last) && due(step, last, every) {
+            pending.push(step);
+            last = Some(step);
+        }
+    }
+    pending
+}
+
 /// The next checkpoint to evaluate among the `committed` ones (in step order), `last` being the
 /// step evaluated before and `final_step` the job's last checkpoint once the job is complete;
 /// `(step, true)` for the final evaluation. Every due checkpoint is evaluated, in order, however
@@ -95,6 +108,8 @@ pub async fn evaluate_during_training(
     let first = job.progress().last_checkpoint;
     let mut last = run_dir.latest_eval().ok().flatten().filter(|step| Some(*step) <= first);
     status.send_modify(|s| s.last_recorded = last);
+    // Retention keeps what is still to be evaluated.
+    job.hold_for_evaluation(plan.config.every, last);
     loop {
         let progress = job.progress();
         let finished = match progress.phase {
@@ -125,6 +140,7 @@ pub async fn evaluate_during_training(
             if !evaluate(&plan, &run_dir, step, at_end, &status, &mut stop).await {
                 return;
             }
+            job.evaluated(step);
             continue;
         }
         if complete {
@@ -291,5 +307,10 @@ mod tests {
         let at_end_only = EvaluationConfig { every: 0, ..EvaluationConfig::default() };
         assert_eq!(next_evaluation(&committed, None, None, &at_end_only), None);
         assert_eq!(next_evaluation(&committed, None, Some(9), &at_end_only), Some((9, true)));
+        // What retention keeps for it: the due ones not evaluated yet.
+        assert_eq!(pending(&committed, None, 4), [3, 7]);
+        assert_eq!(pending(&committed, Some(3), 4), [7]);
+        assert_eq!(pending(&committed, Some(7), 4), Vec::<u64>::new());
+        assert_eq!(pending(&committed, None, 0), Vec::<u64>::new());
     }
 }

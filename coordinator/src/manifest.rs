@@ -55,8 +55,9 @@ fn damage(run_dir: &RunDir, file: &ManifestFile) -> Option<String> {
 }
 
 /// Verifies the files and commits the manifest: writes `manifest.json`, then `latest`, then
-/// removes the oldest checkpoints of the same run (same config hash) beyond the newest `keep`.
-pub fn commit(run_dir: &RunDir, manifest: &Manifest, keep: usize) -> Result<()> {
+/// removes the oldest checkpoints of the same run (same config hash) beyond the newest `keep`,
+/// except those `held` names among them (checkpoints still due for evaluation).
+pub fn commit(run_dir: &RunDir, manifest: &Manifest, keep: usize, held: &dyn Fn(&[u64]) -> Vec<u64>) -> Result<()> {
     for file in &manifest.files {
         if let Some(damage) = damage(run_dir, file) {
             return Err(CoordinatorError::Checkpoint(damage));
@@ -65,7 +66,7 @@ pub fn commit(run_dir: &RunDir, manifest: &Manifest, keep: usize) -> Result<()> 
     let text = serde_json::to_vec_pretty(manifest).map_err(checkpoint_error)?;
     write_atomic(&run_dir.manifest(manifest.step), &text).map_err(checkpoint_error)?;
     run_dir.set_latest_checkpoint(manifest.step).map_err(checkpoint_error)?;
-    prune(run_dir, keep, &manifest.config_sha256)
+    prune(run_dir, keep, &manifest.config_sha256, held)
 }
 
 fn read_manifest(run_dir: &RunDir, step: u64) -> Result<Manifest> {
@@ -74,7 +75,7 @@ fn read_manifest(run_dir: &RunDir, step: u64) -> Result<Manifest> {
     serde_json::from_slice(&text).map_err(|e| CoordinatorError::Checkpoint(format!("{}: {e}", path.display())))
 }
 
-fn prune(run_dir: &RunDir, keep: usize, config_sha256: &str) -> Result<()> {
+fn prune(run_dir: &RunDir, keep: usize, config_sha256: &str, held: &dyn Fn(&[u64]) -> Vec<u64>) -> Result<()> {
     let mut ours = Vec::new();
     for step in run_dir.committed_steps().map_err(checkpoint_error)? {
         // Checkpoints of another run config in the same directory are not ours to remove.
@@ -83,7 +84,8 @@ fn prune(run_dir: &RunDir, keep: usize, config_sha256: &str) -> Result<()> {
         }
     }
     let excess = ours.len().saturating_sub(keep);
-    for &step in &ours[..excess] {
+    let held = held(&ours);
+    for &step in ours[..excess].iter().filter(|step| !held.contains(step)) {
         let dir = run_dir.checkpoint(step);
         std::fs::remove_dir_all(&dir).map_err(|e| CoordinatorError::Checkpoint(format!("{}: {e}", dir.display())))?;
     }
@@ -136,18 +138,35 @@ mod tests {
         }
     }
 
+    /// Nothing held for evaluation.
+    fn none(_: &[u64]) -> Vec<u64> {
+        Vec::new()
+    }
+
     #[test]
     fn retention_keeps_the_newest_by_step_and_only_prunes_its_own_run() {
         let dir = tempfile::tempdir().unwrap();
         let run_dir = RunDir::new(dir.path());
         // Another run config's checkpoint in the same directory (e.g. resumed with other settings).
-        commit(&run_dir, &checkpoint(&run_dir, 5, "other"), 10).unwrap();
+        commit(&run_dir, &checkpoint(&run_dir, 5, "other"), 10, &none).unwrap();
         // Steps 9 and 10 sort wrongly as text ("step-9" > "step-10" would); by number 10 is newest.
         for step in [8, 9, 10, 100] {
-            commit(&run_dir, &checkpoint(&run_dir, step, "ours"), 2).unwrap();
+            commit(&run_dir, &checkpoint(&run_dir, step, "ours"), 2, &none).unwrap();
         }
         assert_eq!(run_dir.committed_steps().unwrap(), vec![5, 10, 100]);
         assert_eq!(latest(&run_dir).unwrap().unwrap().step, 100);
+    }
+
+    #[test]
+    fn retention_keeps_the_checkpoints_an_evaluation_still_wants() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = RunDir::new(dir.path());
+        // Evaluation every 10 steps is behind: it still wants the checkpoint after step 9.
+        let held = |committed: &[u64]| crate::evaluation::pending(committed, None, 10);
+        for step in [4, 9, 14, 19, 24] {
+            commit(&run_dir, &checkpoint(&run_dir, step, "ours"), 2, &held).unwrap();
+        }
+        assert_eq!(run_dir.committed_steps().unwrap(), vec![9, 19, 24], "19 is due too");
     }
 
     #[test]
@@ -155,7 +174,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run_dir = RunDir::new(dir.path());
         for step in [1, 3] {
-            commit(&run_dir, &checkpoint(&run_dir, step, "ours"), 5).unwrap();
+            commit(&run_dir, &checkpoint(&run_dir, step, "ours"), 5, &none).unwrap();
         }
         assert_eq!(latest_verified(&run_dir).unwrap().unwrap().step, 3);
         std::fs::write(run_dir.model_file(3), "torn").unwrap();

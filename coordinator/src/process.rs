@@ -311,6 +311,10 @@ pub const STOPPED_EARLY_EXIT: i32 = 75;
 pub enum RunEnd {
     /// Every step trained, the last checkpoint committed, every evaluation done.
     Completed {
+        /// Steps trained (including those of earlier launches of a resumed run).
+        steps_done: u64,
+        /// The last committed checkpoint.
+        last_checkpoint: Option<u64>,
         /// How the evaluations went.
         evaluations: EvaluationStatus,
     },
@@ -358,7 +362,11 @@ pub fn run_coordinator(
         if stopped_early {
             return Ok(RunEnd::StoppedEarly { last_step: progress.steps_done.saturating_sub(1) });
         }
-        Ok(RunEnd::Completed { evaluations: evaluations.unwrap_or_default() })
+        Ok(RunEnd::Completed {
+            steps_done: progress.steps_done,
+            last_checkpoint: progress.last_checkpoint,
+            evaluations: evaluations.unwrap_or_default(),
+        })
     })
 }
 

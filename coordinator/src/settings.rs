@@ -171,7 +171,7 @@ impl JobSection {
             problems.push("job.metrics_address", format!("{:?} is not host:port", self.metrics_address));
             SocketAddr::from(([127, 0, 0, 1], 0))
         });
-        let run_dir = if self.run_dir.is_absolute() { self.run_dir.clone() } else { base.join(&self.run_dir) };
+        let run_dir = rosetta_common::paths::resolve(base, &self.run_dir);
         let run_name = self.name.clone().unwrap_or_else(|| {
             run_dir.file_name().map_or_else(|| "rosetta".to_string(), |n| n.to_string_lossy().into_owned())
         });

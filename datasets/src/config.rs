@@ -37,7 +37,7 @@ pub struct DataSettings {
 }
 
 fn absolute(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+    rosetta_common::paths::resolve(base, path)
 }
 
 impl DataSection {

@@ -92,10 +92,12 @@ pub struct DeployCommand {
     /// Nodes (overrides `deploy.slurm.nodes` / `deploy.kubernetes.nodes`).
     #[arg(long)]
     pub nodes: Option<usize>,
-    /// GPUs per node, one worker each (overrides the section's `gpus_per_node`).
+    /// GPUs per node, one worker each (overrides the section's `gpus_per_node`, on ssh its
+    /// `gpus_per_host`); `training.device` must be `cuda` with GPUs and `cpu` without.
     #[arg(long)]
     pub gpus_per_node: Option<usize>,
-    /// Fresh, resumed or overwritten (ssh, local; Slurm and Kubernetes resume by themselves).
+    /// Fresh, resumed or overwritten (ssh, local; Slurm and Kubernetes jobs resume by themselves
+    /// and refuse these flags).
     #[command(flatten)]
     pub start: StartFlags,
     /// Dry run, status or cancel.

@@ -72,6 +72,9 @@ pub fn run_coordinator_command(
     let token = read_token(command.token_file.as_deref())?;
     let mut process = process_config(&config, command.listen, token, command.start.mode(), this_program()?)?;
     process.advertise = command.advertise.clone();
+    if let Some(metrics) = command.metrics_listen {
+        process.job.metrics_address = metrics;
+    }
     if let (Some(cert), Some(key)) = (&command.tls_cert, &command.tls_key) {
         process.tls = Some(ServerTls::from_files(cert, key)?);
     }
@@ -80,7 +83,7 @@ pub fn run_coordinator_command(
         rosetta_coordinator::process::RunError::Start(error) => DeployError::Coordinator(error),
         rosetta_coordinator::process::RunError::JobFailed(reason) => DeployError::JobFailed(reason),
     })?;
-    if let RunEnd::Completed { evaluations } = &end
+    if let RunEnd::Completed { evaluations, .. } = &end
         && evaluates_at_end
         && evaluations.final_reports.is_none()
     {

@@ -28,6 +28,9 @@ pub const CONFIG_MOUNT: &str = "/etc/rosetta/config";
 pub const TOKEN_MOUNT: &str = "/etc/rosetta/token";
 /// Where the pods see the run's TLS files (from their Secret).
 pub const TLS_MOUNT: &str = "/etc/rosetta/tls";
+/// Where the volume claim's manifest goes, apart from the run's kustomization, so that
+/// `kubectl delete -k` of the run never deletes the data.
+pub const CLAIM_MANIFEST: &str = "volume/workspace-claim.yaml";
 /// How long a worker keeps trying to reach a coordinator that is still packing its data.
 const CONNECT_PATIENCE_SECS: u64 = 900;
 
@@ -229,7 +232,10 @@ pub fn manifests(
     if kubernetes.create_namespace {
         objects.push((
             "namespace.yaml".to_string(),
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels("namespace")}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": namespace,
+                "labels": metadata(kubernetes, namespace, &labels("namespace"), None)["labels"],
+            }}),
         ));
     }
     objects.push((
@@ -288,16 +294,18 @@ pub fn manifests(
             "backoffLimit": (max_restarts as usize + 1) * shape.nodes,
             "template": {"metadata": worker_metadata, "spec": worker_pod}}}),
     ));
-    objects.push((
-        "servicemonitor.yaml".to_string(),
-        json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+    if kubernetes.service_monitor {
+        objects.push((
+            "servicemonitor.yaml".to_string(),
+            json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
             "metadata": metadata(kubernetes, &name, &labels("monitor"), None),
             "spec": {"selector": {"matchLabels": labels("coordinator")},
                 "endpoints": [{"port": "metrics", "interval": "15s", "path": "/metrics"}]}}),
-    ));
+        ));
+    }
     if let Some(class) = &kubernetes.storage_class {
         objects.push((
-            "workspace-claim.yaml".to_string(),
+            CLAIM_MANIFEST.to_string(),
             json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                 "metadata": metadata(kubernetes, &kubernetes.claim, &labels("workspace"), None),
                 "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": class,
@@ -376,7 +384,8 @@ pub fn write_manifests(
     for (name, value) in &objects {
         write(name, value)?;
     }
-    let resources: Vec<&str> = objects.iter().map(|(name, _)| name.as_str()).collect();
+    let resources: Vec<&str> =
+        objects.iter().map(|(name, _)| name.as_str()).filter(|name| *name != CLAIM_MANIFEST).collect();
     write(
         "kustomization.yaml",
         &json!({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources}),
@@ -384,19 +393,28 @@ pub fn write_manifests(
     Ok(dir)
 }
 
-/// `kubectl apply -k DIR`.
+/// `kubectl apply -f` of the volume claim when there is one (it stays when the run is deleted),
+/// then `kubectl apply -k DIR`.
 pub fn apply(dir: &Path) -> Result<()> {
-    let status = std::process::Command::new("kubectl").arg("apply").arg("-k").arg(dir).status().map_err(|source| {
-        DeployError::Process {
+    let claim = dir.join(CLAIM_MANIFEST);
+    if claim.is_file() {
+        kubectl(&["apply", "-f"], &claim)?;
+    }
+    kubectl(&["apply", "-k"], dir)
+}
+
+fn kubectl(args: &[&str], path: &Path) -> Result<()> {
+    let status =
+        std::process::Command::new("kubectl").args(args).arg(path).status().map_err(|source| DeployError::Process {
             what: format!(
-                "running kubectl (apply {} with `kubectl apply -k` from a machine that reaches the cluster)",
-                dir.display()
+                "running kubectl (run `kubectl {} {}` from a machine that reaches the cluster)",
+                args.join(" "),
+                path.display()
             ),
             source,
-        }
-    })?;
+        })?;
     if !status.success() {
-        return Err(DeployError::Scheduler(format!("kubectl apply -k {} failed ({status})", dir.display())));
+        return Err(DeployError::Scheduler(format!("kubectl {} {} failed ({status})", args.join(" "), path.display())));
     }
     Ok(())
 }

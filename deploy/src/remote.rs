@@ -35,7 +35,26 @@ pub struct PreparedDeployment {
 pub fn prepare(command: &DeployCommand) -> Result<PreparedDeployment> {
     let (mut raw, base) = read(&command.config)?;
     let section = raw.deploy.clone().unwrap_or_default();
-    let shape = shape(&section, command).map_err(in_file(&command.config))?;
+    let mut problems = ConfigProblems::new();
+    problems.absorb(section.check());
+    let shape = problems.absorb(shape(&section, command));
+    if command.target != Target::Slurm && (command.actions.status || command.actions.cancel) {
+        problems.push("--status/--cancel", "only the Slurm target has a job to show or cancel");
+    }
+    if matches!(command.target, Target::Slurm | Target::Kubernetes) && (command.start.resume || command.start.overwrite)
+    {
+        problems.push(
+            "--resume/--overwrite",
+            format!(
+                "{} jobs resume by themselves (--auto-resume); to start over, delete the run directory's checkpoints \
+                 or give the run another job.run_dir",
+                command.target.name()
+            ),
+        );
+    }
+    let Some(shape) = shape.filter(|_| problems.is_empty()) else {
+        return Err(in_file(&command.config)(problems));
+    };
     let job = raw.job.as_mut().ok_or_else(|| DeployError::Config {
         file: command.config.clone(),
         message: "job: missing (e.g. `job: {steps: 200}`)".into(),
@@ -50,6 +69,7 @@ pub fn prepare(command: &DeployCommand) -> Result<PreparedDeployment> {
     // Prometheus scrapes the coordinator from elsewhere.
     job.metrics_address = format!("0.0.0.0:{metrics_port}");
     let config = raw.build(&base).map_err(in_file(&command.config))?;
+    check_devices(&config, &section, command.target, shape).map_err(in_file(&command.config))?;
     let binary = match (&section.binary, command.target, &section.kubernetes) {
         (_, Target::Kubernetes, Some(kubernetes)) => kubernetes.binary.clone(),
         (Some(binary), _, _) => binary.clone(),
@@ -93,7 +113,24 @@ pub fn deploy(command: &DeployCommand) -> Result<()> {
     if command.target == Target::Kubernetes {
         // Before anything is written: the pods see only the volume.
         let kubernetes = section.kubernetes.as_ref().ok_or_else(|| missing("kubernetes"))?;
-        kubernetes::check_paths(kubernetes, &pod_paths(&config))?;
+        kubernetes::check_paths(kubernetes, &pod_paths(&config)).map_err(|e| match e {
+            DeployError::Invalid(problems) => in_file(&command.config)(problems),
+            other => other,
+        })?;
+    }
+    if matches!(command.target, Target::Slurm | Target::Kubernetes) && !command.actions.dry_run {
+        // A finished run's job would only resume at its end and exit.
+        if let Some(step) = run.run_dir.latest_checkpoint().ok().flatten().filter(|step| step + 1 >= config.job.steps) {
+            return Err(DeployError::Config {
+                file: command.config.clone(),
+                message: format!(
+                    "{} has finished: its last checkpoint is after step {step} of {}; raise job.steps to train on, \
+                     or give it another job.run_dir",
+                    run.run_dir.root().display(),
+                    config.job.steps
+                ),
+            });
+        }
     }
     let files = run.write_files()?;
     if section.tls {
@@ -131,6 +168,7 @@ pub fn deploy(command: &DeployCommand) -> Result<()> {
             let commands = ssh::write_commands(&run, ssh_section, &processes)?;
             println!("commands {}", commands.display());
             if command.actions.dry_run {
+                println!("dry run: run them by hand with `sh {}`, or drop --dry-run", commands.display());
                 return Ok(());
             }
             ssh::run(&run, ssh_section, &processes, Duration::from_secs(600))?;
@@ -149,7 +187,17 @@ pub fn deploy(command: &DeployCommand) -> Result<()> {
             let dir = kubernetes::write_manifests(&run, kubernetes, shape, &files, config.job.max_restarts)?;
             println!("manifests {}", dir.display());
             if command.actions.dry_run {
-                println!("dry run: apply them with `kubectl apply -k {}`", dir.display());
+                let claim = dir.join(kubernetes::CLAIM_MANIFEST);
+                if claim.is_file() {
+                    println!(
+                        "dry run: create the volume with `kubectl apply -f {}` (kept apart: deleting the run never \
+                         deletes the data), then apply the run with `kubectl apply -k {}`",
+                        claim.display(),
+                        dir.display()
+                    );
+                } else {
+                    println!("dry run: apply them with `kubectl apply -k {}`", dir.display());
+                }
                 return Ok(());
             }
             kubernetes::apply(&dir)?;
@@ -173,6 +221,54 @@ pub fn pod_paths(config: &RunConfig) -> Vec<(String, PathBuf)> {
     paths
 }
 
+/// The devices the target gives each worker agree with `training.device`, and the coordinator
+/// has the device its final evaluation runs on.
+fn check_devices(
+    config: &RunConfig,
+    section: &DeploySection,
+    target: Target,
+    shape: NodeShape,
+) -> std::result::Result<(), ConfigProblems> {
+    let mut problems = ConfigProblems::new();
+    let gpus_key = match target {
+        Target::Ssh => "deploy.ssh.gpus_per_host",
+        Target::Slurm => "deploy.slurm.gpus_per_node",
+        Target::Kubernetes | Target::Local => "deploy.kubernetes.gpus_per_node",
+    };
+    match (shape.gpus, config.training.device.is_cuda()) {
+        (true, false) => problems.push(
+            "training.device",
+            format!(
+                "{}, but {gpus_key} gives each worker a GPU: set training.device: cuda (or {gpus_key}: 0)",
+                config.training.device
+            ),
+        ),
+        (false, true) => problems.push(
+            "training.device",
+            format!(
+                "{}, but {gpus_key} is 0 (CPU workers): set training.device: cpu, or give the GPUs",
+                config.training.device
+            ),
+        ),
+        _ => {}
+    }
+    if let (Target::Kubernetes, Some(evaluation), Some(kubernetes)) = (target, &config.evaluation, &section.kubernetes)
+    {
+        let device = evaluation.device.unwrap_or(config.training.device);
+        if evaluation.at_end && device.is_cuda() && kubernetes.coordinator_gpus == 0 {
+            problems.push(
+                "deploy.kubernetes.coordinator_gpus",
+                format!(
+                    "0, but the final evaluation runs in the coordinator's pod on {device} (evaluation.device: {}): \
+                     give the pod a GPU (coordinator_gpus: 1) or set evaluation.device: cpu",
+                    evaluation.device.map_or_else(|| "auto, so training.device".to_string(), |d| d.to_string())
+                ),
+            );
+        }
+    }
+    problems.check()
+}
+
 fn shape(section: &DeploySection, command: &DeployCommand) -> std::result::Result<NodeShape, ConfigProblems> {
     let missing = |target: &str| ConfigProblems::one(format!("deploy.{target}"), "missing: this target needs it");
     let mut shape = match command.target {
@@ -185,7 +281,10 @@ fn shape(section: &DeploySection, command: &DeployCommand) -> std::result::Resul
         if command.target == Target::Ssh {
             return Err(ConfigProblems::one("--nodes", "the ssh target runs on deploy.ssh.hosts"));
         }
-        shape.nodes = nodes.max(1);
+        if nodes == 0 {
+            return Err(ConfigProblems::one("--nodes", "must be at least 1"));
+        }
+        shape.nodes = nodes;
     }
     if let Some(gpus) = command.gpus_per_node {
         (shape.gpus, shape.workers_per_node) = (gpus > 0, gpus.max(1));

@@ -83,7 +83,8 @@ pub struct ScheduleInputs {
 pub fn read(path: &Path) -> Result<(RawRunConfig, PathBuf)> {
     let failed = |message: String| DeployError::Config { file: path.to_path_buf(), message };
     let text = std::fs::read_to_string(path).map_err(|e| failed(format!("reading it: {e}")))?;
-    let raw: RawRunConfig = serde_saphyr::from_str(&text).map_err(|e| failed(e.to_string()))?;
+    let raw: RawRunConfig = serde_saphyr::from_str(&text)
+        .map_err(|e| failed(rosetta_common::problems::yaml_error_message(path, &e.to_string())))?;
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let base = std::path::absolute(base).map_err(|e| failed(format!("resolving {}: {e}", base.display())))?;
     Ok((raw, base))
@@ -110,7 +111,7 @@ fn check_version(version: Option<u32>, problems: &mut ConfigProblems) {
 impl RawRunConfig {
     /// The config with every path resolved against `base` (the config file's directory).
     pub fn resolved(&self, base: &Path) -> Self {
-        let absolute = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        let absolute = |p: &PathBuf| rosetta_common::paths::resolve(base, p);
         let mut resolved = self.clone();
         resolved.data = self.data.resolved(base);
         if let Some(model) = resolved.model.as_mut() {

@@ -190,6 +190,10 @@ pub struct KubernetesSection {
     /// `priorityClassName` of every pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
+    /// Also write a ServiceMonitor (needs the Prometheus Operator's CRD; without it the pods'
+    /// `prometheus.io/*` annotations serve a plain Prometheus).
+    #[serde(default)]
+    pub service_monitor: bool,
     /// Labels added to every object and pod.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -271,6 +275,31 @@ macro_rules! default_from_serde {
 }
 default_from_serde!(DeploySection, SlurmSection, SshSection, KubernetesSection);
 
+impl DeploySection {
+    /// Checks what every target shares: distinct ports, environment variable names.
+    pub fn check(&self) -> Result<(), ConfigProblems> {
+        let mut problems = ConfigProblems::new();
+        if let (Some(port), Some(metrics)) = (self.port, self.metrics_port)
+            && port == metrics
+            && port != 0
+        {
+            problems.push("deploy.metrics_port", format!("{metrics} is also deploy.port: give them different ports"));
+        }
+        for key in self.env.keys() {
+            let mut chars = key.chars();
+            let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                problems.push(
+                    format!("deploy.env.{key}"),
+                    "not an environment variable name (letters, digits and _, not starting with a digit)",
+                );
+            }
+        }
+        problems.check()
+    }
+}
+
 /// How many workers a node runs and on which devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeShape {
@@ -310,13 +339,35 @@ impl SlurmSection {
         positive(&mut problems, "deploy.slurm.nodes", self.nodes);
         positive(&mut problems, "deploy.slurm.workers_per_node", self.workers_per_node);
         positive(&mut problems, "deploy.slurm.cpus_per_worker", self.cpus_per_worker);
-        if let Some(limit) = &self.time_limit
-            && (limit.is_empty() || !limit.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '-'))
-        {
-            problems.push(
-                "deploy.slurm.time_limit",
-                format!("{limit:?} is not a Slurm time (e.g. 24:00:00 or 2-00:00:00)"),
-            );
+        if let Some(limit) = &self.time_limit {
+            match slurm_seconds(limit) {
+                None => problems.push(
+                    "deploy.slurm.time_limit",
+                    format!("{limit:?} is not a Slurm time (e.g. 24:00:00 or 2-00:00:00)"),
+                ),
+                Some(seconds) if self.signal_before_secs >= seconds => problems.push(
+                    "deploy.slurm.signal_before_secs",
+                    format!(
+                        "{} s is not before the time limit {limit} ({seconds} s): the job would stop and requeue \
+                         itself at every start",
+                        self.signal_before_secs
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        for (i, line) in self.extra.iter().enumerate() {
+            if line.trim_start().starts_with('#') {
+                problems.push(
+                    format!("deploy.slurm.extra[{i}]"),
+                    format!("{line:?}: give the option alone (e.g. --qos=high); #SBATCH is added"),
+                );
+            } else if !line.trim_start().starts_with('-') {
+                problems.push(
+                    format!("deploy.slurm.extra[{i}]"),
+                    format!("{line:?} is not an sbatch option (--name=value)"),
+                );
+            }
         }
         for (name, value) in [("partition", &self.partition), ("account", &self.account)] {
             if let Some(value) = value.as_ref().filter(|v| v.is_empty() || v.chars().any(|c| c.is_whitespace())) {
@@ -344,17 +395,65 @@ impl SshSection {
     }
 }
 
-/// Whether `text` is a Kubernetes resource quantity: a decimal number with an optional SI or
-/// binary suffix.
-fn is_quantity(text: &str) -> bool {
-    let number = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let suffix = &text[number.len()..];
+/// The value of a Kubernetes resource quantity: a decimal number with an optional SI or binary
+/// suffix (`500m`, `16Gi`) or decimal exponent (`4e3`); `None` when `text` is not one.
+fn quantity_value(text: &str) -> Option<f64> {
+    let digits_end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits_end);
     let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
-    !whole.is_empty()
-        && whole.bytes().all(|b| b.is_ascii_digit())
-        && !fraction.is_empty()
-        && fraction.bytes().all(|b| b.is_ascii_digit())
-        && ["", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].contains(&suffix)
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(whole) || !all_digits(fraction) {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let scale = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent => {
+            let power = exponent.strip_prefix(['e', 'E'])?;
+            let digits = power.strip_prefix(['+', '-']).unwrap_or(power);
+            if !all_digits(digits) {
+                return None;
+            }
+            10f64.powi(power.parse::<i32>().ok()?)
+        }
+    };
+    Some(value * scale)
+}
+
+/// Seconds of a Slurm time limit (`minutes`, `minutes:seconds`, `hours:minutes:seconds`,
+/// `days-hours`, `days-hours:minutes`, `days-hours:minutes:seconds`); `None` when it is not one.
+fn slurm_seconds(limit: &str) -> Option<u64> {
+    let number = |text: &str| {
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())).then(|| text.parse::<u64>().ok()).flatten()
+    };
+    let (days, rest) = match limit.split_once('-') {
+        Some((days, rest)) => (Some(number(days)?), rest),
+        None => (None, limit),
+    };
+    let parts: Vec<u64> = rest.split(':').map(number).collect::<Option<_>>()?;
+    let seconds = match (days, parts.as_slice()) {
+        (None, [minutes]) => minutes * 60,
+        (None, [minutes, seconds]) => minutes * 60 + seconds,
+        (None, [hours, minutes, seconds]) => hours * 3600 + minutes * 60 + seconds,
+        (Some(days), [hours]) => days * 86_400 + hours * 3600,
+        (Some(days), [hours, minutes]) => days * 86_400 + hours * 3600 + minutes * 60,
+        (Some(days), [hours, minutes, seconds]) => days * 86_400 + hours * 3600 + minutes * 60 + seconds,
+        _ => return None,
+    };
+    Some(seconds)
 }
 
 /// Whether `text` is a DNS subdomain (a Kubernetes object name).
@@ -400,11 +499,15 @@ impl KubernetesSection {
             ("shm_size", &self.shm_size),
             ("volume_size", &self.volume_size),
         ] {
-            if !is_quantity(quantity) {
-                problems.push(
+            match quantity_value(quantity) {
+                None => problems.push(
                     format!("deploy.kubernetes.{path}"),
                     format!("{quantity:?} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi)"),
-                );
+                ),
+                Some(value) if value <= 0.0 => {
+                    problems.push(format!("deploy.kubernetes.{path}"), format!("{quantity:?} must be more than 0"))
+                }
+                Some(_) => {}
             }
         }
         if self.run_as_user == 0 {
@@ -432,5 +535,58 @@ impl KubernetesSection {
             }
         }
         problems.into_result(NodeShape::of(self.nodes, self.gpus_per_node, self.workers_per_node))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_read_as_kubernetes_writes_them() {
+        assert_eq!(quantity_value("4"), Some(4.0));
+        assert_eq!(quantity_value("500m"), Some(0.5));
+        assert_eq!(quantity_value("16Gi"), Some(16.0 * 1024f64.powi(3)));
+        assert_eq!(quantity_value("1.5k"), Some(1500.0));
+        assert_eq!(quantity_value("4e3"), Some(4000.0));
+        assert_eq!(quantity_value("1E-3"), Some(0.001));
+        for bad in ["", "lots", "16GB", "-1", ".5", "1.", "4e", "Gi"] {
+            assert_eq!(quantity_value(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn slurm_times_read_in_every_form_sbatch_takes() {
+        assert_eq!(slurm_seconds("30"), Some(1800));
+        assert_eq!(slurm_seconds("30:15"), Some(1815));
+        assert_eq!(slurm_seconds("24:00:00"), Some(86_400));
+        assert_eq!(slurm_seconds("2-00"), Some(172_800));
+        assert_eq!(slurm_seconds("1-02:03"), Some(93_780));
+        assert_eq!(slurm_seconds("1-00:00:01"), Some(86_401));
+        for bad in ["", "24h", "1:2:3:4", "-1", "1-", "a:b"] {
+            assert_eq!(slurm_seconds(bad), None, "{bad:?}");
+        }
+        let section = SlurmSection {
+            time_limit: Some("00:20:00".into()),
+            signal_before_secs: 3600,
+            extra: vec!["#SBATCH --qos=high".into()],
+            ..SlurmSection::default()
+        };
+        let err = section.shape().unwrap_err().to_string();
+        assert!(err.contains("deploy.slurm.signal_before_secs: 3600 s is not before the time limit"), "{err}");
+        assert!(err.contains("deploy.slurm.extra[0]"), "{err}");
+    }
+
+    #[test]
+    fn shared_settings_are_checked() {
+        let section = DeploySection {
+            port: Some(9000),
+            metrics_port: Some(9000),
+            env: [("BAD-KEY".to_string(), "y".to_string()), ("GOOD_KEY".to_string(), "y".to_string())].into(),
+            ..DeploySection::default()
+        };
+        let err = section.check().unwrap_err().to_string();
+        assert!(err.contains("deploy.metrics_port: 9000 is also deploy.port"), "{err}");
+        assert!(err.contains("deploy.env.BAD-KEY") && !err.contains("GOOD_KEY"), "{err}");
     }
 }

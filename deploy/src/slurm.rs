@@ -89,6 +89,13 @@ pub fn write_batch_script(
         shell_line(&words)
     };
     let log = dir(run).join("slurm-%j.log");
+    // #SBATCH lines take a double-quoted value (a run directory with spaces), nothing more.
+    if log.to_string_lossy().contains(['"', '\n']) {
+        return Err(DeployError::Template(format!(
+            "{}: a Slurm run directory cannot hold a double quote or a line break (#SBATCH --output)",
+            run.run_dir.root().display()
+        )));
+    }
     let values = [
         ("job_name", format!("rosetta-{}", run.run_name)),
         ("nodes", shape.nodes.to_string()),
@@ -168,9 +175,15 @@ pub fn status(run: &DeployRun) -> Result<String> {
     })
 }
 
-/// `scancel` of the run's job.
+/// `scancel` of the run's job; an error when the job has ended already (it says how).
 pub fn cancel(run: &DeployRun) -> Result<String> {
     let id = job_id(run)?;
+    let state = status(run)?;
+    if let Some(ended) = state.split_whitespace().find_map(|w| w.strip_prefix("JobState="))
+        && !["PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED"].contains(&ended)
+    {
+        return Err(DeployError::Scheduler(format!("Slurm job {id} has ended already ({state}); nothing to cancel")));
+    }
     let mut command = Command::new("scancel");
     command.arg(&id);
     run_command(command, "scancel")?;

@@ -136,17 +136,40 @@ fn run_shards(
         }
     }
     let outcome = drive(task, &mut children, depth);
+    // A shard that failed writes its error to stderr as it exits: give every shard a moment to
+    // end by itself (the others see their stdin close), so that the error is on the screen
+    // before this one, and only then stop what is left.
+    let grace = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut statuses = Vec::with_capacity(children.len());
     for (shard, child) in children.iter_mut().enumerate() {
         drop(child.stdin.take());
-        if outcome.is_err() {
-            let _ = child.kill();
+        let waited = |e: std::io::Error| EvalError::Shard { shard, message: format!("waiting for it: {e}") };
+        let mut status = child.try_wait().map_err(waited)?;
+        while status.is_none() && outcome.is_err() && std::time::Instant::now() < grace {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            status = child.try_wait().map_err(waited)?;
         }
-        let status = child.wait().map_err(|e| EvalError::Shard { shard, message: format!("waiting for it: {e}") })?;
-        if outcome.is_ok() && !status.success() {
-            return Err(EvalError::Shard { shard, message: format!("exited with {status}") });
-        }
+        let status = match status {
+            Some(status) => status,
+            None if outcome.is_err() => {
+                let _ = child.kill();
+                child.wait().map_err(waited)?
+            }
+            None => child.wait().map_err(waited)?,
+        };
+        statuses.push(status);
     }
-    outcome
+    match outcome {
+        Ok(ranking) => match statuses.iter().position(|s| !s.success()) {
+            Some(shard) => Err(EvalError::Shard { shard, message: format!("exited with {}", statuses[shard]) }),
+            None => Ok(ranking),
+        },
+        Err(EvalError::Shard { shard, message }) => {
+            let status = statuses.get(shard).map_or_else(String::new, |s| format!("; it exited with {s}"));
+            Err(EvalError::Shard { shard, message: format!("{message}{status}") })
+        }
+        Err(other) => Err(other),
+    }
 }
 
 type Reader = BufReader<ChildStdout>;

@@ -290,20 +290,7 @@ pub struct ExperimentSettings {
 
 /// `path` against `base`, with `.` and `..` resolved lexically (`configs/../runs` → `runs`).
 fn absolute(base: &Path, path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
-    let mut clean = PathBuf::new();
-    for component in joined.components() {
-        match component {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir
-                if matches!(clean.components().next_back(), Some(std::path::Component::Normal(_))) =>
-            {
-                clean.pop();
-            }
-            other => clean.push(other),
-        }
-    }
-    clean
+    rosetta_common::paths::resolve(base, path)
 }
 
 /// Two paths name the same directory (compared after resolving, when both exist).

@@ -156,7 +156,7 @@ pub struct ModelSettings {
 }
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+    rosetta_common::paths::resolve(base, path)
 }
 
 impl ModelSection {

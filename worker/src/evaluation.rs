@@ -26,6 +26,8 @@ pub fn run_evaluation(command: &EvalCommand, program: &Path) -> Result<Vec<PathB
     if let Some(warning) = command.precision.slow_on(command.device).filter(|_| command.device == DeviceSpec::Cpu) {
         eprintln!("warning: --precision {warning}");
     }
+    // Here, before any shard starts: a missing GPU is one clear error, not one per shard.
+    rosetta_collective::device::open(command.device)?;
     let model = ModelToLoad::resolve(&command.model)?;
     // A checkpoint's reports go to RUN/eval/step-N, where in-training evaluation writes too (a
     // checkpoint directory may be pruned later; its reports should not go with it).

@@ -167,6 +167,16 @@ pub struct JobStateMachine {
     scheduler: Mutex<Scheduler>,
     state: Mutex<JobState>,
     changed: Notify,
+    /// Checkpoints the in-training evaluation still wants are kept beyond `keep_checkpoints`.
+    evaluation_hold: Mutex<Option<EvaluationHold>>,
+}
+
+/// What the in-training evaluation still needs kept: checkpoints due every `every` steps after
+/// the last one it evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EvaluationHold {
+    every: u64,
+    last_evaluated: Option<u64>,
 }
 
 impl std::fmt::Debug for JobStateMachine {
@@ -269,9 +279,35 @@ impl JobStateMachine {
             scheduler: Mutex::new(scheduler),
             state: Mutex::new(state),
             changed: Notify::new(),
+            evaluation_hold: Mutex::new(None),
         });
         job.persist(&job.lock());
         Ok(job)
+    }
+
+    /// Keeps every checkpoint due for evaluation every `every` steps after `last_evaluated` until
+    /// [`evaluated`](Self::evaluated) says it is done, whatever `keep_checkpoints` says (the
+    /// in-training evaluation calls it when it starts).
+    pub fn hold_for_evaluation(&self, every: u64, last_evaluated: Option<u64>) {
+        *self.evaluation_hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(EvaluationHold { every, last_evaluated });
+    }
+
+    /// The in-training evaluation is done with the checkpoint after `step` (and every earlier one).
+    pub fn evaluated(&self, step: u64) {
+        if let Some(hold) = self.evaluation_hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+            hold.last_evaluated = Some(step);
+        }
+    }
+
+    /// Of the `committed` checkpoints, those the in-training evaluation still wants.
+    pub(crate) fn held_for_evaluation(&self, committed: &[u64]) -> Vec<u64> {
+        match *self.evaluation_hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Some(EvaluationHold { every, last_evaluated }) => {
+                crate::evaluation::pending(committed, last_evaluated, every)
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Writes the generation and the used restarts to `RUN/job-state.json` (a failure to do so

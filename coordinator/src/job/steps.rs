@@ -270,7 +270,8 @@ impl JobStateMachine {
     /// Returns whether the checkpoint is now committed.
     pub fn commit_checkpoint(&self, part: CheckpointPart) -> JobResult<bool> {
         let Some(manifest) = self.collect_checkpoint_part(part)? else { return Ok(false) };
-        if let Err(error) = manifest::commit(&self.settings.run_dir, &manifest, self.settings.keep_checkpoints) {
+        let held = |committed: &[u64]| self.held_for_evaluation(committed);
+        if let Err(error) = manifest::commit(&self.settings.run_dir, &manifest, self.settings.keep_checkpoints, &held) {
             let reason = format!("committing the checkpoint of step {}: {error}", manifest.step);
             self.fail_generation(manifest.generation, reason.clone());
             return Err(JobError::Internal(reason));

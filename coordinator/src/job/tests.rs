@@ -131,7 +131,7 @@ async fn a_checkpoint_written_after_its_generation_ended_does_not_move_the_resta
     // While the manifest is being written, the generation fails and a new one forms.
     job.fail_generation(1, "worker lost".into());
     assert_eq!(job.generation(), 2);
-    manifest::commit(&job.settings().run_dir, &manifest, 3).unwrap();
+    manifest::commit(&job.settings().run_dir, &manifest, 3, &|_: &[u64]| Vec::new()).unwrap();
     job.checkpoint_written(&manifest);
     assert_eq!(job.progress().last_checkpoint, None);
     let fresh = register(&job, 2);
